@@ -1,0 +1,362 @@
+"""params.yaml: schema, inheritance (`base:` + deep merge) and the resolved config of one run.
+
+The schema lives here as pydantic models with ``extra="forbid"``: an unknown key or a wrong type
+is reported with the experiment and the dotted key before any work starts. Values live only in
+params.yaml (every field is required), so the file stays the single source of truth.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ccreid.errors import CCReIDError
+
+DEFAULT_PARAMS = Path("params.yaml")
+META_KEYS = ("base", "note", "reported")  # experiment keys that describe, not configure
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+# --- model -----------------------------------------------------------------------------------
+class MultiscaleCfg(Strict):
+    enabled: bool
+    gate: str
+    blocks: PositiveInt
+    reduction: PositiveInt
+
+
+class ModelCfg(Strict):
+    backbone: str
+    pretrained: str
+    last_stride: Literal[1, 2]
+    pooling: Literal["avg", "max", "gem", "maxavg"]
+    multiscale: MultiscaleCfg
+    correction: bool
+
+
+# --- losses ----------------------------------------------------------------------------------
+class IdLossCfg(Strict):
+    label_smoothing: Fraction
+
+
+class ClothesCfg(Strict):
+    enabled: bool
+    start_epoch: NonNegativeInt
+    scale: PositiveFloat
+    label_smoothing: Fraction
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+
+
+class AdversarialCfg(Strict):
+    enabled: bool
+    epsilon: Fraction
+    weight: NonNegativeFloat
+
+
+class TripletCfg(Strict):
+    weight: NonNegativeFloat
+    margin: NonNegativeFloat
+
+
+class AuxCfg(Strict):
+    enabled: bool
+    start_epoch: NonNegativeInt
+    weight: NonNegativeFloat
+
+
+class DistillCfg(Strict):
+    enabled: bool
+    weight: NonNegativeFloat
+    temperature: PositiveFloat
+
+
+class LossCfg(Strict):
+    id: IdLossCfg
+    clothes: ClothesCfg
+    adversarial: AdversarialCfg
+    triplet: TripletCfg
+    aux: AuxCfg
+    distill: DistillCfg
+
+
+# --- training --------------------------------------------------------------------------------
+class TrainCfg(Strict):
+    seed: int
+    epochs: PositiveInt
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    milestones: list[PositiveInt]
+    gamma: PositiveFloat
+    warmup_epochs: NonNegativeInt
+    ids_per_batch: PositiveInt
+    images_per_id: PositiveInt
+    amp: Literal["bf16", "fp16", "off"]
+
+
+class CropCfg(Strict):
+    p: Fraction
+    scale: Annotated[float, Field(ge=1.0)]
+
+
+class ErasingCfg(Strict):
+    p: Fraction
+    area: tuple[Fraction, Fraction]
+    aspect: tuple[PositiveFloat, PositiveFloat]
+
+
+class ColorJitterCfg(Strict):
+    p: Fraction
+    brightness: NonNegativeFloat
+    contrast: NonNegativeFloat
+    saturation: NonNegativeFloat
+    hue: Annotated[float, Field(ge=0.0, le=0.5)]
+
+
+class AugmentCfg(Strict):
+    flip: Fraction
+    crop: CropCfg
+    erasing: ErasingCfg
+    color_jitter: ColorJitterCfg
+    grayscale: Fraction
+
+
+class EvalCfg(Strict):
+    distance: Literal["cosine", "euclidean"]
+    flip: bool
+    single_shot: bool
+    batch_size: PositiveInt
+
+
+class RecipeCfg(Strict):
+    """What an experiment configures: the resolved `defaults` + overrides."""
+
+    model: ModelCfg
+    loss: LossCfg
+    train: TrainCfg
+    augment: AugmentCfg
+    eval: EvalCfg
+
+
+class ReportedCfg(Strict):
+    dataset: str
+    mAP: Fraction
+    R1: Fraction
+
+
+class DatasetCfg(Strict):
+    layout: str
+    root: str
+    size: tuple[PositiveInt, PositiveInt]
+    # Multiplies epochs, milestones and start epochs so a small demo set keeps the recipe's shape.
+    schedule_scale: PositiveFloat = 1.0
+    on_bad_image: Literal["error", "skip"] = "error"
+    synth: dict[str, Any] | None = None
+    obtain: str = ""
+
+
+class RunCfg(Strict):
+    dataset: str
+    exp: str
+
+
+# --- loading and resolution ------------------------------------------------------------------
+def _describe(error: ValidationError, where: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key '{key}' (check its spelling against defaults)")
+        elif item["type"] == "missing":
+            lines.append(f"{where}: missing key '{key}'")
+        else:
+            lines.append(f"{where}: key '{key}' = {item.get('input')!r}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class Params:
+    """A parsed, validated params.yaml."""
+
+    def __init__(self, raw: dict, source: str = "params.yaml"):
+        self.source = source
+        if not isinstance(raw, dict):
+            raise CCReIDError(f"{source}: expected a mapping at the top level")
+        allowed = {"run", "datasets", "defaults", "experiments"}
+        unknown = set(raw) - allowed
+        if unknown:
+            raise CCReIDError(f"{source}: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        for key in ("datasets", "defaults", "experiments"):
+            if not isinstance(raw.get(key), dict):
+                raise CCReIDError(f"{source}: '{key}' must be a mapping")
+        self.raw = raw
+        bad_ids = [k for k in raw["experiments"] if not isinstance(k, str)]
+        if bad_ids:
+            raise CCReIDError(
+                f"{source}: experiment id {bad_ids[0]!r} is not a string; quote it "
+                f"('\"{bad_ids[0]}\":') — unquoted numbers break DVC templating and Snakemake wildcards"
+            )
+        self.datasets = {}
+        for name, spec in raw["datasets"].items():
+            try:
+                self.datasets[name] = DatasetCfg.model_validate(spec)
+            except ValidationError as error:
+                raise CCReIDError(_describe(error, f"{source}: datasets.{name}")) from None
+        try:
+            self.run = RunCfg.model_validate(raw.get("run", {}))
+        except ValidationError as error:
+            raise CCReIDError(_describe(error, f"{source}: run")) from None
+        self._check_recipe(raw["defaults"], f"{source}: defaults")
+        for exp in raw["experiments"]:
+            self.resolve(exp)
+
+    @staticmethod
+    def _check_recipe(recipe: dict, where: str) -> RecipeCfg:
+        try:
+            return RecipeCfg.model_validate(recipe)
+        except ValidationError as error:
+            raise CCReIDError(_describe(error, where)) from None
+
+    @property
+    def experiments(self) -> list[str]:
+        return list(self.raw["experiments"])
+
+    def entry(self, exp: str) -> dict:
+        experiments = self.raw["experiments"]
+        if exp not in experiments:
+            raise CCReIDError(
+                f"unknown experiment {exp!r} in {self.source}; registered: {', '.join(experiments)}"
+            )
+        entry = experiments[exp] or {}
+        if not isinstance(entry, dict):
+            raise CCReIDError(f"{self.source}: experiment {exp!r} must be a mapping")
+        return entry
+
+    def chain(self, exp: str) -> list[str]:
+        """The experiment and its ancestors, root first."""
+        chain = [exp]
+        while True:
+            base = self.entry(chain[-1]).get("base")
+            if base is None:
+                return chain[::-1]
+            base = str(base)
+            if base not in self.raw["experiments"]:
+                raise CCReIDError(
+                    f"{self.source}: experiment {chain[-1]!r} has base {base!r}, which is not registered"
+                )
+            if base in chain:
+                cycle = " -> ".join(chain + [base])
+                raise CCReIDError(f"{self.source}: experiment {exp!r} has a cyclic base chain: {cycle}")
+            chain.append(base)
+
+    def resolve(self, exp: str) -> dict:
+        """The experiment's recipe: defaults deep-merged with each override along its base chain."""
+        recipe = copy.deepcopy(self.raw["defaults"])
+        for name in self.chain(exp):
+            entry = self.entry(name)
+            overrides = {k: v for k, v in entry.items() if k not in META_KEYS}
+            recipe = deep_merge(recipe, overrides)
+            if "reported" in entry:
+                try:
+                    ReportedCfg.model_validate(entry["reported"])
+                except ValidationError as error:
+                    raise CCReIDError(_describe(error, f"{self.source}: experiment {name!r}: reported")) from None
+        return self._check_recipe(recipe, f"{self.source}: experiment {exp!r}").model_dump(mode="json")
+
+    def dataset(self, name: str) -> DatasetCfg:
+        if name not in self.datasets:
+            raise CCReIDError(
+                f"unknown data set {name!r} in {self.source}; defined: {', '.join(self.datasets)}"
+            )
+        return self.datasets[name]
+
+    def run_config(self, dataset: str, exp: str) -> dict:
+        """Everything one run reads: the recipe with the data set's schedule scale applied."""
+        recipe = self.resolve(exp)
+        data = self.dataset(dataset)
+        recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
+        for loss in ("clothes", "aux"):
+            recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
+        recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain"})}
+        recipe["experiment"] = exp
+        return recipe
+
+
+def _scaled(epoch: int, scale: float) -> int:
+    return int(round(epoch * scale))
+
+
+def scale_schedule(train: dict, scale: float) -> dict:
+    train = dict(train)
+    train["epochs"] = max(1, _scaled(train["epochs"], scale))
+    train["milestones"] = [_scaled(m, scale) for m in train["milestones"]]
+    train["warmup_epochs"] = _scaled(train["warmup_epochs"], scale)
+    return train
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise CCReIDError(f"{path}: params file not found (run from the project root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise CCReIDError(f"{path}: not valid YAML: {error}") from None
+    return Params(raw, source=str(path))
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted-key JSON: the same content always gives the same text (and hash)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def content_hash(value: Any, length: int = 16) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+
+
+# Which sections each stage reads: a stage's fingerprint (and its rerun) follows only these.
+TRAIN_SECTIONS = ("model", "loss", "train", "augment")
+EXTRACT_KEYS = ("flip", "batch_size")  # eval keys that change the features
+EVAL_KEYS = ("distance", "single_shot")  # eval keys that change only the metrics
+
+
+def train_section(run_cfg: dict) -> dict:
+    """What training reads. The data itself is identified by the prepared folder's fingerprint,
+    so two experiments with equal sections share one trained model."""
+    return {key: run_cfg[key] for key in TRAIN_SECTIONS} | {"size": run_cfg["dataset"]["size"]}
+
+
+def model_owner(params: Params, dataset: str, exp: str) -> str:
+    """The experiment whose trained model `exp` uses: its furthest ancestor, up the base chain,
+    with the same training section (210 → 209, 218 → 216); itself when training differs."""
+    mine = train_section(params.run_config(dataset, exp))
+    owner = exp
+    for ancestor in reversed(params.chain(exp)[:-1]):
+        if train_section(params.run_config(dataset, ancestor)) != mine:
+            break
+        owner = ancestor
+    return owner

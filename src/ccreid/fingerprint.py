@@ -1,0 +1,137 @@
+"""What a stage consumed — input hashes, the config it read, its code — recorded beside its output.
+
+Snakemake (timestamps + params) and DVC (content hashes + dvc.lock) do not see each other's runs.
+Each stage therefore writes ``<output>.fingerprint.json`` after its output and returns at once
+when asked to rebuild an output whose recorded fingerprint equals the current one.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
+from ccreid.atomic import atomic_write_text
+from ccreid.config import canonical_json
+
+_CHUNK = 1 << 20
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_tree(root: Path) -> str:
+    """Content hash of every file under `root` (names and bytes), independent of timestamps."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hash_file(path).encode())
+    return digest.hexdigest()
+
+
+def hash_input(path: Path) -> str:
+    path = Path(path)
+    return hash_tree(path) if path.is_dir() else hash_file(path)
+
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a ccreid module name, or None when the name is not a module."""
+    parts = name.split(".")
+    if parts[0] != "ccreid":
+        return None
+    base = _PACKAGE_ROOT.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_ccreid_modules(name: str) -> set[str]:
+    source = _module_file(name)
+    package = name if source.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative import: resolve against this module's package
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{anchor}.{module}".rstrip(".")
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return {m for m in found if _module_file(m) is not None}
+
+
+@cache
+def code_hash(module: str) -> str:
+    """Hash of a module's source and of every ccreid module it imports, transitively."""
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(_imported_ccreid_modules(name) - seen)
+    digest = hashlib.sha256()
+    for name in sorted(seen):
+        digest.update(name.encode() + b"\0")
+        digest.update(_module_file(name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def make_fingerprint(stage_module: str, config: dict, inputs: dict[str, Path]) -> dict:
+    return {
+        "stage": stage_module,
+        "code": code_hash(stage_module),
+        "config": json.loads(canonical_json(config)),
+        "inputs": {name: hash_input(path) for name, path in sorted(inputs.items())},
+    }
+
+
+def record_path(output: Path) -> Path:
+    """Where an output's fingerprint lives: inside a folder output, beside a file output."""
+    output = Path(output)
+    if output.is_dir():
+        return output / "fingerprint.json"
+    return output.with_name(output.name + ".fingerprint.json")
+
+
+def is_fresh(output: Path, fingerprint: dict) -> bool:
+    """True when `output` exists and was built from exactly this fingerprint."""
+    path = record_path(output)
+    if not Path(output).exists() or not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()) == fingerprint
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def record(output: Path, fingerprint: dict) -> None:
+    """Write the fingerprint after `output` is complete (a folder output must exist already)."""
+    atomic_write_text(record_path(output), json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (for 'what changed' messages)."""
+    keys = sorted(set(old) | set(new))
+    out = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        path = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(differences(a, b, path + "."))
+        elif a != b:
+            out.append(f"{path}: {a!r} -> {b!r}")
+    return out
