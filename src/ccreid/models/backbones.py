@@ -1,0 +1,151 @@
+"""Backbone registry (params.yaml `model.backbone`) and pretrained-weight loading (`model.pretrained`).
+
+Every backbone has `out_channels` (final map), `mid_channels` (the map before the last stage:
+layer3 for ResNets, conv4 for OSNet), `forward_features(x) -> (mid_map, final_map)` and
+`forward(x) -> final_map`. Its state_dict names are those of the published checkpoint minus the
+ImageNet classifier, so `pretrained` may point at the published file as downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import ResNet50_Weights
+
+from ccreid.errors import CCReIDError
+from ccreid.models.osnet import CHANNELS_X1_0, OSNet, OSNetAIN
+from ccreid.models.resnet import ResNet50, TinyResNet
+
+# name -> builder(last_stride, width). OSNet keeps its published output stride 16 (conv4 and
+# conv5 do not downsample), so last_stride does not apply to it.
+BACKBONES: dict[str, Callable[[int, float], nn.Module]] = {
+    "resnet50": lambda last_stride, width: ResNet50(last_stride, width=width),
+    "resnet50_ibn_a": lambda last_stride, width: ResNet50(last_stride, ibn=True, width=width),
+    "osnet_x1_0": lambda last_stride, width: OSNet(_channels(CHANNELS_X1_0, width)),
+    "osnet_ain_x1_0": lambda last_stride, width: OSNetAIN(_channels(CHANNELS_X1_0, width)),
+    "resnet_tiny": lambda last_stride, width: TinyResNet(last_stride, _channels((16, 32, 64, 128), width)),
+}
+
+
+def _channels(channels: tuple[int, ...], width: float) -> tuple[int, ...]:
+    return tuple(max(4, int(round(c * width))) for c in channels)
+
+# Weights a framework can fetch itself (on the user's machine, into torch's cache).
+FRAMEWORK_IMAGENET_WEIGHTS = {"resnet50": ResNet50_Weights.IMAGENET1K_V1}
+
+# Where to download the published ImageNet checkpoint of the others.
+PUBLISHED_CHECKPOINTS = {
+    "resnet50_ibn_a": "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/"
+    "resnet50_ibn_a-d9d0bb7b.pth",
+    "osnet_x1_0": "torchreid's model zoo (https://kaiyangzhou.github.io/deep-person-reid/MODEL_ZOO, "
+    "ImageNet weights of osnet_x1_0)",
+    "osnet_ain_x1_0": "torchreid's model zoo (https://kaiyangzhou.github.io/deep-person-reid/MODEL_ZOO, "
+    "ImageNet weights of osnet_ain_x1_0)",
+}
+
+# Keys of the published files that the backbone does not have: the ImageNet classifier (and,
+# for OSNet, its 512-d fc embedding layer, which our re-id head replaces).
+CLASSIFIER_PREFIXES = ("fc.", "classifier.")
+
+# Keys under which training scripts commonly nest the state_dict (CAL saves "model_state_dict").
+NESTING_KEYS = ("state_dict", "model", "model_state_dict")
+
+MAX_NAMES_IN_MESSAGE = 10
+
+
+def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, width: float = 1.0) -> nn.Module:
+    """Build backbone `name`; pretrained: "none", "imagenet" or the path of a local weight file.
+
+    `width` scales the channels (1.0 = the published network; only then do checkpoints fit)."""
+    if name not in BACKBONES:
+        raise CCReIDError(
+            f"model.backbone: unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}"
+        )
+    if last_stride not in (1, 2):
+        raise CCReIDError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
+    backbone = BACKBONES[name](last_stride, width)
+    if pretrained == "imagenet":
+        source = f"torchvision's {name} ImageNet weights"
+        load_state_dict_checked(backbone, imagenet_state_dict(name), source)
+    elif pretrained != "none":
+        load_weight_file(backbone, pretrained)
+    return backbone
+
+
+def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights through the framework's own loader (downloads once into torch's cache)."""
+    if name not in FRAMEWORK_IMAGENET_WEIGHTS:
+        where = PUBLISHED_CHECKPOINTS.get(name)
+        todo = (
+            f"download the published checkpoint from {where} and"
+            if where
+            else "it has no published weights;"
+        )
+        raise CCReIDError(
+            f"model.pretrained: 'imagenet' is built in only for {', '.join(FRAMEWORK_IMAGENET_WEIGHTS)}; "
+            f"for backbone {name!r} {todo} set model.pretrained to the local file's path (or 'none')"
+        )
+    return FRAMEWORK_IMAGENET_WEIGHTS[name].get_state_dict(progress=True)
+
+
+def load_weight_file(backbone: nn.Module, path: str | Path) -> None:
+    """Load a local checkpoint into `backbone`: a plain state_dict or one nested under
+    "state_dict" / "model" / "model_state_dict", optionally saved from DataParallel ("module.")."""
+    path = Path(path)
+    if not path.is_file():
+        raise CCReIDError(
+            f"model.pretrained: no weight file at {path} (expected 'none', 'imagenet' or a file path)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt file, pickle with arbitrary objects, not a torch file ...
+        raise CCReIDError(f"model.pretrained: cannot read weights from {path}: {error}") from error
+    for key in NESTING_KEYS:
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if not isinstance(checkpoint, dict):
+        kind = type(checkpoint).__name__
+        raise CCReIDError(f"model.pretrained: {path} holds a {kind}, not a state_dict")
+    state_dict = {key.removeprefix("module."): value for key, value in checkpoint.items()}
+    load_state_dict_checked(backbone, state_dict, str(path))
+
+
+def load_state_dict_checked(backbone: nn.Module, state_dict: dict, source: str) -> None:
+    """Load every backbone weight from `state_dict` or raise an error naming each bad key.
+
+    Classifier keys are ignored. BatchNorm's `num_batches_tracked` counters may be absent
+    (files saved by old PyTorch): they do not affect outputs.
+    """
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(CLASSIFIER_PREFIXES)}
+    expected = backbone.state_dict()
+    missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} (file {tuple(v.shape)}, model {tuple(expected[k].shape)})"
+        for k, v in state_dict.items()
+        if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape
+    ]
+    problems = [
+        f"{label} ({len(keys)}): {_first_names(keys)}"
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if keys
+    ]
+    if problems:
+        raise CCReIDError(
+            f"model.pretrained: {source} does not fit backbone {type(backbone).__name__}: "
+            + "; ".join(problems)
+        )
+    backbone.load_state_dict(state_dict, strict=False)
+
+
+def _first_names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_NAMES_IN_MESSAGE])
+    return shown + (" ..." if len(keys) > MAX_NAMES_IN_MESSAGE else "")

@@ -1,0 +1,139 @@
+"""The re-id head: global pooling, BN neck, correction module, classifiers, auxiliary head."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ccreid.errors import CCReIDError
+
+
+class AvgPool(nn.Module):
+    """Global average pooling (the lab log's "池化mean"). B x C x H x W -> B x C."""
+
+    expansion = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+class MaxPool(nn.Module):
+    """Global max pooling. B x C x H x W -> B x C."""
+
+    expansion = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_max_pool2d(x, 1).flatten(1)
+
+
+class GeMPool(nn.Module):
+    """Generalised-mean pooling (Radenovic et al., TPAMI 2018): (mean x^p)^(1/p), p learnt.
+
+    p = 1 is average pooling, p -> infinity max pooling; p starts at 3.
+    """
+
+    expansion = 1
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.p = nn.Parameter(torch.full((1,), p))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        powered = x.clamp(min=self.eps).pow(self.p)
+        return F.adaptive_avg_pool2d(powered, 1).flatten(1).pow(1.0 / self.p)
+
+
+class MaxAvgPool(nn.Module):
+    """[global max, global avg] concatenated (CAL's pooling): B x C x H x W -> B x 2C."""
+
+    expansion = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.adaptive_max_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1)], dim=1).flatten(1)
+
+
+# params.yaml `model.pooling` -> pooling module; `expansion` = output channels / input channels.
+POOLINGS = {"avg": AvgPool, "max": MaxPool, "gem": GeMPool, "maxavg": MaxAvgPool}
+
+
+def build_pooling(name: str) -> nn.Module:
+    if name not in POOLINGS:
+        raise CCReIDError(
+            f"model.pooling: unknown pooling {name!r}; valid poolings: {', '.join(POOLINGS)}"
+        )
+    return POOLINGS[name]()
+
+
+class BNNeck(nn.BatchNorm1d):
+    """BatchNorm1d between pooling and classifier (Luo et al., "Bag of Tricks", CVPR-W 2019).
+
+    Its output is the embedding used for retrieval. The bias is frozen at 0 (the neck only
+    normalises and rescales), as in BoT's code; CAL trains it. Weight initialised around 1
+    (std 0.02) as in CAL.
+    """
+
+    def __init__(self, num_features: int):
+        super().__init__(num_features)
+        nn.init.normal_(self.weight, 1.0, 0.02)
+        nn.init.zeros_(self.bias)
+        self.bias.requires_grad_(False)
+
+
+class CorrectionModule(nn.Module):
+    """Residual refinement of the embedding: e + MLP(e), MLP = Linear -> ReLU -> Linear.
+
+    The last layer starts at zero, so the module starts as the identity and training only adds
+    what helps. Hidden width dim/4 keeps it small next to a 4096-d embedding.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        hidden_dim = dim // 4
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim)
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return embedding + self.mlp(embedding)
+
+
+class CosineClassifier(nn.Module):
+    """scale * cos(embedding, class weight): logits in [-scale, scale] (CAL's clothes classifier).
+
+    Normalising both sides makes the logits depend on the embedding's direction only, the
+    quantity retrieval uses.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 16.0):
+        super().__init__()
+        self.scale = scale
+        # random unit-norm rows, as CAL's NormalizedClassifier
+        weight = torch.empty(num_classes, in_features).uniform_(-1, 1)
+        self.weight = nn.Parameter(F.normalize(weight, dim=1))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.linear(F.normalize(embedding, dim=1), F.normalize(self.weight, dim=1))
+
+
+def id_classifier(in_features: int, num_ids: int) -> nn.Linear:
+    """Identity classifier: linear without bias, small init (std 0.001) as in BoT and CAL."""
+    classifier = nn.Linear(in_features, num_ids, bias=False)
+    nn.init.normal_(classifier.weight, std=0.001)
+    return classifier
+
+
+class AuxiliaryHead(nn.Module):
+    """Deep-supervision identity head on the mid-level map: pool -> BN neck -> linear."""
+
+    def __init__(self, in_channels: int, num_ids: int, pooling: str):
+        super().__init__()
+        self.pool = build_pooling(pooling)
+        self.neck = BNNeck(in_channels * self.pool.expansion)
+        self.classifier = id_classifier(in_channels * self.pool.expansion, num_ids)
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.neck(self.pool(feature_map)))

@@ -1,0 +1,97 @@
+"""The re-id model: backbone -> [multi-scale module] -> pooling -> BN neck -> [correction].
+
+    eval:  forward(x) -> embedding (B x D), the BN-neck output after correction, not normalised
+    train: forward(x) -> {"features": embedding, "logits": identity logits,
+                          "aux_logits": auxiliary-head logits (only when the aux head exists)}
+
+The clothes classifier is not called in forward: the training loop calls it CAL-style, on the
+detached embedding to train it (with its own optimizer) and on the live embedding for the
+adversarial loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ccreid.models.backbones import build_backbone
+from ccreid.models.heads import (
+    AuxiliaryHead,
+    BNNeck,
+    CorrectionModule,
+    CosineClassifier,
+    build_pooling,
+    id_classifier,
+)
+from ccreid.models.multiscale import MultiScaleModule
+
+
+class ReIDModel(nn.Module):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_ids: int,
+        *,
+        pooling: str = "maxavg",
+        multiscale: nn.Module | None = None,
+        correction: bool = False,
+        aux_head: bool = False,
+        num_clothes: int | None = None,
+        clothes_scale: float = 16.0,
+    ):
+        """`multiscale` runs on the final map (same width); `aux_head` adds an identity head on
+        the backbone's mid map; `num_clothes=None` builds no clothes classifier."""
+        super().__init__()
+        self.backbone = backbone
+        self.multiscale = multiscale
+        self.pool = build_pooling(pooling)
+        self.embedding_dim = backbone.out_channels * self.pool.expansion
+        self.neck = BNNeck(self.embedding_dim)
+        self.correction = CorrectionModule(self.embedding_dim) if correction else None
+        self.classifier = id_classifier(self.embedding_dim, num_ids)
+        self.aux_head = AuxiliaryHead(backbone.mid_channels, num_ids, pooling) if aux_head else None
+        self.clothes_classifier = None
+        if num_clothes is not None:
+            self.clothes_classifier = CosineClassifier(self.embedding_dim, num_clothes, clothes_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        mid_map, final_map = self.backbone.forward_features(x)
+        if self.multiscale is not None:
+            final_map = self.multiscale(final_map)
+        embedding = self.neck(self.pool(final_map))
+        if self.correction is not None:
+            embedding = self.correction(embedding)
+        if not self.training:
+            return embedding
+        outputs = {"features": embedding, "logits": self.classifier(embedding)}
+        if self.aux_head is not None:
+            outputs["aux_logits"] = self.aux_head(mid_map)
+        return outputs
+
+
+def build_model(model_cfg: dict, loss_cfg: dict, num_ids: int, num_clothes: int) -> ReIDModel:
+    """Build the model from the resolved `model` and `loss` sections of params.yaml."""
+    backbone = build_backbone(
+        model_cfg["backbone"], model_cfg["pretrained"], model_cfg["last_stride"], model_cfg.get("width", 1.0)
+    )
+    multiscale_cfg = model_cfg["multiscale"]
+    multiscale = None
+    if multiscale_cfg["enabled"]:
+        multiscale = MultiScaleModule(
+            backbone.out_channels,
+            gate=multiscale_cfg["gate"],
+            blocks=multiscale_cfg["blocks"],
+            reduction=multiscale_cfg["reduction"],
+        )
+    clothes_cfg = loss_cfg["clothes"]
+    return ReIDModel(
+        backbone,
+        num_ids,
+        pooling=model_cfg["pooling"],
+        multiscale=multiscale,
+        correction=model_cfg["correction"],
+        # distillation needs the auxiliary head as its student even when its own loss is off
+        aux_head=loss_cfg["aux"]["enabled"] or loss_cfg["distill"]["enabled"],
+        num_clothes=num_clothes if clothes_cfg["enabled"] else None,
+        clothes_scale=clothes_cfg["scale"],
+    )
