@@ -43,6 +43,7 @@ class MultiscaleCfg(Strict):
 class ModelCfg(Strict):
     backbone: str
     pretrained: str
+    width: PositiveFloat  # channel scale of the backbone; 1.0 = the published network
     last_stride: Literal[1, 2]
     pooling: Literal["avg", "max", "gem", "maxavg"]
     multiscale: MultiscaleCfg
@@ -165,6 +166,9 @@ class DatasetCfg(Strict):
     size: tuple[PositiveInt, PositiveInt]
     # Multiplies epochs, milestones and start epochs so a small demo set keeps the recipe's shape.
     schedule_scale: PositiveFloat = 1.0
+    # Deep-merged over every experiment's recipe on this data set (e.g. a narrow backbone for the
+    # CPU demo); validated like the experiments themselves.
+    overrides: dict[str, Any] = Field(default_factory=dict)
     on_bad_image: Literal["error", "skip"] = "error"
     synth: dict[str, Any] | None = None
     obtain: str = ""
@@ -233,6 +237,9 @@ class Params:
         self._check_recipe(raw["defaults"], f"{source}: defaults")
         for exp in raw["experiments"]:
             self.resolve(exp)
+        for name in self.datasets:
+            for exp in raw["experiments"]:
+                self.run_config(name, exp)
 
     @staticmethod
     def _check_recipe(recipe: dict, where: str) -> RecipeCfg:
@@ -295,13 +302,15 @@ class Params:
         return self.datasets[name]
 
     def run_config(self, dataset: str, exp: str) -> dict:
-        """Everything one run reads: the recipe with the data set's schedule scale applied."""
-        recipe = self.resolve(exp)
+        """Everything one run reads: the recipe with the data set's overrides and schedule scale."""
         data = self.dataset(dataset)
+        recipe = self._check_recipe(
+            deep_merge(self.resolve(exp), data.overrides), f"{self.source}: datasets.{dataset}.overrides"
+        ).model_dump(mode="json")
         recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
         for loss in ("clothes", "aux"):
             recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
-        recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain"})}
+        recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
         recipe["experiment"] = exp
         return recipe
 

@@ -1,0 +1,163 @@
+"""`ccreid <stage>`: thin subcommands over the stage modules. Snakemake and DVC call only these.
+
+Every path has a default from ccreid.paths, and every one can be given explicitly. Errors a
+user can fix are printed as one message (no traceback) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from ccreid import paths
+from ccreid.atomic import atomic_write_json
+from ccreid.config import load_params, model_owner
+from ccreid.errors import CCReIDError
+
+
+def _params(args):
+    return load_params(args.params)
+
+
+def cmd_synth(args) -> None:
+    from ccreid.synth import synthesize
+
+    params = _params(args)
+    cfg = params.dataset(args.dataset)
+    if cfg.synth is None:
+        raise CCReIDError(f"datasets.{args.dataset} has no `synth:` section: it is not a synthetic data set")
+    summary = synthesize(Path(args.out or cfg.root), cfg.synth)
+    print(json.dumps(summary, sort_keys=True))
+
+
+def cmd_prepare(args) -> None:
+    from ccreid.datasets.validate import format_summary
+    from ccreid.prepare import parse_dataset, prepare
+
+    params = _params(args)
+    cfg = params.dataset(args.dataset)
+    if args.check:
+        _, summary = parse_dataset(args.dataset, cfg)
+    else:
+        summary = prepare(args.dataset, cfg, Path(args.out or paths.prepared_dir(args.dataset)))
+    print(format_summary(summary))
+
+
+def cmd_train(args) -> None:
+    from ccreid.train import train
+
+    params = _params(args)
+    run_cfg = params.run_config(args.dataset, args.exp)
+    owner = model_owner(params, args.dataset, args.exp)
+    out = Path(args.out or paths.model_path(args.dataset, owner))
+    train(Path(args.prepared or paths.prepared_dir(args.dataset)), run_cfg, out, device=args.device)
+    print(out)
+
+
+def cmd_extract(args) -> None:
+    from ccreid.extract import extract
+
+    params = _params(args)
+    run_cfg = params.run_config(args.dataset, args.exp)
+    owner = model_owner(params, args.dataset, args.exp)
+    out = extract(
+        Path(args.prepared or paths.prepared_dir(args.dataset)),
+        Path(args.model or paths.model_path(args.dataset, owner)),
+        run_cfg["eval"],
+        Path(args.out or paths.features_path(args.dataset, args.exp)),
+        device=args.device,
+    )
+    print(out)
+
+
+def cmd_evaluate(args) -> None:
+    from ccreid.evaluate import evaluate
+
+    params = _params(args)
+    run_cfg = params.run_config(args.dataset, args.exp)
+    metrics = evaluate(
+        Path(args.features or paths.features_path(args.dataset, args.exp)),
+        run_cfg["eval"],
+        Path(args.out or paths.metrics_path(args.dataset, args.exp)),
+        device=args.device,
+    )
+    if args.headline:
+        atomic_write_json(Path(args.headline), {"dataset": args.dataset, "exp": args.exp, **metrics})
+    for name, values in metrics.items():
+        print(f"{name:>10}: mAP {values['mAP']:.4f}  R1 {values['R1']:.4f}  mINP {values['mINP']:.4f}")
+
+
+def cmd_config_show(args) -> None:
+    params = _params(args)
+    resolved = params.run_config(args.dataset, args.exp) if args.dataset else params.resolve(args.exp)
+    print(yaml.safe_dump(resolved, sort_keys=False), end="")
+
+
+def cmd_config_list(args) -> None:
+    params = _params(args)
+    print(f"{'id':>5}  {'base':>8}  {'reported (mAP / R1)':<24} note")
+    for exp in params.experiments:
+        entry = params.entry(exp)
+        reported = entry.get("reported")
+        numbers = f"{reported['dataset']} {reported['mAP']:.4f} / {reported['R1']:.4f}" if reported else "-"
+        print(f"{exp:>5}  {str(entry.get('base', 'defaults')):>8}  {numbers:<24} {entry.get('note', '')}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccreid", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stage(name: str, func, help_text: str, exp: bool = True):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--dataset", required=True, help="a data set named in params.yaml datasets:")
+        if exp:
+            p.add_argument("--exp", required=True, help="an experiment id from params.yaml experiments:")
+        p.set_defaults(func=func)
+        return p
+
+    p = stage("synth", cmd_synth, "write the synthetic data set in PRCC layout", exp=False)
+    p.add_argument("--out", help="output root (default: the data set's root)")
+    p = stage("prepare", cmd_prepare, "parse, check, decode and resize a data set", exp=False)
+    p.add_argument("--out", help="prepared folder (default: data/prepared/<dataset>)")
+    p.add_argument("--check", action="store_true", help="parse and validate only; write nothing")
+    p = stage("train", cmd_train, "train an experiment's model")
+    p.add_argument("--prepared")
+    p.add_argument("--out", help="model file (default: results/<ds>/<owner>/model.pt)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    p = stage("extract", cmd_extract, "embed the evaluation splits into features.h5")
+    p.add_argument("--prepared")
+    p.add_argument("--model")
+    p.add_argument("--out")
+    p.add_argument("--device")
+    p = stage("evaluate", cmd_evaluate, "evaluate every protocol into metrics.json")
+    p.add_argument("--features")
+    p.add_argument("--out")
+    p.add_argument("--headline", help="also write the metrics here (a fixed path for `dvc exp show`)")
+    p.add_argument("--device")
+
+    config = sub.add_parser("config", help="inspect params.yaml").add_subparsers(dest="action", required=True)
+    show = config.add_parser("show", help="print an experiment's resolved config")
+    show.add_argument("exp")
+    show.add_argument("--dataset", help="also apply this data set's schedule scale")
+    show.set_defaults(func=cmd_config_show)
+    config.add_parser("list", help="the registry: ids, bases, notes, reported numbers").set_defaults(func=cmd_config_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CCReIDError as error:
+        print(f"ccreid: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Stage `extract`: embeddings of every evaluation split into ``features.h5``.
+
+One HDF5 group per split a protocol uses (PRCC: gallery, query_sc, query_cc), each with
+``feats`` (float32 N×D, L2-normalised, averaged with the horizontally flipped image when
+eval.flip), ``pids``, ``camids``, ``clothes`` (int64) and ``paths``. The data set's protocols are
+stored as a JSON attribute so evaluation needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ccreid import fingerprint
+from ccreid.atomic import atomic_path
+from ccreid.config import EXTRACT_KEYS
+from ccreid.augment import to_normalized_float
+from ccreid.images import read_rows
+from ccreid.prepare import load_prepared
+from ccreid.train import load_model, pick_device
+
+
+
+@torch.no_grad()
+def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int, flip: bool, device) -> np.ndarray:
+    """L2-normalised embeddings of uint8 images, optionally averaged with their mirror image."""
+    out = []
+    autocast = device.type == "cuda"
+    for start in range(0, len(images), batch_size):
+        batch = to_normalized_float(images[start:start + batch_size].to(device))
+        if device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            feats = model(batch).float()
+            if flip:
+                feats = feats + model(batch.flip(3)).float()
+        out.append(F.normalize(feats, dim=1).cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def extract(prepared_dir: Path, model_path: Path, eval_cfg: dict, out_path: Path, device: str | None = None) -> Path:
+    prepared_dir, model_path, out_path = Path(prepared_dir), Path(model_path), Path(out_path)
+    config = {key: eval_cfg[key] for key in EXTRACT_KEYS}
+    expected = fingerprint.make_fingerprint(
+        __name__, config, {"prepared": prepared_dir / "fingerprint.json", "model": model_path})
+    if fingerprint.is_fresh(out_path, expected):
+        return out_path
+    data = load_prepared(prepared_dir)
+    torch_device = pick_device(device)
+    model = load_model(model_path, torch_device)
+    splits = sorted({p.query for p in data.protocols} | {p.gallery for p in data.protocols})
+    with atomic_path(out_path) as tmp:
+        with h5py.File(tmp, "w") as store:
+            store.attrs["protocols"] = json.dumps([dataclasses.asdict(p) for p in data.protocols])
+            for split in splits:
+                rows = data.samples.index[data.samples["split"] == split].to_numpy()
+                part = data.samples.loc[rows]
+                feats = embed(model, read_rows(data.images_path, rows), eval_cfg["batch_size"],
+                              eval_cfg["flip"], torch_device)
+                group = store.create_group(split)
+                group.create_dataset("feats", data=feats, track_times=False)
+                for column, name in (("pid", "pids"), ("camid", "camids"), ("clothes_label", "clothes")):
+                    group.create_dataset(name, data=part[column].to_numpy(np.int64), track_times=False)
+                group.create_dataset("paths", data=part["path"].tolist(), dtype=h5py.string_dtype(),
+                                     track_times=False)
+    fingerprint.record(out_path, expected)
+    return out_path

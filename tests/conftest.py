@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny but complete project (params.yaml + workflow + dvc.yaml) in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tests run many small models; on 2 cores a second OpenMP thread mostly spins.
+torch.set_num_threads(1)
+
+
+def tiny_params(**synth_overrides) -> dict:
+    """The project's params.yaml with the synthetic set and schedule shrunk for tests."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    synthetic = params["datasets"]["synthetic"]
+    synthetic["synth"].update(
+        {"train_ids": 8, "val_ids": 2, "test_ids": 4, "images_per_camera": 2, "height": 32, "width": 16}
+        | synth_overrides
+    )
+    synthetic["size"] = [32, 16]
+    synthetic["schedule_scale"] = 0.04  # 60 epochs -> 2; clothes/aux start at epoch 1
+    params["defaults"]["train"]["images_per_id"] = 4
+    params["defaults"]["eval"]["batch_size"] = 32
+    return params
+
+
+def write_project(root: Path, params: dict) -> Path:
+    """A runnable project folder: params.yaml, workflow/ and dvc.yaml of this repo."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(REPO / "workflow", root / "workflow", dirs_exist_ok=True)
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    return root
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None):
+    """Run a real command (snakemake, dvc, ccreid) and return the CompletedProcess."""
+    result = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    return write_project(tmp_path / "project", tiny_params())

@@ -1,0 +1,87 @@
+"""params.yaml resolution: inheritance, deep merge, and errors that name the experiment and key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from ccreid.config import Params, load_params, model_owner
+from ccreid.errors import CCReIDError
+
+from conftest import REPO
+
+
+@pytest.fixture
+def raw() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_repository_params_resolve_every_entry(raw):
+    params = Params(raw)
+    lab_log = ["196", "197", "198", "199", "200", "201", "202", "203", "206", "208", "209", "210",
+               "211", "212", "213", "214", "215", "216", "218"]
+    assert sorted(params.experiments) == sorted(lab_log)
+    assert params.resolve("212")["model"]["backbone"] == "resnet50"
+
+
+def test_inheritance_deep_merges_along_the_chain(raw):
+    params = Params(raw)
+    assert params.chain("199") == ["212", "196", "197", "199"]
+    resolved = params.resolve("199")
+    assert resolved["model"]["multiscale"] == {"enabled": True, "gate": "conv7_avgmax", "blocks": 2, "reduction": 16}
+    assert resolved["model"]["correction"] is True  # from 196
+    assert resolved["train"]["epochs"] == 120  # from 196
+    assert resolved["train"]["lr"] == raw["defaults"]["train"]["lr"]  # untouched default
+
+
+def test_dataset_scales_schedule_and_applies_overrides(raw):
+    params = Params(raw)
+    run = params.run_config("synthetic", "196")
+    scale = raw["datasets"]["synthetic"]["schedule_scale"]
+    assert run["train"]["epochs"] == round(120 * scale)
+    assert run["train"]["milestones"] == [round(40 * scale), round(80 * scale)]
+    assert run["loss"]["clothes"]["start_epoch"] == round(25 * scale)
+    assert run["model"]["width"] == raw["datasets"]["synthetic"]["overrides"]["model"]["width"]
+    assert params.run_config("prcc", "196")["train"]["epochs"] == 120
+
+
+def test_evaluation_only_variants_share_the_trained_model(raw):
+    params = Params(raw)
+    assert model_owner(params, "prcc", "210") == "209"
+    assert model_owner(params, "prcc", "218") == "216"
+    assert model_owner(params, "prcc", "213") == "213"
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda r: r["experiments"]["213"]["model"].update(multiscal={"enabled": True}),
+         "experiment '213': unknown key 'model.multiscal'"),
+        (lambda r: r["experiments"]["212"].update(train={"lr": "fast"}), "experiment '212': key 'train.lr'"),
+        (lambda r: r["experiments"]["212"].update(train={"lr": -0.1}), "experiment '212': key 'train.lr'"),
+        (lambda r: r["experiments"]["214"].update(base="999"), "experiment '214' has base '999', which is not registered"),
+        (lambda r: r["experiments"]["212"].update(base="216"), "cyclic base chain"),
+        (lambda r: r["defaults"]["model"].pop("pooling"), "missing key 'model.pooling'"),
+        (lambda r: r["experiments"].update({213: r["experiments"].pop("213")}), "quote it"),
+        (lambda r: r["datasets"]["synthetic"].update(size="big"), "datasets.synthetic"),
+        (lambda r: r["datasets"]["synthetic"]["overrides"]["model"].update(widht=1), "unknown key 'model.widht'"),
+    ],
+)
+def test_bad_params_are_rejected_with_the_key(raw, mutate, expected):
+    bad = copy.deepcopy(raw)
+    mutate(bad)
+    with pytest.raises(CCReIDError, match=None) as error:
+        Params(bad)
+    assert expected in str(error.value)
+
+
+def test_unknown_experiment_is_named(raw):
+    with pytest.raises(CCReIDError, match="unknown experiment '999'"):
+        Params(raw).resolve("999")
+
+
+def test_missing_params_file_is_named(tmp_path):
+    with pytest.raises(CCReIDError, match="params file not found"):
+        load_params(tmp_path / "params.yaml")

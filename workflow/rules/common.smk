@@ -1,0 +1,63 @@
+# Helpers shared by the rules: params.yaml is read once through ccreid's own config code, so
+# Snakemake and the CLI can never disagree on inheritance or validation.
+from pathlib import Path
+
+from ccreid import paths
+from ccreid.config import EVAL_KEYS, EXTRACT_KEYS, canonical_json, load_params, model_owner, train_section
+from ccreid.errors import CCReIDError
+
+try:
+    PARAMS = load_params("params.yaml")
+except CCReIDError as error:
+    raise WorkflowError(f"params.yaml: {error}")
+
+DEFAULT_DATASET = "synthetic"
+DATASETS = list(PARAMS.datasets)
+EXPERIMENTS = PARAMS.experiments
+SYNTHETIC = [name for name, cfg in PARAMS.datasets.items() if cfg.synth is not None]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    exp="|".join(EXPERIMENTS),
+
+
+def registry_metrics(dataset):
+    return [str(paths.metrics_path(dataset, exp)) for exp in EXPERIMENTS]
+
+
+def raw_root(wildcards):
+    """The raw data a data set is prepared from; a missing real data set stops the plan here."""
+    cfg = PARAMS.dataset(wildcards.dataset)
+    if cfg.synth is None and not Path(cfg.root).is_dir():
+        how = cfg.obtain or "see docs/datasets.md for where to obtain it"
+        raise WorkflowError(
+            f"data set {wildcards.dataset!r} is not on disk: place it at {cfg.root} in its published "
+            f"layout ({cfg.layout}) or set datasets.{wildcards.dataset}.root in params.yaml; {how}."
+        )
+    return cfg.root
+
+
+def dataset_params(wildcards):
+    return canonical_json(PARAMS.dataset(wildcards.dataset).model_dump(mode="json"))
+
+
+def train_params(wildcards):
+    return canonical_json(train_section(PARAMS.run_config(wildcards.dataset, wildcards.exp)))
+
+
+def eval_params(keys):
+    def params(wildcards):
+        cfg = PARAMS.run_config(wildcards.dataset, wildcards.exp)["eval"]
+        return canonical_json({key: cfg[key] for key in keys})
+
+    return params
+
+
+def trained_model(wildcards):
+    """Experiments that differ only in evaluation share their owner's model (210 -> 209)."""
+    return str(paths.model_path(wildcards.dataset, model_owner(PARAMS, wildcards.dataset, wildcards.exp)))
+
+
+def synthetic_root(wildcards):
+    return PARAMS.dataset(wildcards.dataset).root

@@ -1,0 +1,25 @@
+rule synth:
+    output:
+        directory("data/raw/{dataset}"),
+    params:
+        cfg=dataset_params,
+    log:
+        "logs/{dataset}/synth.log",
+    wildcard_constraints:
+        dataset="|".join(SYNTHETIC) or "^$",
+    shell:
+        "ccreid synth --dataset {wildcards.dataset} --out {output} 2>&1 | tee {log}"
+
+
+rule prepare:
+    input:
+        raw_root,
+    output:
+        directory("data/prepared/{dataset}"),
+    params:
+        cfg=dataset_params,
+    log:
+        "logs/{dataset}/prepare.log",
+    threads: workflow.cores
+    shell:
+        "ccreid prepare --dataset {wildcards.dataset} --out {output} 2>&1 | tee {log}"

@@ -1,0 +1,46 @@
+rule train:
+    input:
+        "data/prepared/{dataset}",
+    output:
+        "results/{dataset}/{exp}/model.pt",
+    params:
+        cfg=train_params,
+    log:
+        "logs/{dataset}/{exp}/train.log",
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    shell:
+        "ccreid train --dataset {wildcards.dataset} --exp {wildcards.exp}"
+        " --prepared {input} --out {output} 2>&1 | tee {log}"
+
+
+rule extract:
+    input:
+        prepared="data/prepared/{dataset}",
+        model=trained_model,
+    output:
+        "results/{dataset}/{exp}/features.h5",
+    params:
+        cfg=eval_params(EXTRACT_KEYS),
+    log:
+        "logs/{dataset}/{exp}/extract.log",
+    threads: workflow.cores
+    shell:
+        "ccreid extract --dataset {wildcards.dataset} --exp {wildcards.exp} --prepared {input.prepared}"
+        " --model {input.model} --out {output} 2>&1 | tee {log}"
+
+
+rule evaluate:
+    input:
+        "results/{dataset}/{exp}/features.h5",
+    output:
+        metrics="results/{dataset}/{exp}/metrics.json",
+        per_query="results/{dataset}/{exp}/per_query.csv",
+    params:
+        cfg=eval_params(EVAL_KEYS),
+    log:
+        "logs/{dataset}/{exp}/evaluate.log",
+    shell:
+        "ccreid evaluate --dataset {wildcards.dataset} --exp {wildcards.exp} --features {input}"
+        " --out {output.metrics} 2>&1 | tee {log}"
