@@ -15,7 +15,7 @@ import yaml
 
 from ccreid import paths
 from ccreid.atomic import atomic_write_json
-from ccreid.config import load_params, model_owner
+from ccreid.config import EVAL_KEYS, EXTRACT_KEYS, load_params, model_owner, train_section
 from ccreid.errors import CCReIDError
 
 
@@ -97,6 +97,22 @@ def cmd_config_show(args) -> None:
     print(yaml.safe_dump(resolved, sort_keys=False), end="")
 
 
+def cmd_config_write(args) -> None:
+    """One JSON file per stage holding exactly the config that stage reads. DVC stages depend on
+    these files instead of all of params.yaml, so its params follow inheritance: editing 197
+    changes 199's files (199 is based on it) and leaves 212's unchanged."""
+    params = _params(args)
+    run_cfg = params.run_config(args.dataset, args.exp)
+    out = Path(args.out)
+    sections = {
+        "train": train_section(run_cfg),
+        "extract": {key: run_cfg["eval"][key] for key in EXTRACT_KEYS},
+        "evaluate": {key: run_cfg["eval"][key] for key in EVAL_KEYS},
+    }
+    for stage, section in sections.items():
+        atomic_write_json(out / f"{stage}.json", section)
+
+
 def cmd_config_list(args) -> None:
     params = _params(args)
     print(f"{'id':>5}  {'base':>8}  {'reported (mAP / R1)':<24} note")
@@ -145,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("exp")
     show.add_argument("--dataset", help="also apply this data set's schedule scale")
     show.set_defaults(func=cmd_config_show)
+    write = config.add_parser("write", help="write the config each stage reads, one JSON per stage")
+    write.add_argument("--dataset", required=True)
+    write.add_argument("--exp", required=True)
+    write.add_argument("--out", required=True, help="folder for train.json, extract.json, evaluate.json")
+    write.set_defaults(func=cmd_config_write)
     config.add_parser("list", help="the registry: ids, bases, notes, reported numbers").set_defaults(func=cmd_config_list)
     return parser
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ccreid.errors import CCReIDError
 
@@ -176,7 +176,8 @@ class DatasetCfg(Strict):
 
 class RunCfg(Strict):
     dataset: str
-    exp: str
+    # `dvc exp run -S run.exp=214` writes an unquoted number: take it as the id it names.
+    exp: Annotated[str, BeforeValidator(lambda value: str(value) if isinstance(value, int) else value)]
 
 
 # --- loading and resolution ------------------------------------------------------------------

@@ -3,6 +3,8 @@ rule synth:
         directory("data/raw/{dataset}"),
     params:
         cfg=dataset_params,
+    conda:
+        "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/synth.log",
     wildcard_constraints:
@@ -18,6 +20,8 @@ rule prepare:
         directory("data/prepared/{dataset}"),
     params:
         cfg=dataset_params,
+    conda:
+        "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/prepare.log",
     threads: workflow.cores

@@ -5,6 +5,8 @@ rule train:
         "results/{dataset}/{exp}/model.pt",
     params:
         cfg=train_params,
+    conda:
+        "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/train.log",
     threads: workflow.cores
@@ -23,6 +25,8 @@ rule extract:
         "results/{dataset}/{exp}/features.h5",
     params:
         cfg=eval_params(EXTRACT_KEYS),
+    conda:
+        "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/extract.log",
     threads: workflow.cores
@@ -39,6 +43,8 @@ rule evaluate:
         per_query="results/{dataset}/{exp}/per_query.csv",
     params:
         cfg=eval_params(EVAL_KEYS),
+    conda:
+        "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/evaluate.log",
     shell:
