@@ -14,6 +14,13 @@ import tempfile
 from pathlib import Path
 
 
+def _default_mode(directory: bool) -> int:
+    """What a plain open()/mkdir() would give under the current umask (mkstemp/mkdtemp use 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path):
     """Yield a temporary path in the target's folder; on success rename it to `target`."""
@@ -22,6 +29,7 @@ def atomic_path(target: Path):
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp)
+    tmp.chmod(_default_mode(directory=False))
     try:
         yield tmp
         os.replace(tmp, target)
@@ -35,9 +43,7 @@ def atomic_dir(target: Path):
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the output should look like any folder
+    tmp.chmod(_default_mode(directory=True))
     try:
         yield tmp
         if target.exists():

@@ -1,0 +1,183 @@
+"""The report stage on a fake results tree: table contents, differences to base, plots, reruns."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ccreid.config import load_params
+from ccreid.errors import CCReIDError
+from ccreid.report import report
+
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+QUERIES, SKIPPED = 120, 3
+
+
+def fake_queries(prefix: str, seed: int, gain: float) -> pd.DataFrame:
+    """Per-query AP and first-match rank; the same seed with a larger gain is the same queries,
+    answered better. The first SKIPPED queries have no valid match."""
+    rng = np.random.default_rng(seed)
+    ap = np.clip(rng.beta(2, 5, QUERIES) + gain, 0.0, 1.0)
+    first_rank = np.where(rng.random(QUERIES) < ap, 0, rng.integers(1, 30, QUERIES))
+    ap[:SKIPPED], first_rank[:SKIPPED] = np.nan, -1
+    paths = [f"rgb/test/{prefix}/{i:03d}.jpg" for i in range(QUERIES)]
+    return pd.DataFrame({"path": paths, "pid": np.arange(QUERIES) // 4, "ap": ap, "first_rank": first_rank})
+
+
+def metrics_of(queries: pd.DataFrame) -> dict:
+    answered = queries[queries["ap"].notna()]
+    ranks = answered["first_rank"].to_numpy()
+    return {"mAP": float(answered["ap"].mean()), "mINP": float(answered["ap"].mean()) / 2,
+            **{f"R{r}": float((ranks < r).mean()) for r in (1, 5, 10, 20)},
+            "queries": len(answered), "skipped": len(queries) - len(answered)}
+
+
+def write_result(exp_dir: Path, seed: int, gain: float, protocols=("cc", "sc"), single_shot=False) -> dict:
+    """metrics.json and per_query.csv as `ccreid evaluate` writes them."""
+    exp_dir.mkdir(parents=True)
+    tables, metrics = [], {}
+    for offset, protocol in enumerate(protocols):
+        queries = fake_queries(protocol.upper(), seed + offset, gain)
+        metrics[protocol] = metrics_of(queries)
+        tables.append(queries.assign(protocol=protocol)[["protocol", "path", "pid", "ap", "first_rank"]])
+    if single_shot:
+        metrics["cc_single"] = {"mAP": 0.41, "mAP_std": 0.02, "R1": 0.37, "R1_std": 0.03,
+                                "mINP": 0.2, "mINP_std": 0.01, "queries": 117, "skipped": 3, "trials": 10}
+    pd.concat(tables).to_csv(exp_dir / "per_query.csv", index=False, float_format="%.8g")
+    (exp_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return metrics
+
+
+# exp -> (seed, gain): 211 answers exactly as 212, 213 clearly better; 208 (209's base) is not run.
+FAKE_RUNS = {"212": (0, 0.0), "211": (0, 0.0), "213": (0, 0.15), "214": (0, 0.14), "215": (0, 0.02),
+             "209": (0, 0.05)}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results") / "synthetic"
+    metrics = {exp: write_result(results / exp, seed, gain) for exp, (seed, gain) in FAKE_RUNS.items()}
+    metrics["218"] = write_result(results / "218", 0, 0.1, single_shot=True)
+    out = results / "report"
+    returned = report("synthetic", PARAMS, results, out)
+    return results, out, metrics, returned
+
+
+def md_row(out: Path, exp: str) -> list[str]:
+    for line in (out / "report.md").read_text().splitlines():
+        if line.startswith(f"| {exp} |"):
+            return [cell.strip() for cell in line.strip("|").split(" | ")]
+    raise AssertionError(f"no row for {exp} in report.md")
+
+
+def md_column(out: Path, header: str) -> int:
+    return md_row(out, "Exp").index(header)
+
+
+def test_csv_has_every_registered_experiment_with_the_written_numbers(built):
+    _, out, metrics, _ = built
+    table = pd.read_csv(out / "report.csv", dtype={"exp": str, "base": str})
+    assert list(table["exp"]) == PARAMS.experiments
+    rows = table.set_index("exp")
+    for exp, written in metrics.items():
+        assert rows.loc[exp, "status"] == "run"
+        for protocol in ("cc", "sc"):
+            for metric in ("mAP", "R1"):
+                assert rows.loc[exp, f"{protocol}_{metric}"] == pytest.approx(written[protocol][metric], abs=1e-12)
+        assert rows.loc[exp, "cc_mAP_low"] < rows.loc[exp, "cc_mAP"] < rows.loc[exp, "cc_mAP_high"]
+        assert rows.loc[exp, "cc_queries"] == QUERIES - SKIPPED
+    not_run = set(PARAMS.experiments) - set(metrics)
+    assert set(rows.index[rows["status"] == "not run"]) == not_run
+    assert rows.loc["212", "reported_dataset"] == "prcc"
+    assert rows.loc["212", "reported_mAP"] == pytest.approx(0.56711)
+
+
+def test_difference_to_base_and_its_interval(built):
+    results, out, _, returned = built
+    rows = {row["exp"]: row for row in returned["rows"]}
+    before = pd.read_csv(results / "212" / "per_query.csv").query("protocol == 'cc'").dropna()
+    after = pd.read_csv(results / "213" / "per_query.csv").query("protocol == 'cc'").dropna()
+    better = rows["213"]
+    assert better["delta_cc_mAP"] == pytest.approx(after["ap"].mean() - before["ap"].mean())
+    assert 0 < better["delta_cc_mAP_low"] < better["delta_cc_mAP"] < better["delta_cc_mAP_high"]
+    assert better["delta_cc_mAP_excludes_0"]
+    delta_map = md_column(out, "Δ cc mAP vs base [95% CI]")
+    assert md_row(out, "213")[delta_map].endswith("*")
+    # 211 answers every query as its base 212 does: a zero difference with a zero-width interval.
+    assert md_row(out, "211")[delta_map] == "+0.00 [+0.00, +0.00]"
+    assert md_row(out, "209")[delta_map] == "base not run"
+    assert md_row(out, "212")[delta_map] == ""
+
+
+def test_markdown_rows_in_percent_with_not_run_reported_and_single_shot(built):
+    _, out, metrics, _ = built
+    text = (out / "report.md").read_text()
+    assert "Data set: synthetic" in text and "not comparable" in text and "cc_single" in text
+    row = md_row(out, "212")
+    assert row[md_column(out, "cc mAP [95% CI]")].startswith(f"{100 * metrics['212']['cc']['mAP']:.2f} [")
+    assert row[md_column(out, "sc R1")] == f"{100 * metrics['212']['sc']['R1']:.2f}"
+    assert row[md_column(out, "Reported on")] == "prcc"
+    assert row[md_column(out, "Reported mAP")] == "56.71"
+    assert row[md_column(out, "Reported R1")] == "55.91"
+    assert md_row(out, "196")[md_column(out, "cc mAP [95% CI]")] == "not run"
+    assert md_row(out, "218")[md_column(out, "cc_single mAP (mean ± std)")] == "41.00 ± 2.00"
+
+
+def test_plots_are_pngs_and_the_html_embeds_them(built):
+    _, out, _, _ = built
+    for name in ("cmc.png", "cc_bars.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.width > 0 and image.height > 0
+    page = (out / "report.html").read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert [base64.b64decode(data) for data in embedded] == [(out / "cmc.png").read_bytes(),
+                                                              (out / "cc_bars.png").read_bytes()]
+    assert "<table>" in page and "not run" in page
+
+
+def test_rerun_gives_identical_bytes(built, tmp_path):
+    results, out, _, _ = built
+    report("synthetic", PARAMS, results, tmp_path)
+    for name in ("report.md", "report.csv", "report.html", "cmc.png", "cc_bars.png"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_cmc_defaults_to_the_baseline_and_the_five_best_others(built):
+    assert built[3]["cmc_experiments"] == ["212", "213", "214", "218", "209", "215"]
+
+
+def test_explicit_cmc_experiments_must_have_results(built, tmp_path):
+    results, _, _, _ = built
+    assert report("synthetic", PARAMS, results, tmp_path, cmc_experiments=["214"])["cmc_experiments"] == ["214"]
+    with pytest.raises(CCReIDError, match="'196'"):
+        report("synthetic", PARAMS, results, tmp_path, cmc_experiments=["196"])
+
+
+def test_different_query_sets_name_both_files(tmp_path):
+    write_result(tmp_path / "212", 0, 0.0)
+    write_result(tmp_path / "211", 0, 0.0)
+    per_query = tmp_path / "211" / "per_query.csv"
+    table = pd.read_csv(per_query)
+    table.loc[5, "path"] = "rgb/test/C/elsewhere.jpg"
+    table.to_csv(per_query, index=False)
+    with pytest.raises(CCReIDError, match=r"212.per_query\.csv and .*211.per_query\.csv"):
+        report("synthetic", PARAMS, tmp_path, tmp_path / "report")
+
+
+def test_data_set_without_cc_reports_its_first_protocol(tmp_path):
+    write_result(tmp_path / "212", 0, 0.0, protocols=("standard",))
+    returned = report("market", PARAMS, tmp_path, tmp_path / "report")
+    assert returned["protocols"] == {"main": "standard", "second": None, "single_shot": []}
+    assert "standard mAP [95% CI]" in md_row(tmp_path / "report", "Exp")
+
+
+def test_no_results_at_all_is_a_user_error(tmp_path):
+    with pytest.raises(CCReIDError, match="no experiment has a metrics.json"):
+        report("synthetic", PARAMS, tmp_path, tmp_path / "report")

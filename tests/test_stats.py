@@ -1,0 +1,73 @@
+"""Bootstrap intervals: coverage on data with a known shift, determinism, degenerate inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ccreid import stats
+from ccreid.errors import CCReIDError
+
+
+def paired_sample(rng: np.random.Generator, queries: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query APs of a base model and of one better by `shift` on average, per-query noisy."""
+    base = rng.beta(2, 5, queries)
+    return base, base + shift + rng.normal(0.0, 0.1, queries)
+
+
+def test_interval_covers_the_true_difference_about_95_percent_of_the_time():
+    rng = np.random.default_rng(123)
+    shift, repeats = 0.02, 200
+    covered = 0
+    for _ in range(repeats):
+        a, b = paired_sample(rng, queries=150, shift=shift)
+        result = stats.paired_bootstrap(a, b, n_resamples=500)
+        covered += result["low"] <= shift <= result["high"]
+    # Binomial(200, 0.95) stays within this band with probability > 0.999.
+    assert 0.89 <= covered / repeats <= 0.99
+
+
+def test_same_seed_same_interval_and_another_seed_differs():
+    a, b = paired_sample(np.random.default_rng(0), queries=300, shift=0.01)
+    first = stats.paired_bootstrap(a, b, seed=7)
+    assert stats.paired_bootstrap(a, b, seed=7) == first
+    assert stats.paired_bootstrap(a, b, seed=8)["low"] != first["low"]
+
+
+def test_block_size_does_not_change_the_draws(monkeypatch):
+    a, b = paired_sample(np.random.default_rng(1), queries=100, shift=0.0)
+    whole = stats.paired_bootstrap(a, b, n_resamples=300)
+    monkeypatch.setattr(stats, "BLOCK_ELEMENTS", 100 * 7)  # 7 resamples per block, the last one short
+    assert stats.paired_bootstrap(a, b, n_resamples=300) == whole
+
+
+def test_identical_inputs_give_a_zero_interval():
+    values = np.random.default_rng(2).random(50)
+    result = stats.paired_bootstrap(values, values.copy())
+    assert (result["diff"], result["low"], result["high"]) == (0.0, 0.0, 0.0)
+
+
+def test_clear_difference_excludes_zero():
+    a, b = paired_sample(np.random.default_rng(3), queries=400, shift=0.05)
+    result = stats.paired_bootstrap(a, b)
+    assert result["diff"] == pytest.approx(np.mean(b - a))
+    assert 0.0 < result["low"] < result["diff"] < result["high"]
+
+
+def test_bootstrap_mean_interval_brackets_the_mean():
+    hits = (np.random.default_rng(4).random(200) < 0.3).astype(float)  # rank-1 hits
+    result = stats.bootstrap_mean(hits, confidence=0.9)
+    assert result["mean"] == pytest.approx(hits.mean())
+    assert result["low"] < result["mean"] < result["high"]
+    assert result["n"] == 200 and result["confidence"] == 0.9
+
+
+@pytest.mark.parametrize("a, b", [([0.1, 0.2], [0.1]), ([], []), ([0.1, np.nan], [0.1, 0.2])])
+def test_bad_inputs_are_user_errors(a, b):
+    with pytest.raises(CCReIDError):
+        stats.paired_bootstrap(np.array(a), np.array(b))
+
+
+def test_mean_std_over_seeds():
+    assert stats.mean_std([0.5, 0.6, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1), "n": 3}
+    assert stats.mean_std([0.4]) == {"mean": 0.4, "std": 0.0, "n": 1}
