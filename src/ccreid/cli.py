@@ -91,6 +91,16 @@ def cmd_evaluate(args) -> None:
         print(f"{name:>10}: mAP {values['mAP']:.4f}  R1 {values['R1']:.4f}  mINP {values['mINP']:.4f}")
 
 
+def cmd_report(args) -> None:
+    from ccreid.report import report
+
+    params = _params(args)
+    results_dir = Path(args.results or Path("results") / args.dataset)
+    written = report(args.dataset, params, results_dir, Path(args.out or results_dir),
+                     cmc_experiments=args.cmc, experiments=args.experiments)
+    print("\n".join(str(path) for path in written["files"].values()))
+
+
 def cmd_config_show(args) -> None:
     params = _params(args)
     resolved = params.run_config(args.dataset, args.exp) if args.dataset else params.resolve(args.exp)
@@ -155,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.add_argument("--headline", help="also write the metrics here (a fixed path for `dvc exp show`)")
     p.add_argument("--device")
+
+    p = stage("report", cmd_report, "the ablation table of a data set: md, csv, html, plots", exp=False)
+    p.add_argument("--results", help="folder of the experiments' results (default: results/<dataset>)")
+    p.add_argument("--out", help="output folder (default: the results folder)")
+    p.add_argument("--experiments", nargs="+", help="only these experiments (default: the registry)")
+    p.add_argument("--cmc", nargs="+", help="experiments drawn in cmc.png")
 
     config = sub.add_parser("config", help="inspect params.yaml").add_subparsers(dest="action", required=True)
     show = config.add_parser("show", help="print an experiment's resolved config")

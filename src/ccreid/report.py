@@ -391,14 +391,26 @@ def _write_bytes(target: Path, data: bytes) -> None:
 
 
 # --- the stage -------------------------------------------------------------------------------
-def report(dataset: str, params, results_dir: Path, out_dir: Path, cmc_experiments: list[str] | None = None) -> dict:
+def report(
+    dataset: str,
+    params,
+    results_dir: Path,
+    out_dir: Path,
+    cmc_experiments: list[str] | None = None,
+    experiments: list[str] | None = None,
+) -> dict:
     """Write report.md/.csv/.html, cmc.png and cc_bars.png for one data set into `out_dir`.
+
+    `experiments` restricts the table to part of the registry (e.g. the lab log's gate table).
 
     Returns the protocols used, the table rows (the CSV's contents), the experiments drawn in
     cmc.png and the written files.
     """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    results = {exp: result for exp in params.experiments
+    experiments = experiments or params.experiments
+    for exp in experiments:
+        params.entry(exp)  # an unknown id is an error naming it
+    results = {exp: result for exp in experiments
                if (result := _load_result(results_dir / exp)) is not None}
     if not results:
         raise CCReIDError(
@@ -406,7 +418,7 @@ def report(dataset: str, params, results_dir: Path, out_dir: Path, cmc_experimen
             f"{dataset!r} first (e.g. `snakemake --cores all results/{dataset}/{BASELINE}/metrics.json`)"
         )
     protocols = _pick_protocols(results)
-    rows = [_experiment_row(exp, params.entry(exp), results, protocols) for exp in params.experiments]
+    rows = [_experiment_row(exp, params.entry(exp), results, protocols) for exp in experiments]
 
     main = protocols.main
     cmc_experiments = _cmc_experiments(rows, protocols, cmc_experiments)

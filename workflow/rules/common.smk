@@ -22,8 +22,16 @@ wildcard_constraints:
     exp="|".join(EXPERIMENTS),
 
 
-def registry_metrics(dataset):
-    return [str(paths.metrics_path(dataset, exp)) for exp in EXPERIMENTS]
+# Named tables: `snakemake results/<ds>/<table>/report.md`, or `snakemake gates --config dataset=prcc`.
+TABLES = {
+    "registry": EXPERIMENTS,  # results/<ds>/report.md
+    "gates": [e for e in ("196", "197", "198", "199", "200", "201", "202", "203") if e in EXPERIMENTS],
+    "modules": [e for e in ("206", "208", "209", "210", "212", "213", "214", "215", "216", "218") if e in EXPERIMENTS],
+}
+
+
+def table_metrics(dataset, table):
+    return [str(paths.metrics_path(dataset, exp)) for exp in TABLES[table]]
 
 
 def raw_root(wildcards):
