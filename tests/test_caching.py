@@ -1,0 +1,84 @@
+"""Exact caching: what Snakemake plans after each kind of edit, and one cache for two orchestrators."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+import yaml
+
+from conftest import run, tiny_params, write_project
+
+
+def small_registry() -> dict:
+    """212 -> 213 -> 214, and 210 (= 214 evaluated with euclidean distance, sharing its model)."""
+    params = tiny_params()
+    registry = params["experiments"]
+    params["experiments"] = {
+        "212": registry["212"],
+        "213": registry["213"],
+        "214": registry["214"],
+        "210": {"base": "214", "note": "214 with euclidean distance", "eval": {"distance": "euclidean"}},
+    }
+    return params
+
+
+def planned_outputs(project) -> set[str]:
+    """The outputs of every job a dry run plans (Snakemake's own decision, nothing run)."""
+    result = run(["snakemake", "--cores", "2", "--dry-run"], cwd=project)
+    lines = re.findall(r"^\s+output: (.+)$", result.stdout, flags=re.M)
+    return {path for line in lines for path in line.split(", ")}
+
+
+def edit(project, change) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    change(params)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    project = write_project(tmp_path_factory.mktemp("cache") / "project", small_registry())
+    first = run(["snakemake", "--cores", "2"], cwd=project)
+    # Shared model: 210 trains nothing of its own.
+    assert "results/synthetic/210/model.pt" not in first.stdout + first.stderr
+    assert not (project / "results/synthetic/210/model.pt").exists()
+    assert (project / "results/synthetic/210/metrics.json").exists()
+    return project
+
+
+@pytest.fixture
+def project(built, tmp_path):
+    """A copy of the built project (timestamps kept), so each test edits its own."""
+    copy = tmp_path / "project"
+    shutil.copytree(built, copy, symlinks=True)
+    return copy
+
+
+def test_second_run_plans_nothing(project):
+    assert planned_outputs(project) == set()
+
+
+def test_editing_one_experiment_reruns_its_chain_and_the_report(project):
+    edit(project, lambda p: p["experiments"]["213"]["model"].update(pooling="avg"))
+    planned = planned_outputs(project)
+    trained = {p for p in planned if p.endswith("model.pt")}
+    assert trained == {"results/synthetic/213/model.pt", "results/synthetic/214/model.pt"}
+    assert "results/synthetic/212/features.h5" not in planned
+    assert "results/synthetic/report.md" in planned
+
+
+def test_evaluation_only_edit_reevaluates_without_retraining(project):
+    edit(project, lambda p: p["experiments"]["214"].update(eval={"single_shot": True}))
+    planned = planned_outputs(project)
+    assert not any(p.endswith(("model.pt", "features.h5")) for p in planned)
+    assert "results/synthetic/214/metrics.json" in planned
+    assert "results/synthetic/213/metrics.json" not in planned
+
+
+def test_euclidean_variant_equals_its_model_owner(project):
+    cosine = json.loads((project / "results/synthetic/214/metrics.json").read_text())
+    euclidean = json.loads((project / "results/synthetic/210/metrics.json").read_text())
+    assert euclidean == cosine  # the lab log's 210: "euclidean and cosine identical"
