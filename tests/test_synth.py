@@ -122,17 +122,26 @@ def test_deterministic_bytes(synth, tmp_path):
     assert sum(a[k] != b[k] for k in a) > 0.95 * len(a)
 
 
-def test_replaces_existing_set_and_stale_temp(tmp_path):
+def test_replaces_existing_set_whole(tmp_path):
     root = tmp_path / "synthetic"
     (root / "rgb" / "train" / "999").mkdir(parents=True)
     (root / "rgb" / "train" / "999" / "A_1.jpg").write_bytes(b"old")
-    stale = tmp_path / ".synthetic.synth-tmp"
-    (stale / "half").mkdir(parents=True)
     small = dict(CFG, train_ids=1, val_ids=1, test_ids=1, images_per_camera=1)
     synthesize(root, small)
     assert not (root / "rgb" / "train" / "999").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic"]  # no temp or old folder left
     assert len(list(root.rglob("*.jpg"))) == 9
+
+
+def test_second_call_with_same_cfg_returns_at_once(tmp_path):
+    root = tmp_path / "synthetic"
+    small = dict(CFG, train_ids=1, val_ids=1, test_ids=1, images_per_camera=1)
+    first = synthesize(root, small)
+    stamp = (root / "rgb").stat().st_mtime_ns
+    assert synthesize(root, small) == first
+    assert (root / "rgb").stat().st_mtime_ns == stamp  # not rewritten
+    synthesize(root, dict(small, seed=5))
+    assert (root / "rgb").stat().st_mtime_ns != stamp  # a changed cfg rewrites
 
 
 @pytest.mark.parametrize("key", CONFIG_KEYS)

@@ -39,16 +39,25 @@ def atomic_path(target: Path):
 
 @contextlib.contextmanager
 def atomic_dir(target: Path):
-    """Yield a temporary folder beside `target`; on success it replaces `target` whole."""
+    """Yield a temporary folder beside `target`; on success it replaces `target` whole.
+
+    The old folder is first renamed aside, so at every instant `target` is either the old
+    complete folder, absent, or the new complete one — never a mix.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
     tmp.chmod(_default_mode(directory=True))
     try:
         yield tmp
+        old = target.with_name(f".old-{target.name}")
+        if old.exists():
+            shutil.rmtree(old)
         if target.exists():
-            shutil.rmtree(target)
+            os.replace(target, old)
         os.replace(tmp, target)
+        if old.exists():
+            shutil.rmtree(old)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
