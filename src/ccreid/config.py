@@ -108,6 +108,12 @@ class TrainCfg(Strict):
     ids_per_batch: PositiveInt
     images_per_id: PositiveInt
     amp: Literal["bf16", "fp16", "off"]
+    # Where the training images live, per process: in memory up to this size, else streamed
+    # from images.h5. Never changes a result.
+    memory_budget_gb: NonNegativeFloat
+    # Evaluate on the data set's validation split every N epochs (0 = off); logged, never used
+    # to pick the model (the final model is the last epoch's).
+    val_every: NonNegativeInt
 
 
 class CropCfg(Strict):
@@ -354,10 +360,17 @@ EXTRACT_KEYS = ("flip", "batch_size")  # eval keys that change the features
 EVAL_KEYS = ("distance", "single_shot")  # eval keys that change only the metrics
 
 
+# train keys that change how training runs but never the trained weights.
+TRAIN_RUNTIME_KEYS = ("memory_budget_gb", "val_every")
+
+
 def train_section(run_cfg: dict) -> dict:
     """What training reads. The data itself is identified by the prepared folder's fingerprint,
-    so two experiments with equal sections share one trained model."""
-    return {key: run_cfg[key] for key in TRAIN_SECTIONS} | {"size": run_cfg["dataset"]["size"]}
+    so two experiments with equal sections share one trained model. Runtime keys are left out:
+    changing them neither retrains a model nor invalidates a checkpoint."""
+    section = {key: run_cfg[key] for key in TRAIN_SECTIONS} | {"size": run_cfg["dataset"]["size"]}
+    section["train"] = {k: v for k, v in section["train"].items() if k not in TRAIN_RUNTIME_KEYS}
+    return section
 
 
 def model_owner(params: Params, dataset: str, exp: str) -> str:

@@ -5,7 +5,8 @@ than K images is topped up by drawing with replacement; a last incomplete group 
 batches are then filled with P groups of P distinct identities, drawn at random among the
 identities that still have groups, until fewer than P such identities remain. The epoch length is
 therefore about (number of training images) / (P·K) batches. Draws come from a NumPy generator
-seeded by (seed, epoch), so any epoch can be replayed on its own (exact resume).
+seeded by (seed, epoch), so any epoch can be replayed on its own (exact resume), and every DDP
+rank computes the same batches and takes its own slice of each (ccreid.distributed).
 """
 
 from __future__ import annotations

@@ -3,12 +3,25 @@
 The loop per batch (CAL style, two optimizers): identity loss (+ triplet, auxiliary head,
 distillation when on); the clothes classifier learns on detached embeddings with its own
 optimizer; the clothes-adversarial loss pushes the backbone with the freshly updated classifier.
-A checkpoint is written atomically after every epoch; started again with the same command a
-killed run resumes from it and ends with the same weights, bit for bit on CPU.
+
+Input: the P×K sampler's batches (deterministic from the seed and the epoch), read ahead by
+ccreid.loader from memory or from images.h5, augmented on the training device (ccreid.augment).
+On CUDA: pinned host batches, non-blocking copies, AMP (train.amp) and channels_last.
+
+Exact resume: after every epoch a checkpoint is written atomically (model, both optimizers, the
+AMP scaler, every process's RNG states, epoch and step). Started again with the same command a
+killed run resumes from it and ends with the same weights, bit for bit on CPU; the DVCLive
+history keeps one row per step (the killed epoch's rows are dropped before it is replayed).
+
+Several processes: `torchrun --nproc_per_node N -m ccreid train ...` (DDP; NCCL on CUDA, gloo on
+CPU). Each rank trains on its shard of every global P×K batch; the triplet loss sees the whole
+batch (features gathered across ranks); rank 0 alone writes checkpoint, model and logs.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import random
 import sys
 import time
@@ -17,24 +30,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ccreid import fingerprint, losses
 from ccreid.atomic import atomic_path
 from ccreid.augment import BatchAugment
 from ccreid.config import train_section
+from ccreid.distributed import World, process_group, world_from_environment
 from ccreid.errors import CCReIDError
-from ccreid.images import read_rows
+from ccreid.loader import Prefetcher, open_training_images
 from ccreid.models import build_model
 from ccreid.prepare import load_prepared
 from ccreid.sampler import IdentitySampler
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's content changes; older ones are refused
+LIVE_DIR = "live"
 
 
-def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(requested: str | None = None, local_rank: int = 0) -> torch.device:
+    """The requested device, else CUDA when present; under torchrun a bare "cuda" means the GPU
+    of the process's local rank."""
+    device = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -43,19 +64,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> dict:
+def _rng_state(device: torch.device) -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def _set_rng_state(state: dict, device: torch.device) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def lr_factor(epoch: int, train_cfg: dict) -> float:
@@ -67,49 +88,90 @@ def lr_factor(epoch: int, train_cfg: dict) -> float:
     return factor
 
 
-class Trainer:
-    """Holds the model, optimizers and data of one training run."""
+class TrainingOutputs(nn.Module):
+    """The model's training outputs, without the auxiliary logits while no loss uses them yet:
+    under DDP an output no loss reaches would leave the auxiliary head's parameters waiting for
+    a gradient (with find_unused_parameters they are skipped instead)."""
 
-    def __init__(self, prepared_dir: Path, run_cfg: dict, device: torch.device):
-        self.cfg, self.device = run_cfg, device
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, with_aux: bool) -> dict[str, torch.Tensor]:
+        outputs = self.model(images)
+        if not with_aux:
+            outputs.pop("aux_logits", None)
+        return outputs
+
+
+class Trainer:
+    """Holds the model, optimizers and data of one training process."""
+
+    def __init__(self, prepared_dir: Path, run_cfg: dict, device: torch.device, world: World = World()):
+        self.cfg, self.device, self.world = run_cfg, device, world
         data = load_prepared(prepared_dir)
         train = data.samples[data.samples["split"] == "train"]
         if train.empty:
             raise CCReIDError(f"{prepared_dir}: the prepared data set has no training images")
-        self.labels = torch.as_tensor(train["label"].to_numpy(), dtype=torch.long)
-        self.clothes = torch.as_tensor(train["clothes_label"].to_numpy(), dtype=torch.long)
+        self.labels = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
+        self.clothes = torch.tensor(train["clothes_label"].to_numpy(), dtype=torch.long)
         num_ids = int(self.labels.max()) + 1
         num_clothes = int(self.clothes.max()) + 1
         # positive_mask[i, c]: clothes class c belongs to identity i (CAL's adversarial loss).
         self.positive_mask = torch.zeros(num_ids, num_clothes, device=device)
         self.positive_mask[self.labels, self.clothes] = 1.0
-        self.images = read_rows(data.images_path, train.index.to_numpy())
         tcfg = run_cfg["train"]
+        world.check_divides(tcfg["ids_per_batch"] * tcfg["images_per_id"])
         self.sampler = IdentitySampler(self.labels.numpy(), tcfg["ids_per_batch"], tcfg["images_per_id"], tcfg["seed"])
+        self.validation = None
+        if tcfg["val_every"] and world.is_main:
+            # Imported only when used: validation reuses extract's embedding, and extract imports this module.
+            from ccreid.validation import validation_set
+
+            self.validation = validation_set(data, run_cfg["dataset"])
+        self.images = open_training_images(data.images_path, train.index.to_numpy(), tcfg["memory_budget_gb"])
         seed_everything(tcfg["seed"])
         self.model = build_model(run_cfg["model"], run_cfg["loss"], num_ids, num_clothes).to(device)
+        if world.rank:
+            # Same initial weights on every rank (drawn above), but other augmentation draws.
+            torch.manual_seed(int(np.random.SeedSequence([tcfg["seed"], world.rank]).generate_state(1)[0]))
         self.meta = {"num_ids": num_ids, "num_clothes": num_clothes}
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.network = self._wrap(self.model)
         self.augment = BatchAugment(run_cfg["augment"]).to(device)
-        clothes_params = [p for n, p in self.model.named_parameters() if n.startswith("clothes_classifier.")]
+        self._input = None  # float batch buffer, reused by the augmentation from step to step
+        self.clothes_params = [p for n, p in self.model.named_parameters() if n.startswith("clothes_classifier.")]
         main_params = [p for n, p in self.model.named_parameters() if not n.startswith("clothes_classifier.")]
         self.optimizer = torch.optim.Adam(main_params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
         ccfg = run_cfg["loss"]["clothes"]
         self.clothes_optimizer = (
-            torch.optim.Adam(clothes_params, lr=ccfg["lr"], weight_decay=ccfg["weight_decay"])
-            if clothes_params else None
+            torch.optim.Adam(self.clothes_params, lr=ccfg["lr"], weight_decay=ccfg["weight_decay"])
+            if self.clothes_params else None
         )
         amp = tcfg["amp"] if device.type == "cuda" else "off"
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        network = TrainingOutputs(model)
+        if not self.world.distributed:
+            return network
+        # The clothes classifier is not called in forward and has its own optimizer and backward:
+        # DDP leaves it alone and the step averages its gradients explicitly.
+        ignored = [f"model.{name}" for name, _ in model.named_parameters() if name.startswith("clothes_classifier.")]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(network, ignored)
+        return DistributedDataParallel(
+            network, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=model.aux_head is not None,  # unused before the aux start epoch
+        )
 
     def _autocast(self):
         if self.autocast_dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _set_lr(self, epoch: int) -> float:
+    def set_lr(self, epoch: int) -> float:
         factor = lr_factor(epoch, self.cfg["train"])
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg["train"]["lr"] * factor
@@ -118,167 +180,262 @@ class Trainer:
                 group["lr"] = self.cfg["loss"]["clothes"]["lr"] * factor
         return self.cfg["train"]["lr"] * factor
 
-    def step(self, rows: np.ndarray, epoch: int) -> dict[str, float]:
+    def _mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
+        stacked = torch.stack([value.detach().float() for value in values.values()])
+        return dict(zip(values, self.world.mean(stacked).tolist()))
+
+    def step(self, rows: np.ndarray, images: torch.Tensor, epoch: int) -> dict[str, float]:
+        """One optimisation step on this rank's `rows` (positions in the training split) and their
+        uint8 `images`; returns the loss terms averaged over ranks. FloatingPointError (with the
+        terms) when one is not finite."""
         lcfg = self.cfg["loss"]
-        index = torch.as_tensor(rows)
-        images = self.augment(self.images[index].to(self.device, non_blocking=True))
+        index = torch.from_numpy(rows)
+        self._input = batch = self.augment(images.to(self.device, non_blocking=True), out=self._input)
         if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+            batch = batch.contiguous(memory_format=torch.channels_last)
         pids = self.labels[index].to(self.device)
         clothes = self.clothes[index].to(self.device)
+        with_aux = self.model.aux_head is not None and epoch >= lcfg["aux"]["start_epoch"]
         with self._autocast():
-            out = self.model(images)
+            out = self.network(batch, with_aux=with_aux)
         features = out["features"].float()
         terms = {"id": losses.cross_entropy_label_smooth(out["logits"].float(), pids, lcfg["id"]["label_smoothing"])}
         if lcfg["triplet"]["weight"] > 0:
-            terms["triplet"] = lcfg["triplet"]["weight"] * losses.batch_hard_triplet(features, pids, lcfg["triplet"]["margin"])
-        aux_on = "aux_logits" in out and epoch >= lcfg["aux"]["start_epoch"]
-        if aux_on and lcfg["aux"]["enabled"]:
+            terms["triplet"] = lcfg["triplet"]["weight"] * losses.batch_hard_triplet(
+                self.world.gather_with_grad(features), self.world.gather(pids), lcfg["triplet"]["margin"])
+        if with_aux and lcfg["aux"]["enabled"]:
             terms["aux"] = lcfg["aux"]["weight"] * losses.cross_entropy_label_smooth(
                 out["aux_logits"].float(), pids, lcfg["id"]["label_smoothing"])
-        if aux_on and lcfg["distill"]["enabled"]:
+        if with_aux and lcfg["distill"]["enabled"]:
             terms["distill"] = lcfg["distill"]["weight"] * losses.distillation_kl(
                 out["aux_logits"].float(), out["logits"].float(), lcfg["distill"]["temperature"])
-        clothes_on = self.clothes_optimizer is not None and epoch >= lcfg["clothes"]["start_epoch"]
-        if clothes_on:
+        monitored = {}
+        if self.clothes_optimizer is not None and epoch >= lcfg["clothes"]["start_epoch"]:
             clothes_loss = losses.cross_entropy_label_smooth(
                 self.model.clothes_classifier(features.detach()), clothes, lcfg["clothes"]["label_smoothing"])
             self.clothes_optimizer.zero_grad(set_to_none=True)
             clothes_loss.backward()
+            self.world.average_gradients(self.clothes_params)
             self.clothes_optimizer.step()
-            terms_clothes = float(clothes_loss)
+            monitored["clothes_classifier"] = clothes_loss
             if lcfg["adversarial"]["enabled"]:
                 terms["adversarial"] = lcfg["adversarial"]["weight"] * losses.clothes_adversarial_loss(
                     self.model.clothes_classifier(features), clothes,
                     self.positive_mask[pids], lcfg["adversarial"]["epsilon"])
         loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError({k: float(v) for k, v in terms.items()})
+        # Averaged over ranks, so every rank sees the same values and stops together.
+        logged = self._mean_over_ranks(terms | {"total": loss} | monitored)
+        if not all(math.isfinite(value) for value in logged.values()):
+            raise FloatingPointError(logged)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        logged = {k: float(v) for k, v in terms.items()} | {"total": float(loss)}
-        if clothes_on:
-            logged["clothes_classifier"] = terms_clothes
         return logged
 
-    def state(self, epoch: int) -> dict:
+    def validate(self) -> dict[str, float]:
+        """Validation mAP/R1 (rank 0 only; {} elsewhere). Draws no random numbers."""
+        if self.validation is None:
+            return {}
+        metrics = self.validation.evaluate(self.model, self.cfg["eval"], self.device)
+        self.network.train()
+        return metrics
+
+    def close(self) -> None:
+        self.images.close()
+
+    def state(self, epoch: int, step: int) -> dict:
+        """Everything a resumed run needs. A collective: every rank calls it (RNG states)."""
         return {
+            "format": CHECKPOINT_FORMAT,
             "epoch": epoch,
+            "step": step,
+            "world_size": self.world.size,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "clothes_optimizer": self.clothes_optimizer.state_dict() if self.clothes_optimizer else None,
             "scaler": self.scaler.state_dict(),
-            "rng": _rng_state(),
+            "rng": self.world.gather_objects(_rng_state(self.device)),
             "config": train_section(self.cfg),
         }
 
-    def load_state(self, state: dict) -> int:
+    def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.clothes_optimizer is not None:
             self.clothes_optimizer.load_state_dict(state["clothes_optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        return state["epoch"] + 1
+        _set_rng_state(state["rng"][self.world.rank], self.device)
 
 
-def _load_checkpoint(path: Path, run_cfg: dict) -> dict | None:
+def _load_checkpoint(path: Path, run_cfg: dict, world_size: int) -> dict | None:
+    """The checkpoint to resume from, None when there is none; refused when it comes from another
+    config or another number of processes."""
     if not path.is_file():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 — an unreadable checkpoint is reported, not used
         raise CCReIDError(f"{path}: unreadable checkpoint ({error}); delete it to start over") from None
-    changed = fingerprint.differences(state.get("config", {}), train_section(run_cfg))
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CCReIDError(f"{path}: not a checkpoint of this ccreid version; delete it to train from scratch")
+    changed = fingerprint.differences(state["config"], train_section(run_cfg))
     if changed:
         raise CCReIDError(
             f"{path}: checkpoint comes from a different training config:\n  " + "\n  ".join(changed)
             + "\nDelete it (or its folder) to train from scratch with the new config."
         )
+    if state["world_size"] != world_size:
+        raise CCReIDError(
+            f"{path}: checkpoint was written by a run of {state['world_size']} process(es), this run has "
+            f"{world_size}; resume with the same torchrun --nproc_per_node, or delete it to start over"
+        )
     return state
 
 
-class _Progress:
-    """A tqdm bar on a terminal, periodic plain lines otherwise (CI, SLURM logs)."""
+def _truncate_history(metrics_dir: Path, step: int) -> None:
+    """Drop DVCLive history rows (``<metric>.tsv``) from `step` on: the steps of an epoch killed
+    before its checkpoint are logged again when the epoch is replayed."""
+    for path in Path(metrics_dir).rglob("*.tsv"):
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t")
+            fields, rows = reader.fieldnames, [row for row in reader if int(row["step"]) < step]
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fields, delimiter="\t", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
 
-    def __init__(self, total_epochs: int):
-        self.total_epochs = total_epochs
+
+class TrainingLog:
+    """DVCLive history (per step: loss terms and lr; per epoch: their means, validation metrics)
+    and the progress display: a tqdm bar on a terminal, a plain line per epoch otherwise (CI,
+    SLURM logs). Only the main process logs; elsewhere every method does nothing."""
+
+    def __init__(self, live_dir: Path, total_epochs: int, resume_step: int | None, enabled: bool):
+        self.total_epochs, self.live = total_epochs, None
         self.interactive = sys.stderr.isatty()
+        if not enabled:
+            return
+        from dvclive import Live
 
-    def epoch(self, epoch: int, batches: int):
-        if self.interactive:
+        if resume_step is not None:
+            _truncate_history(Path(live_dir) / "plots" / "metrics", resume_step)
+        self.live = Live(dir=str(live_dir), resume=resume_step is not None, save_dvc_exp=False,
+                         dvcyaml=None, report=None)
+        if resume_step is not None:
+            self.live.step = resume_step
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        self.epoch, self.batches, self.sums, self.started = epoch, batches, {}, time.perf_counter()
+        self.bar = None
+        self._step_open = False
+        if self.live is not None and self.interactive:
             from tqdm import tqdm
 
-            return tqdm(total=batches, desc=f"epoch {epoch + 1}/{self.total_epochs}", leave=False)
-        return None
+            self.bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{self.total_epochs}", leave=False)
 
-    def done(self, bar, epoch: int, logged: dict, seconds: float, images: int) -> None:
-        if bar is not None:
-            bar.close()
-        terms = " ".join(f"{k}={v:.4f}" for k, v in logged.items())
-        print(f"epoch {epoch + 1}/{self.total_epochs} {terms} ({images / max(seconds, 1e-9):.0f} img/s)",
+    def _close_step(self) -> None:
+        if self._step_open:
+            self.live.next_step()
+            self._step_open = False
+
+    def batch(self, logged: dict[str, float], lr: float) -> None:
+        if self.live is None:
+            return
+        # A step stays open until the next batch so the epoch summary lands on the epoch's last step.
+        self._close_step()
+        for key, value in logged.items():
+            self.live.log_metric(f"train/{key}", value)
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.live.log_metric("train/lr", lr)
+        self._step_open = True
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def end_epoch(self, images: int, validation: dict[str, float]) -> None:
+        if self.live is None:
+            return
+        means = {key: value / max(self.batches, 1) for key, value in self.sums.items()}
+        for key, value in means.items():
+            self.live.log_metric(f"epoch/{key}", value)
+        self.live.log_metric("epoch/epoch", self.epoch + 1)
+        for key, value in validation.items():
+            self.live.log_metric(f"val/{key}", value)
+        self._close_step()
+        if self.bar is not None:
+            self.bar.close()
+        seconds = time.perf_counter() - self.started
+        figures = " ".join(f"{k}={v:.4f}" for k, v in means.items())
+        figures += "".join(f" val_{k}={v:.4f}" for k, v in validation.items())
+        print(f"epoch {self.epoch + 1}/{self.total_epochs} {figures} ({images / max(seconds, 1e-9):.0f} img/s)",
               file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.end()
 
 
 def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | None = None) -> Path:
     """Train the run's model into `model_path` (+ checkpoint and DVCLive logs in its folder)."""
-    from dvclive import Live
-
     model_path = Path(model_path)
-    out_dir = model_path.parent
     # The prepared folder's own fingerprint identifies its content (prepare is deterministic).
     expected = fingerprint.make_fingerprint(
         __name__, train_section(run_cfg), {"prepared": Path(prepared_dir) / "fingerprint.json"})
     if fingerprint.is_fresh(model_path, expected):
         return model_path
+    world = world_from_environment()
+    torch_device = pick_device(device, world.local_rank)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    trainer = Trainer(Path(prepared_dir), run_cfg, pick_device(device))
-    checkpoint_path = out_dir / CHECKPOINT
-    start_epoch = 0
-    state = _load_checkpoint(checkpoint_path, run_cfg)
-    if state is not None:
-        start_epoch = trainer.load_state(state)
-    epochs = run_cfg["train"]["epochs"]
-    progress = _Progress(epochs)
-    live = Live(dir=str(out_dir / "live"), resume=start_epoch > 0, save_dvc_exp=False,
-                dvcyaml=None, report=None)
-    for epoch in range(start_epoch, epochs):
-        lr = trainer._set_lr(epoch)
-        trainer.model.train()
-        batches = trainer.sampler.epoch(epoch)
-        bar, started, sums = progress.epoch(epoch, len(batches)), time.perf_counter(), {}
-        for number, rows in enumerate(batches):
-            try:
-                logged = trainer.step(rows, epoch)
-            except FloatingPointError as error:
-                last = checkpoint_path if checkpoint_path.is_file() else "none yet"
-                raise CCReIDError(
-                    f"non-finite loss at epoch {epoch + 1}, batch {number + 1}: terms {error.args[0]}; "
-                    f"last good checkpoint: {last}. Lower train.lr or check the data."
-                ) from None
-            for key, value in logged.items():
-                live.log_metric(f"train/{key}", value)
-                sums[key] = sums.get(key, 0.0) + value
-            live.log_metric("train/lr", lr)
-            live.next_step()
-            if bar is not None:
-                bar.update(1)
-        means = {k: v / max(len(batches), 1) for k, v in sums.items()}
-        progress.done(bar, epoch, means, time.perf_counter() - started, len(batches) * len(batches[0]) if batches else 0)
-        with atomic_path(checkpoint_path) as tmp:
-            torch.save(trainer.state(epoch), tmp)
-    live.end()
-    final = {
-        "model": trainer.model.state_dict(),
-        "config": train_section(run_cfg),
-        **trainer.meta,
-    }
-    with atomic_path(model_path) as tmp:
-        torch.save(final, tmp)
-    fingerprint.record(model_path, expected)
+    with process_group(world, torch_device):
+        trainer = Trainer(Path(prepared_dir), run_cfg, torch_device, world)
+        try:
+            _run_epochs(trainer, run_cfg, model_path.parent / CHECKPOINT, model_path.parent / LIVE_DIR)
+        finally:
+            trainer.close()
+        if world.is_main:
+            final = {"model": trainer.model.state_dict(), "config": train_section(run_cfg), **trainer.meta}
+            with atomic_path(model_path) as tmp:
+                torch.save(final, tmp)
+            fingerprint.record(model_path, expected)
+        world.barrier()
     return model_path
+
+
+def _run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir: Path) -> None:
+    world = trainer.world
+    state = _load_checkpoint(checkpoint_path, run_cfg, world.size)
+    start_epoch, step = 0, 0
+    if state is not None:
+        trainer.load_state(state)
+        start_epoch, step = state["epoch"] + 1, state["step"]
+    epochs, val_every = run_cfg["train"]["epochs"], run_cfg["train"]["val_every"]
+    log = TrainingLog(live_dir, epochs, step if state is not None else None, enabled=world.is_main)
+    for epoch in range(start_epoch, epochs):
+        lr = trainer.set_lr(epoch)
+        trainer.network.train()
+        batches = trainer.sampler.epoch(epoch)
+        shards = [world.shard(rows) for rows in batches]
+        log.start_epoch(epoch, len(batches))
+        with Prefetcher(trainer.images, shards, pin_memory=trainer.device.type == "cuda") as loader:
+            for number, (rows, images) in enumerate(zip(shards, loader)):
+                try:
+                    logged = trainer.step(rows, images, epoch)
+                except FloatingPointError as error:
+                    # Every finished epoch wrote one, so the last good one ends the previous epoch.
+                    last = f"{checkpoint_path} (end of epoch {epoch})" if epoch else "none yet (first epoch)"
+                    raise CCReIDError(
+                        f"non-finite loss at epoch {epoch + 1}, batch {number + 1} (step {step + number}): "
+                        f"terms {error.args[0]}; last good checkpoint: {last}. Lower train.lr or check the data."
+                    ) from None
+                log.batch(logged, lr)
+        step += len(batches)
+        validation = trainer.validate() if val_every and (epoch + 1) % val_every == 0 else {}
+        log.end_epoch(len(batches) * len(batches[0]) if batches else 0, validation)
+        checkpoint = trainer.state(epoch, step)
+        if world.is_main:
+            with atomic_path(checkpoint_path) as tmp:
+                torch.save(checkpoint, tmp)
+    log.close()
 
 
 def load_model(model_path: Path, device: torch.device) -> torch.nn.Module:
@@ -291,4 +448,3 @@ def load_model(model_path: Path, device: torch.device) -> torch.nn.Module:
     model = build_model({**cfg["model"], "pretrained": "none"}, cfg["loss"], saved["num_ids"], saved["num_clothes"])
     model.load_state_dict(saved["model"])
     return model.to(device).eval()
-

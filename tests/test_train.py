@@ -1,0 +1,288 @@
+"""The training engine: exact resume after SIGKILL, streamed = in-memory input, refused
+checkpoints, the NaN stop, validation logging and DDP through a real torchrun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
+
+from conftest import run, tiny_params, write_project
+from ccreid import losses
+from ccreid import train as train_module
+from ccreid.config import Params
+from ccreid.distributed import World
+from ccreid.errors import CCReIDError
+from ccreid.images import read_rows
+from ccreid.loader import InMemoryImages, Prefetcher, StreamedImages, open_training_images
+from ccreid.prepare import load_prepared
+from ccreid.sampler import IdentitySampler
+from ccreid.train import CHECKPOINT, LIVE_DIR, Trainer, load_model, train
+
+TRAIN = ["ccreid", "train", "--dataset", "synthetic", "--exp", "212"]
+MODEL = Path("results/synthetic/212/model.pt")
+PREPARED = Path("data/prepared/synthetic")
+
+
+def engine_params() -> dict:
+    """Tiny, but with several batches per epoch (P=4, K=4, 8 ids × 18 images) at 64×32, and
+    4 epochs (60 × 1/15): milestones at 1 and 3, clothes losses from epoch 2."""
+    params = tiny_params(images_per_camera=6, height=64, width=32)
+    params["datasets"]["synthetic"].update(size=[64, 32], schedule_scale=1 / 15)
+    params["defaults"]["train"]["ids_per_batch"] = 4
+    return params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A tiny project with its synthetic data set generated and prepared (copy it per run)."""
+    root = write_project(tmp_path_factory.mktemp("engine") / "project", engine_params())
+    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=root)
+    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=root)
+    return root
+
+
+def copy_project(project: Path, destination: Path, params: dict | None = None) -> Path:
+    shutil.copytree(project, destination)
+    if params is not None:
+        write_project(destination, params)
+    return destination
+
+
+def run_config(params: dict, exp: str = "212") -> dict:
+    return Params(params).run_config("synthetic", exp)
+
+
+def history(run_dir: Path) -> dict[str, str]:
+    """Every DVCLive history file of a run, by path."""
+    metrics = run_dir / LIVE_DIR / "plots" / "metrics"
+    return {p.relative_to(metrics).as_posix(): p.read_text() for p in sorted(metrics.rglob("*.tsv"))}
+
+
+def logged_steps(path: Path) -> list[int]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    first, second = torch.load(a, weights_only=False)["model"], torch.load(b, weights_only=False)["model"]
+    assert first.keys() == second.keys()
+    different = [key for key in first if not torch.equal(first[key], second[key])]
+    assert not different, f"tensors differ: {different[:5]}"
+
+
+def evaluate(root: Path) -> dict:
+    run(["ccreid", "extract", "--dataset", "synthetic", "--exp", "212"], cwd=root)
+    run(["ccreid", "evaluate", "--dataset", "synthetic", "--exp", "212"], cwd=root)
+    return json.loads((root / MODEL.parent / "metrics.json").read_text())
+
+
+# ------------------------------------------------------------------ exact resume after SIGKILL
+def test_killed_run_resumes_to_the_same_weights_metrics_and_logs(project, tmp_path):
+    whole = copy_project(project, tmp_path / "whole")
+    killed = copy_project(project, tmp_path / "killed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    uninterrupted = subprocess.Popen(TRAIN, cwd=whole, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    victim = subprocess.Popen(TRAIN, cwd=killed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run_dir = killed / MODEL.parent
+    steps_file = run_dir / LIVE_DIR / "plots" / "metrics" / "train" / "total.tsv"
+    deadline = time.monotonic() + 120
+    # Kill once the first checkpoint exists and two steps of the next epoch are logged.
+    while victim.poll() is None and time.monotonic() < deadline:
+        epoch_ends = logged_steps(run_dir / LIVE_DIR / "plots" / "metrics" / "epoch" / "epoch.tsv")
+        if (run_dir / CHECKPOINT).is_file() and epoch_ends and len(logged_steps(steps_file)) >= epoch_ends[0] + 3:
+            victim.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert victim.wait() == -signal.SIGKILL, victim.stdout.read().decode()
+    assert not (killed / MODEL).exists()
+    checkpoint = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    assert checkpoint["epoch"] < 3
+    # Killed mid-epoch: steps after the checkpoint were logged and will be replayed.
+    assert len(logged_steps(steps_file)) > checkpoint["step"]
+
+    resumed = run(TRAIN, cwd=killed)
+    assert f"epoch {checkpoint['epoch'] + 1}/4" not in resumed.stderr  # the finished epochs are not redone
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stdout.read().decode()
+    assert_same_weights(whole / MODEL, killed / MODEL)
+    # The history has one row per step, equal to the uninterrupted run's (same losses, bit for bit).
+    assert history(killed / MODEL.parent) == history(whole / MODEL.parent)
+    steps = logged_steps(steps_file)
+    assert steps == list(range(len(steps)))
+    assert evaluate(killed) == evaluate(whole)
+
+
+# ------------------------------------------------------------------ input pipeline
+def test_streamed_batches_equal_in_memory_batches(project):
+    data = load_prepared(project / PREPARED)
+    train_rows = data.samples.index[data.samples["split"] == "train"].to_numpy()
+    in_memory = open_training_images(data.images_path, train_rows, memory_budget_gb=1.0)
+    streamed = open_training_images(data.images_path, train_rows, memory_budget_gb=0.0)
+    assert isinstance(in_memory, InMemoryImages) and isinstance(streamed, StreamedImages)
+    labels = data.samples.loc[train_rows, "label"].to_numpy()
+    batches = IdentitySampler(labels, 4, 4, seed=1).epoch(0)
+    try:
+        with Prefetcher(in_memory, batches) as a, Prefetcher(streamed, batches, depth=1) as b:
+            pairs = list(zip(a, b))
+    finally:
+        streamed.close()
+    assert len(pairs) == len(batches) > 1
+    for rows, (first, second) in zip(batches, pairs):
+        assert torch.equal(first, second)
+        assert torch.equal(first, read_rows(data.images_path, train_rows[rows]))
+
+
+def test_prefetcher_hands_a_reader_error_to_the_consumer(project):
+    class Failing:
+        def read(self, rows):
+            raise CCReIDError("images.h5: cannot read")
+
+    with pytest.raises(CCReIDError, match="cannot read"):
+        with Prefetcher(Failing(), [np.arange(4)] * 3) as loader:
+            list(loader)
+
+
+def test_streamed_training_and_validation_leave_the_weights_unchanged(project, tmp_path):
+    """memory_budget_gb and val_every are runtime keys: same weights; validation is logged."""
+    params = tiny_params(images_per_camera=6, height=64, width=32)  # 2 epochs, clothes from epoch 1
+    params["datasets"]["synthetic"]["size"] = [64, 32]
+    params["defaults"]["train"]["ids_per_batch"] = 4
+    plain = run_config(params)
+    streamed_with_val = run_config(params)
+    streamed_with_val["train"].update(memory_budget_gb=0.0, val_every=1)
+    train(project / PREPARED, plain, tmp_path / "memory" / "model.pt")
+    train(project / PREPARED, streamed_with_val, tmp_path / "streamed" / "model.pt")
+    assert_same_weights(tmp_path / "memory" / "model.pt", tmp_path / "streamed" / "model.pt")
+    metrics = tmp_path / "streamed" / LIVE_DIR / "plots" / "metrics"
+    assert logged_steps(metrics / "val" / "mAP.tsv") == logged_steps(metrics / "epoch" / "epoch.tsv")
+    assert len(logged_steps(metrics / "val" / "R1.tsv")) == 2
+    assert not (tmp_path / "memory" / LIVE_DIR / "plots" / "metrics" / "val").exists()
+
+
+def test_validation_uses_prcc_val_cameras_c_against_a_and_needs_a_val_split(project):
+    from ccreid.validation import validation_set
+
+    data = load_prepared(project / PREPARED)
+    val = validation_set(data, {"name": "synthetic", "layout": "prcc"})
+    assert set(val.query.labels["camids"].tolist()) == {2} and set(val.gallery.labels["camids"].tolist()) == {0}
+    assert val.mode == "cc"
+    train_pids = set(data.samples.loc[data.samples["split"] == "train", "pid"])
+    assert not train_pids & set(val.query.labels["pids"].tolist())
+    with pytest.raises(CCReIDError, match="train.val_every"):
+        validation_set(data, {"name": "other", "layout": "ltcc"})  # no "val" protocol, not PRCC
+
+
+# ------------------------------------------------------------------ refused checkpoints, NaN stop
+def test_checkpoint_from_another_config_is_refused_naming_the_key(project, tmp_path):
+    params = engine_params()
+    old = run_config(params)
+    trainer = Trainer(project / PREPARED, old, torch.device("cpu"))
+    (tmp_path / "run").mkdir()
+    torch.save(trainer.state(epoch=0, step=7), tmp_path / "run" / CHECKPOINT)
+    new = run_config(params)
+    new["train"]["lr"] = 1e-3
+    with pytest.raises(CCReIDError) as error:
+        train(project / PREPARED, new, tmp_path / "run" / "model.pt")
+    assert "different training config" in str(error.value) and "train.lr: 0.00035 -> 0.001" in str(error.value)
+    runtime_only = run_config(params)
+    runtime_only["train"]["memory_budget_gb"] = 0.0  # a runtime key: the checkpoint stays valid
+    assert train_module._load_checkpoint(tmp_path / "run" / CHECKPOINT, runtime_only, 1)["epoch"] == 0
+    with pytest.raises(CCReIDError, match="this run has 2"):
+        train_module._load_checkpoint(tmp_path / "run" / CHECKPOINT, runtime_only, 2)
+
+
+def test_non_finite_loss_stops_naming_step_terms_and_last_checkpoint(project, tmp_path, monkeypatch):
+    schedule = train_module.lr_factor
+    # An infinite learning rate from the second epoch: the weights blow up in its first step.
+    monkeypatch.setattr(train_module, "lr_factor",
+                        lambda epoch, cfg: float("inf") if epoch >= 1 else schedule(epoch, cfg))
+    model_path = tmp_path / "run" / "model.pt"
+    with pytest.raises(CCReIDError) as error:
+        train(project / PREPARED, run_config(engine_params()), model_path)
+    message = str(error.value)
+    assert "non-finite loss at epoch 2, batch 2" in message and "(step " in message
+    assert "'id':" in message and "'total':" in message
+    assert f"{model_path.parent / CHECKPOINT} (end of epoch 1)" in message
+    assert not model_path.exists()
+    assert torch.load(model_path.parent / CHECKPOINT, weights_only=False)["epoch"] == 0
+
+
+# ------------------------------------------------------------------ several processes
+def test_world_shards_cover_the_global_batch_in_order():
+    rows = np.arange(16)
+    shards = [World(rank=r, size=4).shard(rows) for r in range(4)]
+    assert np.array_equal(np.concatenate(shards), rows)
+    with pytest.raises(CCReIDError, match="ids_per_batch"):
+        World(rank=0, size=3).check_divides(16)
+
+
+def _toy_loss(model, images, pids, world: World) -> torch.Tensor:
+    """Identity CE on the rank's shard + triplet on the features gathered across ranks."""
+    features = model(images)
+    return (torch.nn.functional.cross_entropy(features[:, :4], pids)
+            + losses.batch_hard_triplet(world.gather_with_grad(features), world.gather(pids), 0.3))
+
+
+def _toy_batch():
+    torch.manual_seed(0)
+    return torch.nn.Linear(8, 6), torch.randn(16, 8), torch.arange(4).repeat_interleave(4)
+
+
+def _ddp_gradient_worker(rank: int, init_file: str, gradients) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    model, images, pids = _toy_batch()
+    world = World(rank=rank, size=2)
+    wrapped = DistributedDataParallel(model)  # kept alive: its hooks average the gradients in backward
+    _toy_loss(wrapped, world.shard(images), world.shard(pids), world).backward()
+    gradients.put((rank, model.weight.grad.tolist()))
+    dist.destroy_process_group()
+
+
+def test_two_ranks_on_shards_get_the_single_process_gradient(tmp_path):
+    model, images, pids = _toy_batch()
+    _toy_loss(model, images, pids, World()).backward()
+    context = mp.get_context("spawn")
+    gradients = context.Queue()
+    workers = [context.Process(target=_ddp_gradient_worker, args=(rank, str(tmp_path / "init"), gradients))
+               for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    received = [gradients.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    for _, gradient in received:
+        torch.testing.assert_close(torch.tensor(gradient), model.weight.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
+    params = engine_params()
+    params["datasets"]["synthetic"]["schedule_scale"] = 0.04  # 2 epochs; aux head and clothes from epoch 1
+    # Full modules (aux head unused in epoch 0, clothes classifier outside DDP) and the triplet
+    # loss on features gathered across the two ranks.
+    params["datasets"]["synthetic"]["overrides"]["loss"] = {"triplet": {"weight": 1.0}}
+    root = copy_project(project, tmp_path / "ddp", params)
+    result = run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "ccreid",
+                  "train", "--dataset", "synthetic", "--exp", "213"], cwd=root)
+    assert [p.relative_to(root) for p in root.rglob("model.pt")] == [Path("results/synthetic/213/model.pt")]
+    model = load_model(root / "results/synthetic/213/model.pt", torch.device("cpu"))
+    assert model.aux_head is not None and model.multiscale is not None
+    checkpoint = torch.load(root / "results/synthetic/213" / CHECKPOINT, weights_only=False)
+    assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2 and checkpoint["epoch"] == 1
+    assert result.stderr.count("epoch 2/2") == 1  # rank 0 alone reports
+    steps = logged_steps(root / "results/synthetic/213" / LIVE_DIR / "plots" / "metrics" / "train" / "triplet.tsv")
+    assert steps == list(range(len(steps))) and steps
