@@ -281,8 +281,7 @@ def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
     assert [p.relative_to(root) for p in root.rglob("model.pt")] == [Path("results/synthetic/213/model.pt")]
     model = load_model(root / "results/synthetic/213/model.pt", torch.device("cpu"))
     assert model.aux_head is not None and model.multiscale is not None
-    checkpoint = torch.load(root / "results/synthetic/213" / CHECKPOINT, weights_only=False)
-    assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2 and checkpoint["epoch"] == 1
+    assert not (root / "results/synthetic/213" / CHECKPOINT).exists()  # a finished run keeps none
     assert result.stderr.count("epoch 2/2") == 1  # rank 0 alone reports
     steps = logged_steps(root / "results/synthetic/213" / LIVE_DIR / "plots" / "metrics" / "train" / "triplet.tsv")
     assert steps == list(range(len(steps))) and steps

@@ -101,6 +101,24 @@ def cmd_report(args) -> None:
     print("\n".join(str(path) for path in written["files"].values()))
 
 
+def cmd_queue(args) -> None:
+    """Queue registry entries as DVC experiments (one row each in `dvc exp show`)."""
+    import subprocess
+
+    params = _params(args)
+    params.dataset(args.dataset)
+    experiments = args.experiments or params.experiments
+    for exp in experiments:
+        params.entry(exp)  # an unknown id stops before anything is queued
+    for exp in experiments:
+        name = f"{args.dataset}-{exp}"
+        command = ["dvc", "exp", "run", "--queue", "-n", name,
+                   "-S", f"run.dataset={args.dataset}", "-S", f"run.exp='{exp}'"]
+        if subprocess.run(command).returncode != 0:
+            raise CCReIDError(f"`{' '.join(command)}` failed; is this a DVC repository with dvc.yaml?")
+    print(f"queued {len(experiments)} experiment(s); start them with `dvc queue start -j N`")
+
+
 def cmd_config_show(args) -> None:
     params = _params(args)
     resolved = params.run_config(args.dataset, args.exp) if args.dataset else params.resolve(args.exp)
@@ -171,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.add_argument("--experiments", nargs="+", help="only these experiments (default: the registry)")
     p.add_argument("--cmc", nargs="+", help="experiments drawn in cmc.png")
+
+    p = stage("queue", cmd_queue, "queue registry entries as DVC experiments (`dvc queue start` runs them)", exp=False)
+    p.add_argument("--experiments", nargs="+", help="only these experiments (default: the registry)")
 
     config = sub.add_parser("config", help="inspect params.yaml").add_subparsers(dest="action", required=True)
     show = config.add_parser("show", help="print an experiment's resolved config")

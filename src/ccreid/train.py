@@ -397,6 +397,9 @@ def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | Non
             with atomic_path(model_path) as tmp:
                 torch.save(final, tmp)
             fingerprint.record(model_path, expected)
+            # Finished: nothing left to resume. Keeping it would refuse the next training of this
+            # folder after a config edit, which is the normal way of working.
+            (model_path.parent / CHECKPOINT).unlink(missing_ok=True)
         world.barrier()
     return model_path
 
