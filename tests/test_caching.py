@@ -82,3 +82,18 @@ def test_euclidean_variant_equals_its_model_owner(project):
     cosine = json.loads((project / "results/synthetic/214/metrics.json").read_text())
     euclidean = json.loads((project / "results/synthetic/210/metrics.json").read_text())
     assert euclidean == cosine  # the lab log's 210: "euclidean and cosine identical"
+
+
+def test_slurm_profile_requests_a_gpu_per_training(tmp_path):
+    project = write_project(tmp_path / "project", small_registry())
+    result = run(["snakemake", "--profile", "workflow/profiles/slurm", "--dry-run",
+                  "results/synthetic/213/metrics.json"], cwd=project)
+    train_job = result.stdout.split("rule train:")[1].split("rule ")[0]
+    assert "gpu=1" in train_job and "slurm_partition=gpu" in train_job and "cpus_per_task=8" in train_job
+
+
+def test_workflow_lints_clean():
+    from conftest import REPO
+
+    result = run(["snakemake", "--lint"], cwd=REPO)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
