@@ -97,3 +97,30 @@ def test_workflow_lints_clean():
 
     result = run(["snakemake", "--lint"], cwd=REPO)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_killed_snakemake_resumes_training_and_completes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    params = small_registry()
+    params["datasets"]["synthetic"]["schedule_scale"] = 0.1  # 6 epochs: time to kill in between
+    project = write_project(tmp_path / "project", params)
+    target = "results/synthetic/212/metrics.json"
+    checkpoint = project / "results/synthetic/212/checkpoint.pt"
+    victim = subprocess.Popen(["snakemake", "--cores", "2", target], cwd=project, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpoint.exists(), "training never wrote a checkpoint"
+    os.killpg(victim.pid, signal.SIGKILL)  # snakemake and its running job, mid-training
+    victim.wait()
+    assert not (project / "results/synthetic/212/model.pt").exists()
+    run(["snakemake", "--unlock"], cwd=project)  # a SIGKILLed Snakemake leaves its lock behind
+    run(["snakemake", "--cores", "2", target], cwd=project)
+    assert "resuming from" in (project / "logs/synthetic/212/train.log").read_text()
+    assert (project / target).exists() and not checkpoint.exists()

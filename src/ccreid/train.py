@@ -411,6 +411,8 @@ def _run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir
     if state is not None:
         trainer.load_state(state)
         start_epoch, step = state["epoch"] + 1, state["step"]
+        if world.is_main:
+            print(f"resuming from {checkpoint_path} (end of epoch {start_epoch})", file=sys.stderr, flush=True)
     epochs, val_every = run_cfg["train"]["epochs"], run_cfg["train"]["val_every"]
     log = TrainingLog(live_dir, epochs, step if state is not None else None, enabled=world.is_main)
     for epoch in range(start_epoch, epochs):
