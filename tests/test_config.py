@@ -85,3 +85,19 @@ def test_unknown_experiment_is_named(raw):
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(CCReIDError, match="params file not found"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_seeds_expand_to_runs_that_share_models_along_the_chain(raw):
+    raw["experiments"]["209"]["seeds"] = [4, 5]
+    params = Params(raw)
+    assert params.runs("209") == ["209", "209@5"] and params.runs("210") == ["210", "210@5"]
+    assert params.resolve("209")["train"]["seed"] == 4  # the first seed is the plain run's
+    assert params.resolve("210@5")["train"]["seed"] == 5
+    assert model_owner(params, "prcc", "210@5") == "209@5"
+    assert "212@2" not in params.all_runs and params.runs("212") == ["212"]
+
+
+def test_bad_seeds_are_named(raw):
+    raw["experiments"]["213"]["seeds"] = [1, 1]
+    with pytest.raises(CCReIDError, match="experiment '213': key 'seeds'"):
+        Params(raw)

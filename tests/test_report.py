@@ -181,3 +181,25 @@ def test_data_set_without_cc_reports_its_first_protocol(tmp_path):
 def test_no_results_at_all_is_a_user_error(tmp_path):
     with pytest.raises(CCReIDError, match="no experiment has a metrics.json"):
         report("synthetic", PARAMS, tmp_path, tmp_path / "report")
+
+
+def test_several_seeds_give_mean_and_std(tmp_path):
+    import yaml
+
+    from ccreid.config import Params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["experiments"]["213"]["seeds"] = [1, 2, 3]
+    params = Params(raw)
+    assert params.runs("213") == ["213", "213@2", "213@3"]
+    results = tmp_path / "synthetic"
+    written = {run: write_result(results / run, seed, gain)
+               for run, seed, gain in (("212", 0, 0.0), ("213", 0, 0.15), ("213@2", 5, 0.1), ("213@3", 9, 0.2))}
+    out = report("synthetic", params, results, tmp_path / "out", experiments=["212", "213"])
+    row = next(r for r in out["rows"] if r["exp"] == "213")
+    values = [written[run]["cc"]["mAP"] for run in ("213", "213@2", "213@3")]
+    assert row["seeds"] == 3
+    assert row["cc_mAP_seeds_mean"] == pytest.approx(np.mean(values))
+    assert row["cc_mAP_seeds_std"] == pytest.approx(np.std(values, ddof=1))
+    assert "cc mAP over seeds (mean ± std)" in (tmp_path / "out/report.md").read_text()
+    assert "seeds" not in next(r for r in out["rows"] if r["exp"] == "212")

@@ -19,7 +19,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from ccreid.errors import CCReIDError
 
 DEFAULT_PARAMS = Path("params.yaml")
-META_KEYS = ("base", "note", "reported")  # experiment keys that describe, not configure
+META_KEYS = ("base", "note", "reported", "seeds")  # experiment keys that describe, not configure
+SEED_MARK = "@"  # run "212@2": experiment 212 trained with seed 2 (results/<ds>/212@2/)
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -259,6 +260,29 @@ class Params:
     def experiments(self) -> list[str]:
         return list(self.raw["experiments"])
 
+    def seeds(self, exp: str) -> list[int] | None:
+        """The experiment's training seeds: `seeds:` of the nearest entry up its base chain."""
+        for name in reversed(self.chain(exp)):
+            seeds = self.entry(name).get("seeds")
+            if seeds is not None:
+                if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+                    raise CCReIDError(
+                        f"{self.source}: experiment {name!r}: key 'seeds' = {seeds!r}: "
+                        "expected a non-empty list of distinct integers"
+                    )
+                return seeds
+        return None
+
+    def runs(self, exp: str) -> list[str]:
+        """Run names of an experiment: itself (its first seed), then `<exp>@<seed>` per further seed."""
+        seeds = self.seeds(exp) or []
+        return [exp] + [f"{exp}{SEED_MARK}{seed}" for seed in seeds[1:]]
+
+    @property
+    def all_runs(self) -> list[str]:
+        return [run for exp in self.experiments for run in self.runs(exp)]
+
     def entry(self, exp: str) -> dict:
         experiments = self.raw["experiments"]
         if exp not in experiments:
@@ -287,8 +311,12 @@ class Params:
                 raise CCReIDError(f"{self.source}: experiment {exp!r} has a cyclic base chain: {cycle}")
             chain.append(base)
 
-    def resolve(self, exp: str) -> dict:
-        """The experiment's recipe: defaults deep-merged with each override along its base chain."""
+    def resolve(self, run: str) -> dict:
+        """The recipe of an experiment (or of a run `<exp>@<seed>`): defaults deep-merged with each
+        override along its base chain; train.seed is the run's seed (an experiment's first seed)."""
+        exp, seed = split_run(run)
+        if seed is None and self.seeds(exp):
+            seed = self.seeds(exp)[0]
         recipe = copy.deepcopy(self.raw["defaults"])
         for name in self.chain(exp):
             entry = self.entry(name)
@@ -299,6 +327,8 @@ class Params:
                     ReportedCfg.model_validate(entry["reported"])
                 except ValidationError as error:
                     raise CCReIDError(_describe(error, f"{self.source}: experiment {name!r}: reported")) from None
+        if seed is not None:
+            recipe["train"]["seed"] = seed
         return self._check_recipe(recipe, f"{self.source}: experiment {exp!r}").model_dump(mode="json")
 
     def dataset(self, name: str) -> DatasetCfg:
@@ -320,6 +350,16 @@ class Params:
         recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
         recipe["experiment"] = exp
         return recipe
+
+
+def split_run(run: str) -> tuple[str, int | None]:
+    """"212@2" -> ("212", 2); "212" -> ("212", None)."""
+    exp, mark, seed = str(run).partition(SEED_MARK)
+    if not mark:
+        return exp, None
+    if not seed.lstrip("-").isdigit():
+        raise CCReIDError(f"run {run!r}: after '{SEED_MARK}' comes a training seed (an integer)")
+    return exp, int(seed)
 
 
 def _scaled(epoch: int, scale: float) -> int:
@@ -373,13 +413,15 @@ def train_section(run_cfg: dict) -> dict:
     return section
 
 
-def model_owner(params: Params, dataset: str, exp: str) -> str:
-    """The experiment whose trained model `exp` uses: its furthest ancestor, up the base chain,
-    with the same training section (210 → 209, 218 → 216); itself when training differs."""
-    mine = train_section(params.run_config(dataset, exp))
-    owner = exp
+def model_owner(params: Params, dataset: str, run: str) -> str:
+    """The run whose trained model `run` uses: its furthest ancestor, up the base chain, with the
+    same training section (210 → 209, 218 → 216, 210@2 → 209@2); itself when training differs."""
+    exp, seed = split_run(run)
+    suffix = "" if seed is None else f"{SEED_MARK}{seed}"
+    mine = train_section(params.run_config(dataset, run))
+    owner = run
     for ancestor in reversed(params.chain(exp)[:-1]):
-        if train_section(params.run_config(dataset, ancestor)) != mine:
+        if train_section(params.run_config(dataset, ancestor + suffix)) != mine:
             break
-        owner = ancestor
+        owner = ancestor + suffix
     return owner

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from ccreid.atomic import atomic_path, atomic_write_text
 from ccreid.errors import CCReIDError
 from ccreid.evaluate import PER_QUERY
-from ccreid.stats import bootstrap_mean, paired_bootstrap
+from ccreid.stats import bootstrap_mean, mean_std, paired_bootstrap
 
 METRICS_FILE = "metrics.json"
 BASELINE = "212"
@@ -148,11 +148,24 @@ def _csv_columns(protocols: Protocols) -> list[str]:
     for metric in HEADLINE:
         columns += _interval_keys(f"delta_{main}_{metric}") + [f"delta_{main}_{metric}_excludes_0"]
     columns += ["reported_dataset", "reported_mAP", "reported_R1"]
+    columns += ["seeds"] + [f"{main}_{metric}_seeds_{stat}" for metric in HEADLINE for stat in ("mean", "std")]
     for name in protocols.single_shot:
         for metric in HEADLINE:
             columns += [f"{name}_{metric}", f"{name}_{metric}_std"]
         columns.append(f"{name}_trials")
     return columns
+
+
+def _seed_columns(runs: list[Result], main: str) -> dict:
+    """Mean ± std over the experiment's training seeds (its runs that have results)."""
+    runs = [result for result in runs if main in result.metrics]
+    if len(runs) < 2:
+        return {}
+    row = {"seeds": len(runs)}
+    for metric in HEADLINE:
+        spread = mean_std([result.metrics[main][metric] for result in runs])
+        row |= {f"{main}_{metric}_seeds_mean": spread["mean"], f"{main}_{metric}_seeds_std": spread["std"]}
+    return row
 
 
 def _experiment_row(exp: str, entry: dict, results: dict[str, Result], protocols: Protocols) -> dict:
@@ -229,7 +242,7 @@ def _mean_std(key: str) -> Callable[[dict], str]:
     return cell
 
 
-def _display_columns(protocols: Protocols) -> list[tuple[str, Callable[[dict], str]]]:
+def _display_columns(protocols: Protocols, with_seeds: bool) -> list[tuple[str, Callable[[dict], str]]]:
     """(header, cell formatter) of the human-readable table: report.md and report.html."""
     main, second = protocols.main, protocols.second
     main_map = _with_interval(f"{main}_mAP")
@@ -251,7 +264,17 @@ def _display_columns(protocols: Protocols) -> list[tuple[str, Callable[[dict], s
     ]
     for name in protocols.single_shot:
         columns += [(f"{name} {metric} (mean ± std)", _mean_std(f"{name}_{metric}")) for metric in HEADLINE]
+    if with_seeds:
+        columns += [("Seeds", lambda row: str(row.get("seeds") or ""))]
+        columns += [(f"{main} {metric} over seeds (mean ± std)", _seeds_mean_std(f"{main}_{metric}_seeds"))
+                    for metric in HEADLINE]
     return columns
+
+
+def _seeds_mean_std(key: str) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        return "" if _missing(row.get(f"{key}_mean")) else f"{_pct(row[f'{key}_mean'])} ± {_pct(row[f'{key}_std'])}"
+    return cell
 
 
 def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results: dict[str, Result]) -> list[str]:
@@ -418,7 +441,11 @@ def report(
             f"{dataset!r} first (e.g. `snakemake --cores all results/{dataset}/{BASELINE}/metrics.json`)"
         )
     protocols = _pick_protocols(results)
-    rows = [_experiment_row(exp, params.entry(exp), results, protocols) for exp in experiments]
+    rows = []
+    for exp in experiments:
+        seed_runs = [r for run in params.runs(exp)[1:] if (r := _load_result(results_dir / run)) is not None]
+        row = _experiment_row(exp, params.entry(exp), results, protocols)
+        rows.append(row | (_seed_columns([results[exp], *seed_runs], protocols.main) if exp in results else {}))
 
     main = protocols.main
     cmc_experiments = _cmc_experiments(rows, protocols, cmc_experiments)
@@ -429,7 +456,7 @@ def report(
         "cc_bars.png": _png(_bars_figure(dataset, main, plotted)),
     }
 
-    columns = _display_columns(protocols)
+    columns = _display_columns(protocols, with_seeds=any(row.get("seeds") for row in rows))
     table = [[header for header, _ in columns]] + [[cell(row) for _, cell in columns] for row in rows]
     title = f"Ablation report: {dataset}"
     header = _header_lines(dataset, protocols, rows, results)

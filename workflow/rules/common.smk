@@ -14,12 +14,13 @@ except CCReIDError as error:
 DEFAULT_DATASET = "synthetic"
 DATASETS = list(PARAMS.datasets)
 EXPERIMENTS = PARAMS.experiments
+RUNS = PARAMS.all_runs  # experiments, plus <exp>@<seed> for each extra training seed
 SYNTHETIC = [name for name, cfg in PARAMS.datasets.items() if cfg.synth is not None]
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    exp="|".join(EXPERIMENTS),
+    exp="|".join(RUNS),
 
 
 # Named tables: `snakemake results/<ds>/<table>/report.md`, or `snakemake gates --config dataset=prcc`.
@@ -31,7 +32,8 @@ TABLES = {
 
 
 def table_metrics(dataset, table):
-    return [str(paths.metrics_path(dataset, exp)) for exp in TABLES[table]]
+    """Every run (all seeds) of the table's experiments."""
+    return [str(paths.metrics_path(dataset, run)) for exp in TABLES[table] for run in PARAMS.runs(exp)]
 
 
 def raw_root(wildcards):
