@@ -23,7 +23,7 @@ from ccreid.config import EVAL_KEYS
 from ccreid.datasets import Protocol
 from ccreid.errors import CCReIDError
 from ccreid.metrics import query_ranks, summarize
-from ccreid.train import pick_device
+from ccreid.devices import pick_device
 
 RANKS = (1, 5, 10, 20)
 PER_QUERY = "per_query.csv"

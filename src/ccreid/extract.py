@@ -23,7 +23,8 @@ from ccreid.config import EXTRACT_KEYS
 from ccreid.augment import to_normalized_float
 from ccreid.images import read_rows
 from ccreid.prepare import load_prepared
-from ccreid.train import load_model, pick_device
+from ccreid.devices import pick_device
+from ccreid.train import load_model
 
 
 

@@ -37,6 +37,7 @@ from ccreid import fingerprint, losses
 from ccreid.atomic import atomic_path
 from ccreid.augment import BatchAugment
 from ccreid.config import train_section
+from ccreid.devices import pick_device
 from ccreid.distributed import World, process_group, world_from_environment
 from ccreid.errors import CCReIDError
 from ccreid.loader import Prefetcher, open_training_images
@@ -47,15 +48,6 @@ from ccreid.sampler import IdentitySampler
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's content changes; older ones are refused
 LIVE_DIR = "live"
-
-
-def pick_device(requested: str | None = None, local_rank: int = 0) -> torch.device:
-    """The requested device, else CUDA when present; under torchrun a bare "cuda" means the GPU
-    of the process's local rank."""
-    device = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -384,7 +376,7 @@ def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | Non
     if fingerprint.is_fresh(model_path, expected):
         return model_path
     world = world_from_environment()
-    torch_device = pick_device(device, world.local_rank)
+    torch_device = pick_device(device, world.local_rank if world.distributed else None)
     torch.use_deterministic_algorithms(True, warn_only=True)
     with process_group(world, torch_device):
         trainer = Trainer(Path(prepared_dir), run_cfg, torch_device, world)
