@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccreid.metrics import rank_metrics
+from ccreid.errors import CCReIDError
+from ccreid.metrics import query_ranks, rank_metrics
 
 
 def reference_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, mode, max_rank=20):
@@ -107,3 +108,87 @@ def test_torch_input_and_euclidean_equal_cosine_rankings():
     euclidean = rank_metrics(torch.cdist(q, g), q_pids, g_pids, q_cams, g_cams)
     assert cosine["mAP"] == euclidean["mAP"]
     np.testing.assert_array_equal(cosine["cmc"], euclidean["cmc"])
+
+
+def tie_aware_loop(dist, q_pids, g_pids, q_cams, g_cams, mode="standard"):
+    """reference_loop with ties broken against the good item (negatives first), as rank_metrics does."""
+    aps, firsts = [], []
+    for i in range(len(q_pids)):
+        same_pid = g_pids == q_pids[i]
+        good = same_pid & (g_cams != q_cams[i])
+        order = np.lexsort((good, dist[i]))  # by distance, then negatives (False) before goods
+        kept = good[order][(good | ~same_pid)[order]]
+        if kept.any():
+            hits = np.flatnonzero(kept)
+            aps.append(np.mean(np.arange(1, len(hits) + 1) / (hits + 1)))
+            firsts.append(hits[0])
+    return np.mean(aps), np.array(firsts)
+
+
+@pytest.mark.parametrize("chunk_elements", [None, 1, 997])
+def test_ties_everywhere_match_the_tie_aware_loop(chunk_elements):
+    # Distances on a coarse lattice: goods tie with negatives, junk and each other.
+    rng = np.random.default_rng(5)
+    q_pids, g_pids = rng.integers(0, 6, 40), rng.integers(0, 6, 300)
+    q_cams, g_cams = rng.integers(0, 2, 40), rng.integers(0, 2, 300)
+    dist = rng.integers(0, 12, (40, 300)).astype(np.float32) / 4
+    expected_map, expected_first = tie_aware_loop(dist, q_pids, g_pids, q_cams, g_cams)
+    ap, first, _, num_good = query_ranks(dist, q_pids, g_pids, q_cams, g_cams, chunk_elements=chunk_elements)
+    answered = num_good > 0
+    assert float(ap[answered].mean()) == pytest.approx(expected_map, abs=1e-12)
+    np.testing.assert_array_equal(first[answered].numpy(), expected_first)
+
+
+def skewed_case(seed, num_q=60, num_g=2000):
+    """Like real features: a few ids with many images, distances bunched in a narrow band."""
+    rng = np.random.default_rng(seed)
+    g_pids = np.minimum(rng.geometric(0.05, num_g), 80)
+    q_pids = rng.choice(g_pids, num_q)
+    q_cams, g_cams = rng.integers(0, 6, num_q), rng.integers(0, 6, num_g)
+    dist = 1.0 + 1e-3 * rng.standard_normal((num_q, num_g)) - 2e-3 * (q_pids[:, None] == g_pids[None, :])
+    dist[:, rng.integers(0, num_g, 5)] = 1e30  # items far outside the band are still ranked
+    return dist.astype(np.float32), q_pids, g_pids, q_cams, g_cams
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("chunk_elements", [None, 3000])
+def test_skewed_distances_match_the_tie_aware_loop(seed, chunk_elements):
+    dist, *labels = skewed_case(seed)  # float32 in a narrow band: some distances tie
+    expected_map, expected_first = tie_aware_loop(dist, *labels)
+    ap, first, _, num_good = query_ranks(dist, *labels, chunk_elements=chunk_elements)
+    answered = num_good > 0
+    assert float(ap[answered].mean()) == pytest.approx(expected_map, abs=1e-12)
+    np.testing.assert_array_equal(first[answered].numpy(), expected_first)
+
+
+def test_memory_layout_does_not_change_results():
+    dist, *labels = random_case(4)
+    expected = rank_metrics(dist, *labels, mode="cc")
+    column_major = torch.as_tensor(dist).T.contiguous().T
+    for same_values in (np.asfortranarray(dist), torch.as_tensor(dist), column_major):
+        got = rank_metrics(same_values, *labels, mode="cc", chunk_elements=777)
+        assert got["mAP"] == expected["mAP"] and got["mINP"] == expected["mINP"]
+        np.testing.assert_array_equal(got["cmc"], expected["cmc"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_distances_are_reported(bad):
+    dist, *labels = random_case(0)
+    dist[3, 7] = bad
+    with pytest.raises(CCReIDError, match="NaN or infinite"):
+        rank_metrics(dist, *labels)
+
+
+def test_the_callers_thread_count_is_restored():
+    dist, *labels = random_case(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        rank_metrics(dist, *labels)
+        assert torch.get_num_threads() == 3
+        dist[0, 0] = np.nan
+        with pytest.raises(CCReIDError):
+            rank_metrics(dist, *labels)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
