@@ -51,3 +51,20 @@ def test_dvc_repro_in_a_fresh_git_repository(project):
     assert headline["cc"] == metrics["cc"] and headline["exp"] == "212"
     status = run(["dvc", "status"], cwd=project)
     assert "up to date" in status.stdout
+
+
+def test_reranking_switch_changes_only_evaluation(project):
+    import yaml
+
+    from conftest import run
+
+    run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
+    plain = json.loads((project / "results/synthetic/212/metrics.json").read_text())
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["experiments"]["212"]["eval"] = {"rerank": True}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    again = run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
+    log = again.stdout + again.stderr
+    assert "rule train:" not in log and "rule extract:" not in log and "rule evaluate:" in log
+    reranked = check_metrics(project / "results/synthetic/212/metrics.json")
+    assert reranked["cc"]["queries"] == plain["cc"]["queries"] and reranked != plain

@@ -146,6 +146,7 @@ class AugmentCfg(Strict):
 
 class EvalCfg(Strict):
     distance: Literal["cosine", "euclidean"]
+    rerank: bool  # k-reciprocal re-ranking (Zhong et al., CVPR 2017) instead of `distance`
     flip: bool
     single_shot: bool
     batch_size: PositiveInt
@@ -397,7 +398,7 @@ def content_hash(value: Any, length: int = 16) -> str:
 # Which sections each stage reads: a stage's fingerprint (and its rerun) follows only these.
 TRAIN_SECTIONS = ("model", "loss", "train", "augment")
 EXTRACT_KEYS = ("flip", "batch_size")  # eval keys that change the features
-EVAL_KEYS = ("distance", "single_shot")  # eval keys that change only the metrics
+EVAL_KEYS = ("distance", "rerank", "single_shot")  # eval keys that change only the metrics
 
 
 # train keys that change how training runs but never the trained weights.

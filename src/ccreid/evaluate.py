@@ -23,6 +23,7 @@ from ccreid.config import EVAL_KEYS
 from ccreid.datasets import Protocol
 from ccreid.errors import CCReIDError
 from ccreid.metrics import query_ranks, summarize
+from ccreid.rerank import k_reciprocal_rerank
 from ccreid.devices import pick_device
 
 RANKS = (1, 5, 10, 20)
@@ -70,8 +71,11 @@ def _to_device(split: dict, device) -> dict:
     return {key: torch.as_tensor(split[key], device=device) for key in ("feats", "pids", "camids", "clothes")}
 
 
-def _ranks(query: dict, gallery: dict, protocol: Protocol, metric: str):
-    dist = distances(query["feats"], gallery["feats"], metric)
+def _ranks(query: dict, gallery: dict, protocol: Protocol, eval_cfg: dict):
+    if eval_cfg["rerank"]:
+        dist = k_reciprocal_rerank(query["feats"], gallery["feats"])
+    else:
+        dist = distances(query["feats"], gallery["feats"], eval_cfg["distance"])
     return query_ranks(dist, query["pids"], gallery["pids"], query["camids"], gallery["camids"],
                        query["clothes"], gallery["clothes"], mode=protocol.mode)
 
@@ -106,7 +110,7 @@ def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | 
             gallery = _subset(gallery, np.isin(gallery["camids"], protocol.cameras))
         query_t = _to_device(query, torch_device)
         if not protocol.single_shot:
-            ap, first, inp, _ = _ranks(query_t, _to_device(gallery, torch_device), protocol, eval_cfg["distance"])
+            ap, first, inp, _ = _ranks(query_t, _to_device(gallery, torch_device), protocol, eval_cfg)
             metrics[protocol.name] = _headline(ap, first, inp)
             per_query.append(pd.DataFrame({
                 "protocol": protocol.name, "path": query["paths"], "pid": query["pids"],
@@ -117,7 +121,7 @@ def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | 
         for trial in range(protocol.trials):
             keep = _single_shot_draw(gallery, np.random.default_rng(trial))
             ap, first, inp, _ = _ranks(query_t, _to_device(_subset(gallery, keep), torch_device),
-                                       protocol, eval_cfg["distance"])
+                                       protocol, eval_cfg)
             trials.append(_headline(ap, first, inp))
         table = pd.DataFrame(trials)
         metrics[protocol.name] = (
