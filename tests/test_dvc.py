@@ -106,7 +106,10 @@ def test_queue_runs_registry_entries(repo):
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(3)
-    assert "Failed" not in status, status
+    if "Failed" in status:
+        logs = [run(["dvc", "queue", "logs", line.split()[0]], cwd=repo, check=False).stdout
+                for line in status.splitlines() if "Failed" in line]
+        raise AssertionError(status + "\n".join(logs))
     rows = exp_rows(repo)
     assert {"synthetic-214", "synthetic-215"} <= set(rows), status
     assert "cc.mAP" in rows["synthetic-215"]
