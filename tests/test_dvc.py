@@ -83,6 +83,13 @@ def test_experiments_are_rows_with_aligned_metric_columns(repo):
         assert 0.0 <= rows[name]["cc.mAP"] <= 1.0
 
 
+def test_plots_show_training_curves_and_cmc(repo):
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], cwd=repo).stdout)
+    sources = " ".join(json.dumps(shown))
+    assert "results/synthetic/212/cmc.csv" in sources
+    assert "live/plots/metrics/train/id.tsv" in sources and "lr.tsv" in sources
+
+
 def test_params_follow_inheritance(repo):
     # The workspace builds 212. Editing 197 (not an ancestor of 212) changes nothing for it.
     set_params(repo, lambda p: p["experiments"]["197"]["model"]["multiscale"].update(blocks=1))

@@ -4,7 +4,7 @@ metrics.json holds one object per protocol: mAP, mINP, R1/R5/R10/R20 (fractions)
 (evaluated) and skipped (no valid match). Single-shot protocols (one random gallery image per
 identity, several seeded draws) report the mean and, as ``<metric>_std``, the spread. Per-query
 AP and first-match rank of each multi-shot protocol go to ``per_query.csv`` beside it, for
-statistics across experiments.
+statistics across experiments, and its CMC curve to ``cmc.csv``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ccreid.devices import pick_device
 
 RANKS = (1, 5, 10, 20)
 PER_QUERY = "per_query.csv"
+CMC = "cmc.csv"
 
 
 def read_features(path: Path) -> tuple[dict[str, dict], list[Protocol]]:
@@ -80,10 +81,11 @@ def _ranks(query: dict, gallery: dict, protocol: Protocol, eval_cfg: dict):
                        query["clothes"], gallery["clothes"], mode=protocol.mode)
 
 
-def _headline(ap, first, inp) -> dict:
+def _headline(ap, first, inp) -> tuple[dict, np.ndarray]:
+    """The metrics.json entry of one evaluation and its CMC curve (ranks 1..20)."""
     summary = summarize(ap, first, inp, max(RANKS))
     cmc = summary.pop("cmc")
-    return summary | {f"R{r}": float(cmc[r - 1]) for r in RANKS}
+    return summary | {f"R{r}": float(cmc[r - 1]) for r in RANKS}, cmc
 
 
 def _single_shot_draw(gallery: dict, rng: np.random.Generator) -> np.ndarray:
@@ -100,7 +102,7 @@ def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | 
         return json.loads(out_path.read_text())
     splits, protocols = read_features(features_path)
     torch_device = pick_device(device)
-    metrics, per_query = {}, []
+    metrics, per_query, cmc_curves = {}, [], {}
     for protocol in protocols:
         if protocol.single_shot and not eval_cfg["single_shot"]:
             continue
@@ -111,7 +113,7 @@ def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | 
         query_t = _to_device(query, torch_device)
         if not protocol.single_shot:
             ap, first, inp, _ = _ranks(query_t, _to_device(gallery, torch_device), protocol, eval_cfg)
-            metrics[protocol.name] = _headline(ap, first, inp)
+            metrics[protocol.name], cmc_curves[protocol.name] = _headline(ap, first, inp)
             per_query.append(pd.DataFrame({
                 "protocol": protocol.name, "path": query["paths"], "pid": query["pids"],
                 "ap": ap.cpu().numpy(), "first_rank": first.cpu().numpy(),
@@ -122,7 +124,7 @@ def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | 
             keep = _single_shot_draw(gallery, np.random.default_rng(trial))
             ap, first, inp, _ = _ranks(query_t, _to_device(_subset(gallery, keep), torch_device),
                                        protocol, eval_cfg)
-            trials.append(_headline(ap, first, inp))
+            trials.append(_headline(ap, first, inp)[0])
         table = pd.DataFrame(trials)
         metrics[protocol.name] = (
             {key: float(table[key].mean()) for key in table}
@@ -131,6 +133,9 @@ def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | 
         )
     with atomic_path(out_path.with_name(PER_QUERY)) as tmp:
         pd.concat(per_query).to_csv(tmp, index=False, float_format="%.8g")
+    with atomic_path(out_path.with_name(CMC)) as tmp:  # the curve `dvc plots show` draws
+        curves = pd.DataFrame({"rank": np.arange(1, max(RANKS) + 1), **cmc_curves})
+        curves.to_csv(tmp, index=False, float_format="%.8g")
     atomic_write_json(out_path, metrics)
     fingerprint.record(out_path, expected)
     return metrics

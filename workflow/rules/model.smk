@@ -41,6 +41,7 @@ rule evaluate:
     output:
         metrics="results/{dataset}/{exp}/metrics.json",
         per_query="results/{dataset}/{exp}/per_query.csv",
+        cmc="results/{dataset}/{exp}/cmc.csv",
     params:
         cfg=eval_params(EVAL_KEYS),
     conda:
