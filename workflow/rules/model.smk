@@ -14,7 +14,7 @@ rule train:
         gpu=1,
     shell:
         "ccreid train --dataset {wildcards.dataset} --exp {wildcards.exp}"
-        " --prepared {input} --out {output} 2>&1 | tee {log}"
+        " --prepared {input} --out {output} --threads {threads} 2>&1 | tee {log}"
 
 
 rule extract:
@@ -32,7 +32,7 @@ rule extract:
     threads: workflow.cores
     shell:
         "ccreid extract --dataset {wildcards.dataset} --exp {wildcards.exp} --prepared {input.prepared}"
-        " --model {input.model} --out {output} 2>&1 | tee {log}"
+        " --model {input.model} --out {output} --threads {threads} 2>&1 | tee {log}"
 
 
 rule evaluate:
