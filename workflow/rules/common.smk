@@ -12,6 +12,10 @@ except CCReIDError as error:
     raise WorkflowError(f"params.yaml: {error}")
 
 DEFAULT_DATASET = "synthetic"
+# Torch threads per training/extraction job. Several one-thread jobs side by side use a CPU
+# better than one job whose threads wait on each other (and GPU jobs hardly use CPU threads);
+# raise it with `--config threads_per_job=8` for a single long CPU run.
+THREADS_PER_JOB = int(config.get("threads_per_job", 1))
 DATASETS = list(PARAMS.datasets)
 EXPERIMENTS = PARAMS.experiments
 RUNS = PARAMS.all_runs  # experiments, plus <exp>@<seed> for each extra training seed

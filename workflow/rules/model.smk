@@ -9,7 +9,7 @@ rule train:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/train.log",
-    threads: workflow.cores
+    threads: THREADS_PER_JOB
     resources:
         gpu=1,
     shell:
@@ -29,7 +29,7 @@ rule extract:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/extract.log",
-    threads: workflow.cores
+    threads: THREADS_PER_JOB
     shell:
         "ccreid extract --dataset {wildcards.dataset} --exp {wildcards.exp} --prepared {input.prepared}"
         " --model {input.model} --out {output} --threads {threads} 2>&1 | tee {log}"
