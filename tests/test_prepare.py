@@ -51,3 +51,10 @@ def test_single_shot_protocol_reports_mean_and_spread(project):
     assert single["mAP"] != metrics["cc"]["mAP"]
     cmc = (project / "results/synthetic/212/cmc.csv").read_text().splitlines()
     assert cmc[0] == "rank,cc,sc" and len(cmc) == 21
+
+
+def test_check_parses_and_validates_without_writing(project):
+    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
+    result = run(["ccreid", "prepare", "--check", "--dataset", "synthetic"], cwd=project)
+    assert "query_cc" in result.stdout and "outfits" in result.stdout
+    assert not (project / "data/prepared").exists()
