@@ -13,8 +13,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-# git (and DVC's experiment commits) need an identity; a fresh CI machine may have none.
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "ccreid tests", "GIT_AUTHOR_EMAIL": "tests@ccreid.invalid",
+# git (and DVC's experiment commits) need an identity, which a fresh CI machine may lack;
+TEST_ENV = {"GIT_AUTHOR_NAME": "ccreid tests", "GIT_AUTHOR_EMAIL": "tests@ccreid.invalid",
                 "GIT_COMMITTER_NAME": "ccreid tests", "GIT_COMMITTER_EMAIL": "tests@ccreid.invalid",
                 "DVC_NO_ANALYTICS": "1"}  # and DVC must not try to phone home
 
@@ -50,7 +50,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: 
     """Run a real command (snakemake, dvc, ccreid) and return the CompletedProcess."""
     result = subprocess.run(
         cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **GIT_IDENTITY, **(env or {})},
+        env={**os.environ, "OMP_NUM_THREADS": "1", **TEST_ENV, **(env or {})},
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
