@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # git (and DVC's experiment commits) need an identity, which a fresh CI machine may lack;
 TEST_ENV = {"GIT_AUTHOR_NAME": "ccreid tests", "GIT_AUTHOR_EMAIL": "tests@ccreid.invalid",
-                "GIT_COMMITTER_NAME": "ccreid tests", "GIT_COMMITTER_EMAIL": "tests@ccreid.invalid",
-                "DVC_NO_ANALYTICS": "1"}  # and DVC must not try to phone home
+            "GIT_COMMITTER_NAME": "ccreid tests", "GIT_COMMITTER_EMAIL": "tests@ccreid.invalid",
+            "DVC_NO_ANALYTICS": "1"}  # and DVC must not try to phone home
 
 # Tests run many small models; on 2 cores a second OpenMP thread mostly spins.
 torch.set_num_threads(1)
