@@ -415,14 +415,13 @@ def train_section(run_cfg: dict) -> dict:
 
 
 def model_owner(params: Params, dataset: str, run: str) -> str:
-    """The run whose trained model `run` uses: its furthest ancestor, up the base chain, with the
-    same training section (210 → 209, 218 → 216, 210@2 → 209@2); itself when training differs."""
+    """The run whose trained model `run` uses: the first registered experiment (same seed) whose
+    training section is identical — 210 → 209 and 218 → 216 (they differ only in evaluation),
+    213 → 208 (our readings of the two entries train the same network); itself when unique."""
     exp, seed = split_run(run)
     suffix = "" if seed is None else f"{SEED_MARK}{seed}"
     mine = train_section(params.run_config(dataset, run))
-    owner = run
-    for ancestor in reversed(params.chain(exp)[:-1]):
-        if train_section(params.run_config(dataset, ancestor + suffix)) != mine:
-            break
-        owner = ancestor + suffix
-    return owner
+    for candidate in params.experiments:
+        if candidate == exp or train_section(params.run_config(dataset, candidate + suffix)) == mine:
+            return candidate + suffix
+    return run
