@@ -197,7 +197,8 @@ def test_checkpoint_from_another_config_is_refused_naming_the_key(project, tmp_p
     new["train"]["lr"] = 1e-3
     with pytest.raises(CCReIDError) as error:
         train(project / PREPARED, new, tmp_path / "run" / "model.pt")
-    assert "different training config" in str(error.value) and "train.lr: 0.00035 -> 0.001" in str(error.value)
+    message = str(error.value)
+    assert "different training config" in message and f"train.lr: {old['train']['lr']!r} -> 0.001" in message
     runtime_only = run_config(params)
     runtime_only["train"]["memory_budget_gb"] = 0.0  # a runtime key: the checkpoint stays valid
     assert train_module._load_checkpoint(tmp_path / "run" / CHECKPOINT, runtime_only, 1)["epoch"] == 0
@@ -277,11 +278,11 @@ def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
     params["datasets"]["synthetic"]["overrides"]["loss"] = {"triplet": {"weight": 1.0}}
     root = copy_project(project, tmp_path / "ddp", params)
     result = run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "ccreid",
-                  "train", "--dataset", "synthetic", "--exp", "213"], cwd=root)
-    assert [p.relative_to(root) for p in root.rglob("model.pt")] == [Path("results/synthetic/213/model.pt")]
-    model = load_model(root / "results/synthetic/213/model.pt", torch.device("cpu"))
+                  "train", "--dataset", "synthetic", "--exp", "208"], cwd=root)
+    assert [p.relative_to(root) for p in root.rglob("model.pt")] == [Path("results/synthetic/208/model.pt")]
+    model = load_model(root / "results/synthetic/208/model.pt", torch.device("cpu"))
     assert model.aux_head is not None and model.multiscale is not None
-    assert not (root / "results/synthetic/213" / CHECKPOINT).exists()  # a finished run keeps none
+    assert not (root / "results/synthetic/208" / CHECKPOINT).exists()  # a finished run keeps none
     assert result.stderr.count("epoch 2/2") == 1  # rank 0 alone reports
-    steps = logged_steps(root / "results/synthetic/213" / LIVE_DIR / "plots" / "metrics" / "train" / "triplet.tsv")
+    steps = logged_steps(root / "results/synthetic/208" / LIVE_DIR / "plots" / "metrics" / "train" / "triplet.tsv")
     assert steps == list(range(len(steps))) and steps
