@@ -58,8 +58,7 @@ def lab_log_gate_sources(text: str) -> dict[int, str]:
 
 @pytest.fixture(scope="module")
 def lab_log_classes() -> dict[int, type]:
-    if not LAB_LOG.is_file():
-        pytest.skip(f"lab log not found at {LAB_LOG}")
+    assert LAB_LOG.is_file(), f"lab log not found at {LAB_LOG}: shared/ must sit beside the repository"
     classes = {}
     for entry, source in lab_log_gate_sources(LAB_LOG.read_text(encoding="utf-8")).items():
         namespace = {"torch": torch, "nn": nn}
