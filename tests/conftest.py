@@ -46,6 +46,13 @@ def write_project(root: Path, params: dict) -> Path:
     return root
 
 
+def edit_params(project: Path, change) -> None:
+    """Apply `change(params_dict)` to the project's params.yaml."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    change(params)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None):
     """Run a real command (snakemake, dvc, ccreid) and return the CompletedProcess."""
     result = subprocess.run(

@@ -7,9 +7,8 @@ import re
 import shutil
 
 import pytest
-import yaml
 
-from conftest import run, tiny_params, write_project
+from conftest import edit_params, run, tiny_params, write_project
 
 
 def small_registry() -> dict:
@@ -32,10 +31,6 @@ def planned_outputs(project) -> set[str]:
     return {path for line in lines for path in line.split(", ")}
 
 
-def edit(project, change) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    change(params)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +57,7 @@ def test_second_run_plans_nothing(project):
 
 
 def test_editing_one_experiment_reruns_its_chain_and_the_report(project):
-    edit(project, lambda p: p["experiments"]["213"]["model"].update(pooling="avg"))
+    edit_params(project, lambda p: p["experiments"]["213"]["model"].update(pooling="avg"))
     planned = planned_outputs(project)
     trained = {p for p in planned if p.endswith("model.pt")}
     assert trained == {"results/synthetic/213/model.pt", "results/synthetic/214/model.pt"}
@@ -71,7 +66,7 @@ def test_editing_one_experiment_reruns_its_chain_and_the_report(project):
 
 
 def test_evaluation_only_edit_reevaluates_without_retraining(project):
-    edit(project, lambda p: p["experiments"]["214"].update(eval={"single_shot": True}))
+    edit_params(project, lambda p: p["experiments"]["214"].update(eval={"single_shot": True}))
     planned = planned_outputs(project)
     assert not any(p.endswith(("model.pt", "features.h5")) for p in planned)
     assert "results/synthetic/214/metrics.json" in planned

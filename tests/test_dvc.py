@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, run, tiny_params, write_project
+from conftest import REPO, edit_params, run, tiny_params, write_project
 
 GIT_USER = ["-c", "user.email=test@ccreid", "-c", "user.name=test"]
 
@@ -31,10 +31,6 @@ def make_repo(root, params=None):
     return project
 
 
-def set_params(project, change) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    change(params)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def exp_rows(project) -> dict[str, dict]:
@@ -92,13 +88,13 @@ def test_plots_show_training_curves_and_cmc(repo):
 
 def test_params_follow_inheritance(repo):
     # The workspace builds 212. Editing 197 (not an ancestor of 212) changes nothing for it.
-    set_params(repo, lambda p: p["experiments"]["197"]["model"]["multiscale"].update(blocks=1))
+    edit_params(repo, lambda p: p["experiments"]["197"]["model"]["multiscale"].update(blocks=1))
     out = run(["dvc", "repro"], cwd=repo).stdout
     assert "Running stage 'train'" not in out and "Running stage 'evaluate'" not in out
     # 199 is based on 197: selecting it and editing 197 again reruns its training.
-    set_params(repo, lambda p: p["run"].update(exp="199"))
+    edit_params(repo, lambda p: p["run"].update(exp="199"))
     run(["dvc", "repro"], cwd=repo)
-    set_params(repo, lambda p: p["experiments"]["197"]["model"]["multiscale"].update(blocks=2))
+    edit_params(repo, lambda p: p["experiments"]["197"]["model"]["multiscale"].update(blocks=2))
     out = run(["dvc", "repro"], cwd=repo).stdout
     assert "Running stage 'train'" in out
     run(["git", "checkout", "--", "params.yaml"], cwd=repo)
@@ -136,7 +132,7 @@ def test_one_cache_for_snakemake_and_dvc(tmp_path):
     dry = run(["snakemake", "--cores", "2", "--dry-run", "results/synthetic/212/metrics.json"], cwd=project)
     assert "Nothing to be done" in dry.stdout + dry.stderr
     # A changed config still rebuilds.
-    set_params(project, lambda p: p["experiments"]["212"].update(model={"pooling": "avg"}))
+    edit_params(project, lambda p: p["experiments"]["212"].update(model={"pooling": "avg"}))
     out = run(["dvc", "repro"], cwd=project)
     assert "epoch 1/" in out.stdout + out.stderr  # trained again
     assert records["model.pt"].stat().st_mtime_ns != built["model.pt"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import h5py
-import yaml
 
-from conftest import run
+from conftest import edit_params, run
 
 
 def prepare(project):
@@ -15,19 +14,15 @@ def prepare(project):
     return (project / "data/prepared/synthetic/images.h5").stat().st_mtime_ns
 
 
-def set_params(project, change):
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    change(params)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_prepare_reruns_on_raw_data_or_size_only(project):
     run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
     first = prepare(project)
     assert prepare(project) == first  # nothing changed: returns at once
-    set_params(project, lambda p: p["datasets"]["synthetic"].update(schedule_scale=0.5))
+    edit_params(project, lambda p: p["datasets"]["synthetic"].update(schedule_scale=0.5))
     assert prepare(project) == first  # training settings are not prepare's business
-    set_params(project, lambda p: p["datasets"]["synthetic"].update(size=[48, 24]))
+    edit_params(project, lambda p: p["datasets"]["synthetic"].update(size=[48, 24]))
     resized = prepare(project)
     assert resized != first
     with h5py.File(project / "data/prepared/synthetic/images.h5") as store:
@@ -41,7 +36,7 @@ def test_prepare_reruns_on_raw_data_or_size_only(project):
 
 
 def test_single_shot_protocol_reports_mean_and_spread(project):
-    set_params(project, lambda p: p["experiments"]["212"].update(eval={"single_shot": True}))
+    edit_params(project, lambda p: p["experiments"]["212"].update(eval={"single_shot": True}))
     run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
     metrics = json.loads((project / "results/synthetic/212/metrics.json").read_text())
     assert {"cc", "sc", "cc_single", "sc_single"} <= set(metrics)

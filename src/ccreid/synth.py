@@ -63,8 +63,6 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
