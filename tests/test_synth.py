@@ -70,8 +70,8 @@ def test_prcc_layout(synth):
     assert summary["images"] == n_total == len(meta)
     assert summary["ids"] == {"train": 4, "val": 2, "test": 20}
     assert sorted(meta.path) == sorted(p.relative_to(root).as_posix() for p in rgb.rglob("*.jpg"))
-    # no temp or old folder left beside the set
-    assert sorted(p.name for p in root.parent.iterdir()) == ["synthetic"]
+    # no temp or old folder left beside the set; the build lock stays (empty, reused next time)
+    assert sorted(p.name for p in root.parent.iterdir()) == [".synthetic.lock", "synthetic"]
 
 
 def test_meta_columns_and_outfits(synth):
@@ -129,7 +129,7 @@ def test_replaces_existing_set_whole(tmp_path):
     small = dict(CFG, train_ids=1, val_ids=1, test_ids=1, images_per_camera=1)
     synthesize(root, small)
     assert not (root / "rgb" / "train" / "999").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic"]  # no temp or old folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".synthetic.lock", "synthetic"]  # no temp or old folder
     assert len(list(root.rglob("*.jpg"))) == 9
 
 
@@ -283,4 +283,4 @@ def test_failure_midway_keeps_old_set(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         synthesize(root, dict(small, seed=99))
     assert _tree_digest(root) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".synthetic.lock", "synthetic"]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from ccreid import paths
-from ccreid.atomic import atomic_write_json
+from ccreid.atomic import DiskFullError, atomic_write_json
 from ccreid.config import EVAL_KEYS, EXTRACT_KEYS, load_params, model_owner, train_section
 from ccreid.errors import CCReIDError
 
@@ -219,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except CCReIDError as error:
         print(f"ccreid: error: {error}", file=sys.stderr)
+        if isinstance(error, DiskFullError):
+            # HDF5 (2.0) crashes when it frees the objects of a file whose write failed, which
+            # a normal interpreter exit would do: the temporaries are gone already, so leave now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     return 0
 

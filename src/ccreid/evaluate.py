@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ccreid import fingerprint
-from ccreid.atomic import atomic_path, atomic_write_json
+from ccreid.atomic import atomic_path, atomic_write_json, exclusive
 from ccreid.config import EVAL_KEYS
 from ccreid.datasets import Protocol
 from ccreid.errors import CCReIDError
@@ -98,8 +98,22 @@ def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | 
     features_path, out_path = Path(features_path), Path(out_path)
     config = {key: eval_cfg[key] for key in EVAL_KEYS}
     expected = fingerprint.make_fingerprint(__name__, config, {"features": features_path})
-    if fingerprint.is_fresh(out_path, expected):
-        return json.loads(out_path.read_text())
+    with exclusive(out_path, companions=(out_path.with_name(PER_QUERY), out_path.with_name(CMC))):
+        if fingerprint.is_fresh(out_path, expected):
+            return json.loads(out_path.read_text())
+        metrics, per_query, cmc_curves = _protocol_metrics(features_path, eval_cfg, device)
+        with fingerprint.rebuilding(out_path, expected):
+            with atomic_path(out_path.with_name(PER_QUERY)) as tmp:
+                pd.concat(per_query).to_csv(tmp, index=False, float_format="%.8g")
+            with atomic_path(out_path.with_name(CMC)) as tmp:  # the curve `dvc plots show` draws
+                curves = pd.DataFrame({"rank": np.arange(1, max(RANKS) + 1), **cmc_curves})
+                curves.to_csv(tmp, index=False, float_format="%.8g")
+            atomic_write_json(out_path, metrics)
+    return metrics
+
+
+def _protocol_metrics(features_path: Path, eval_cfg: dict, device: str | None) -> tuple[dict, list, dict]:
+    """Headline metrics per protocol, per-query tables and CMC curves."""
     splits, protocols = read_features(features_path)
     torch_device = pick_device(device)
     metrics, per_query, cmc_curves = {}, [], {}
@@ -131,11 +145,4 @@ def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | 
             | {f"{key}_std": float(table[key].std(ddof=0)) for key in ("mAP", "mINP") + tuple(f"R{r}" for r in RANKS)}
             | {"trials": protocol.trials}
         )
-    with atomic_path(out_path.with_name(PER_QUERY)) as tmp:
-        pd.concat(per_query).to_csv(tmp, index=False, float_format="%.8g")
-    with atomic_path(out_path.with_name(CMC)) as tmp:  # the curve `dvc plots show` draws
-        curves = pd.DataFrame({"rank": np.arange(1, max(RANKS) + 1), **cmc_curves})
-        curves.to_csv(tmp, index=False, float_format="%.8g")
-    atomic_write_json(out_path, metrics)
-    fingerprint.record(out_path, expected)
-    return metrics
+    return metrics, per_query, cmc_curves

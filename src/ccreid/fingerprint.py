@@ -8,6 +8,7 @@ when asked to rebuild an output whose recorded fingerprint equals the current on
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 from functools import cache
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ccreid.atomic import atomic_write_text
 from ccreid.config import canonical_json
+from ccreid.errors import CCReIDError
 
 _CHUNK = 1 << 20
 
@@ -38,6 +40,9 @@ def hash_tree(root: Path) -> str:
 
 def hash_input(path: Path) -> str:
     path = Path(path)
+    if not path.exists():
+        raise CCReIDError(f"{path}: not found; build it first with the stage that writes it "
+                          "(`snakemake <this output>` builds every input in order)")
     return hash_tree(path) if path.is_dir() else hash_file(path)
 
 
@@ -99,28 +104,53 @@ def make_fingerprint(stage_module: str, config: dict, inputs: dict[str, Path]) -
     }
 
 
+FOLDER_RECORD = "fingerprint.json"
+
+
 def record_path(output: Path) -> Path:
     """Where an output's fingerprint lives: inside a folder output, beside a file output."""
     output = Path(output)
     if output.is_dir():
-        return output / "fingerprint.json"
+        return output / FOLDER_RECORD
     return output.with_name(output.name + ".fingerprint.json")
 
 
+def _sizes(output: Path) -> dict[str, int]:
+    """Bytes of each file of the output, recorded with its fingerprint: an output truncated or
+    partly deleted after it was built (a copy cut short, a cleaner) no longer passes as fresh.
+    Hidden files are not the output's own (Snakemake adds .snakemake_timestamp to a folder)."""
+    output = Path(output)
+    if not output.is_dir():
+        return {output.name: output.stat().st_size}
+    return {p.relative_to(output).as_posix(): p.stat().st_size for p in sorted(output.rglob("[!.]*"))
+            if p.is_file() and p != output / FOLDER_RECORD}
+
+
 def is_fresh(output: Path, fingerprint: dict) -> bool:
-    """True when `output` exists and was built from exactly this fingerprint."""
+    """True when `output` exists, whole, and was built from exactly this fingerprint."""
     path = record_path(output)
     if not Path(output).exists() or not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()) == fingerprint
+        return json.loads(path.read_text()) == {**fingerprint, "sizes": _sizes(output)}
     except (OSError, json.JSONDecodeError):
         return False
 
 
 def record(output: Path, fingerprint: dict) -> None:
     """Write the fingerprint after `output` is complete (a folder output must exist already)."""
-    atomic_write_text(record_path(output), json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
+    text = json.dumps({**fingerprint, "sizes": _sizes(output)}, indent=1, sort_keys=True) + "\n"
+    atomic_write_text(record_path(output), text)
+
+
+@contextlib.contextmanager
+def rebuilding(output: Path, fingerprint: dict):
+    """Build a file output: its old record goes before the output changes, the new one comes
+    after it is complete. A kill in between leaves an output with no record, which the rerun
+    rebuilds; without this, a new output under an old record could later pass for fresh."""
+    record_path(output).unlink(missing_ok=True)
+    yield
+    record(output, fingerprint)
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:

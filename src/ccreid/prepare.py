@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from ccreid import fingerprint
-from ccreid.atomic import atomic_dir
+from ccreid.atomic import atomic_dir, exclusive, require_free_space
 from ccreid.config import DatasetCfg
 from ccreid.datasets import PARSERS, ParsedDataset, Protocol
 from ccreid.datasets.validate import validate
@@ -50,8 +50,32 @@ def parse_dataset(name: str, cfg: DatasetCfg) -> tuple[ParsedDataset, dict]:
     root = Path(cfg.root)
     if not root.is_dir():
         raise CCReIDError(_missing_root_message(name, cfg))
-    parsed = PARSERS[cfg.layout](root)
+    try:
+        parsed = PARSERS[cfg.layout](root)
+    except CCReIDError as error:
+        fits = _layouts_that_fit(root, cfg.layout)
+        if not fits:
+            raise
+        raise CCReIDError(
+            f"{error}\n{root} has the {fits[0]!r} layout instead: if that is what it holds, set "
+            f"datasets.{name}.layout: {fits[0]} in params.yaml; otherwise point datasets.{name}.root "
+            f"at a copy in the {cfg.layout} layout."
+        ) from None
     return parsed, validate(parsed, name)
+
+
+def _layouts_that_fit(root: Path, failed: str) -> list[str]:
+    """The other layouts that parse `root` (only asked after its own layout failed)."""
+    fits = []
+    for layout, parser in PARSERS.items():
+        if parser is PARSERS[failed]:
+            continue
+        try:
+            parser(root)
+        except CCReIDError:
+            continue
+        fits.append(layout)
+    return fits
 
 
 def _decode(job: tuple[str, int, int]) -> np.ndarray | str:
@@ -91,49 +115,59 @@ def prepare(name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = Non
         {"layout": cfg.layout, "size": list(cfg.size), "on_bad_image": cfg.on_bad_image},
         {"raw": Path(cfg.root)},
     )
-    if fingerprint.is_fresh(out_dir, expected):
-        return json.loads((out_dir / SUMMARY).read_text())
+    with exclusive(out_dir):
+        if fingerprint.is_fresh(out_dir, expected):
+            return json.loads((out_dir / SUMMARY).read_text())
+        height, width = cfg.size
+        require_free_space(out_dir.parent, len(parsed.samples) * 3 * height * width,
+                           f"preparing data set {name!r}")
+        with atomic_dir(out_dir) as tmp:
+            summary = _write_prepared(name, cfg, parsed, summary, tmp, workers)
+            fingerprint.record(tmp, expected)
+    return summary
 
+
+def _write_prepared(name: str, cfg: DatasetCfg, parsed: ParsedDataset, summary: dict, folder: Path,
+                    workers: int | None) -> dict:
+    """Decode every image into ``folder`` and write the tables; returns the (final) summary."""
     samples = _labelled(parsed.samples.reset_index(drop=True))
     height, width = cfg.size
     root = Path(cfg.root)
     jobs = [(str(root / p), height, width) for p in samples["path"]]
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
     bad: list[str] = []
-    with atomic_dir(out_dir) as tmp:
-        with h5py.File(tmp / IMAGES, "w", track_order=False) as store:
-            images = store.create_dataset(
-                "images", shape=(len(jobs), 3, height, width), dtype="uint8",
-                chunks=(1, 3, height, width), track_times=False,
-            )
-            kept = np.zeros(len(jobs), dtype=bool)
-            row = 0
-            with ProcessPoolExecutor(workers) as pool:
-                for index, result in enumerate(pool.map(_decode, jobs, chunksize=64)):
-                    if isinstance(result, str):
-                        bad.append(f"{jobs[index][0]} ({result})")
-                        continue
-                    images[row] = result
-                    kept[index] = True
-                    row += 1
-            if bad and cfg.on_bad_image == "error":
-                listing = "\n  ".join(bad[:20]) + ("\n  ..." if len(bad) > 20 else "")
-                raise CCReIDError(
-                    f"data set {name!r}: {len(bad)} image(s) cannot be decoded:\n  {listing}\n"
-                    f"Replace them, or set datasets.{name}.on_bad_image: skip to leave them out."
-                )
-            images.resize(row, axis=0)
-        samples = samples[kept].reset_index(drop=True)
-        if bad:
-            parsed = ParsedDataset(samples=samples, protocols=parsed.protocols)
-            summary = validate(parsed, name)
-        (tmp / SKIPPED).write_text(json.dumps(bad, indent=1) + "\n")
-        samples.to_csv(tmp / SAMPLES, index=False)
-        (tmp / PROTOCOLS).write_text(
-            json.dumps([dataclasses.asdict(p) for p in parsed.protocols], indent=2) + "\n"
+    with h5py.File(folder / IMAGES, "w", track_order=False) as store:
+        images = store.create_dataset(
+            "images", shape=(len(jobs), 3, height, width), dtype="uint8",
+            chunks=(1, 3, height, width), track_times=False,
         )
-        (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        (tmp / "fingerprint.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+        kept = np.zeros(len(jobs), dtype=bool)
+        row = 0
+        with ProcessPoolExecutor(workers) as pool:
+            for index, result in enumerate(pool.map(_decode, jobs, chunksize=64)):
+                if isinstance(result, str):
+                    bad.append(f"{jobs[index][0]} ({result})")
+                    continue
+                images[row] = result
+                kept[index] = True
+                row += 1
+        if bad and cfg.on_bad_image == "error":
+            listing = "\n  ".join(bad[:20]) + ("\n  ..." if len(bad) > 20 else "")
+            raise CCReIDError(
+                f"data set {name!r}: {len(bad)} image(s) cannot be decoded:\n  {listing}\n"
+                f"Replace them, or set datasets.{name}.on_bad_image: skip to leave them out."
+            )
+        images.resize(row, axis=0)
+    samples = samples[kept].reset_index(drop=True)
+    if bad:
+        parsed = ParsedDataset(samples=samples, protocols=parsed.protocols)
+        summary = validate(parsed, name)
+    (folder / SKIPPED).write_text(json.dumps(bad, indent=1) + "\n")
+    samples.to_csv(folder / SAMPLES, index=False)
+    (folder / PROTOCOLS).write_text(
+        json.dumps([dataclasses.asdict(p) for p in parsed.protocols], indent=2) + "\n"
+    )
+    (folder / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 

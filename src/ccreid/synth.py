@@ -69,7 +69,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ccreid import fingerprint
-from ccreid.atomic import atomic_dir
+from ccreid.atomic import atomic_dir, exclusive
 from ccreid.errors import CCReIDError
 
 CONFIG_KEYS = (
@@ -545,17 +545,18 @@ def synthesize(root: Path, cfg: dict) -> dict:
     if root.is_symlink():  # write where the link points, keep the link
         root = root.resolve()
     expected = fingerprint.make_fingerprint(__name__, c, {})
-    if fingerprint.is_fresh(root, expected):  # already written from this cfg and code
-        return json.loads((root / SUMMARY_FILE).read_text())
-    with atomic_dir(root) as tmp:
-        rows, counts, splits = _generate(tmp, c)
-        summary = {
-            "images": len(rows),
-            "ids": {split: len(pids) for split, pids in splits},
-            "images_per_split": counts,
-            "palette_size": c["palette_size"],
-            "size": [c["height"], c["width"]],
-        }
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-        fingerprint.record(tmp, expected)
-    return summary
+    with exclusive(root):
+        if fingerprint.is_fresh(root, expected):  # already written from this cfg and code
+            return json.loads((root / SUMMARY_FILE).read_text())
+        with atomic_dir(root) as tmp:
+            rows, counts, splits = _generate(tmp, c)
+            summary = {
+                "images": len(rows),
+                "ids": {split: len(pids) for split, pids in splits},
+                "images_per_split": counts,
+                "palette_size": c["palette_size"],
+                "size": [c["height"], c["width"]],
+            }
+            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+            fingerprint.record(tmp, expected)
+        return summary

@@ -21,6 +21,7 @@ batch (features gathered across ranks); rank 0 alone writes checkpoint, model an
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 import sys
@@ -34,14 +35,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ccreid import fingerprint, losses
-from ccreid.atomic import atomic_path
+from ccreid.atomic import atomic_path, exclusive
 from ccreid.augment import BatchAugment
 from ccreid.config import train_section
 from ccreid.devices import pick_device
 from ccreid.distributed import World, process_group, world_from_environment
 from ccreid.errors import CCReIDError
 from ccreid.loader import Prefetcher, open_training_images
-from ccreid.models import build_model
+from ccreid.models import build_model, check_names
 from ccreid.prepare import load_prepared
 from ccreid.sampler import IdentitySampler
 
@@ -370,30 +371,36 @@ class TrainingLog:
 def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | None = None) -> Path:
     """Train the run's model into `model_path` (+ checkpoint and DVCLive logs in its folder)."""
     model_path = Path(model_path)
+    check_names(run_cfg)
     # The prepared folder's own fingerprint identifies its content (prepare is deterministic).
     expected = fingerprint.make_fingerprint(
         __name__, train_section(run_cfg), {"prepared": Path(prepared_dir) / "fingerprint.json"})
-    if fingerprint.is_fresh(model_path, expected):
-        return model_path
     world = world_from_environment()
+    holder = f".rank{world.rank}" if world.distributed else ""
+    with exclusive(model_path, holder=holder, companions=(model_path.parent / CHECKPOINT,)):
+        if fingerprint.is_fresh(model_path, expected):
+            return model_path
+        _train(Path(prepared_dir), run_cfg, model_path, expected, world, device)
+    return model_path
+
+
+def _train(prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, world: World, device: str | None) -> None:
     torch_device = pick_device(device, world.local_rank if world.distributed else None)
     torch.use_deterministic_algorithms(True, warn_only=True)
     with process_group(world, torch_device):
-        trainer = Trainer(Path(prepared_dir), run_cfg, torch_device, world)
+        trainer = Trainer(prepared_dir, run_cfg, torch_device, world)
         try:
             _run_epochs(trainer, run_cfg, model_path.parent / CHECKPOINT, model_path.parent / LIVE_DIR)
         finally:
             trainer.close()
         if world.is_main:
             final = {"model": trainer.model.state_dict(), "config": train_section(run_cfg), **trainer.meta}
-            with atomic_path(model_path) as tmp:
-                torch.save(final, tmp)
-            fingerprint.record(model_path, expected)
+            with fingerprint.rebuilding(model_path, expected):
+                save(final, model_path)
             # Finished: nothing left to resume. Keeping it would refuse the next training of this
             # folder after a config edit, which is the normal way of working.
             (model_path.parent / CHECKPOINT).unlink(missing_ok=True)
         world.barrier()
-    return model_path
 
 
 def _run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir: Path) -> None:
@@ -430,9 +437,17 @@ def _run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir
         log.end_epoch(len(batches) * len(batches[0]) if batches else 0, validation)
         checkpoint = trainer.state(epoch, step)
         if world.is_main:
-            with atomic_path(checkpoint_path) as tmp:
-                torch.save(checkpoint, tmp)
+            save(checkpoint, checkpoint_path)
     log.close()
+
+
+def save(state: dict, path: Path) -> None:
+    """torch.save, atomically. Serialised in memory first: torch's own file writer reports a full
+    disk as "unexpected pos", a Python write names it."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_model(model_path: Path, device: torch.device) -> torch.nn.Module:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights
 
-from ccreid.errors import CCReIDError
+from ccreid.errors import CCReIDError, registered
 from ccreid.models.osnet import CHANNELS_X1_0, OSNet, OSNetAIN
 from ccreid.models.resnet import ResNet50, TinyResNet
 
@@ -60,13 +60,10 @@ def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, wi
     """Build backbone `name`; pretrained: "none", "imagenet" or the path of a local weight file.
 
     `width` scales the channels (1.0 = the published network; only then do checkpoints fit)."""
-    if name not in BACKBONES:
-        raise CCReIDError(
-            f"model.backbone: unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}"
-        )
+    builder = registered(BACKBONES, name, "model.backbone", "backbone")
     if last_stride not in (1, 2):
         raise CCReIDError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
-    backbone = BACKBONES[name](last_stride, width)
+    backbone = builder(last_stride, width)
     if pretrained == "imagenet":
         source = f"torchvision's {name} ImageNet weights"
         load_state_dict_checked(backbone, imagenet_state_dict(name), source)

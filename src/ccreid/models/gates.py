@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ccreid.errors import CCReIDError
+from ccreid.errors import CCReIDError, registered
 
 
 class PooledChannelGate(nn.Module):
@@ -138,8 +138,4 @@ GATES: dict[str, Callable[..., nn.Module]] = {
 
 def build_gate(name: str, channels: int, reduction: int = 16) -> nn.Module:
     """GATES[name](channels, reduction), with an error naming the valid gates."""
-    if name not in GATES:
-        raise CCReIDError(
-            f"model.multiscale.gate: unknown gate {name!r}; valid gates: {', '.join(GATES)}"
-        )
-    return GATES[name](channels, reduction=reduction)
+    return registered(GATES, name, "model.multiscale.gate", "gate")(channels, reduction=reduction)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccreid.errors import CCReIDError
+from ccreid.errors import registered
 
 
 class AvgPool(nn.Module):
@@ -59,11 +59,7 @@ POOLINGS = {"avg": AvgPool, "max": MaxPool, "gem": GeMPool, "maxavg": MaxAvgPool
 
 
 def build_pooling(name: str) -> nn.Module:
-    if name not in POOLINGS:
-        raise CCReIDError(
-            f"model.pooling: unknown pooling {name!r}; valid poolings: {', '.join(POOLINGS)}"
-        )
-    return POOLINGS[name]()
+    return registered(POOLINGS, name, "model.pooling", "pooling")()
 
 
 class BNNeck(nn.BatchNorm1d):
