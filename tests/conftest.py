@@ -22,9 +22,11 @@ TEST_ENV = {"GIT_AUTHOR_NAME": "ccreid tests", "GIT_AUTHOR_EMAIL": "tests@ccreid
 torch.set_num_threads(1)
 
 
-def tiny_params(**synth_overrides) -> dict:
-    """The project's params.yaml with the synthetic set and schedule shrunk for tests."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+def tiny_params(params: dict | None = None, **synth_overrides) -> dict:
+    """`params` (default: the project's params.yaml) with the synthetic set and schedule shrunk
+    for tests (benchmarks/noop_rerun.py uses it too)."""
+    if params is None:
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
     synthetic = params["datasets"]["synthetic"]
     synthetic["synth"].update(
         {"train_ids": 8, "val_ids": 2, "test_ids": 4, "images_per_camera": 2, "height": 32, "width": 16}
@@ -53,10 +55,11 @@ def edit_params(project: Path, change) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None):
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None,
+        preexec_fn=None):
     """Run a real command (snakemake, dvc, ccreid) and return the CompletedProcess."""
     result = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn,
         env={**os.environ, "OMP_NUM_THREADS": "1", **TEST_ENV, **(env or {})},
     )
     if check and result.returncode != 0:

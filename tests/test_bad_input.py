@@ -1,22 +1,43 @@
-"""Bad input: one clear message naming the file or key, a non-zero exit, no output left behind."""
+"""Bad input: one clear message naming the file or key, exit status 2, no output left behind.
+
+The catalogue, case by case, with the test that covers each, is docs/reliability.md.
+"""
 
 from __future__ import annotations
 
 import json
+import resource
 import shutil
+import signal
 
+import h5py
+import numpy as np
 import pytest
-import yaml
 
-from conftest import run
+from conftest import edit_params, run, tiny_params, write_project
+from test_parsers import make_ltcc
+
+RGB = "data/raw/synthetic/rgb"
+RUN_DIR = "results/synthetic/212"
+TRAIN = ["train", "--dataset", "synthetic", "--exp", "212"]
+EXTRACT = ["extract", "--dataset", "synthetic", "--exp", "212"]
+EVALUATE = ["evaluate", "--dataset", "synthetic", "--exp", "212"]
 
 
-def ccreid(project, *args, check=False):
-    return run(["ccreid", *args], cwd=project, check=check)
+def ccreid(project, *args, check=False, **kwargs):
+    return run(["ccreid", *args], cwd=project, check=check, **kwargs)
 
 
 def leftovers(folder):
     return [p for p in folder.rglob(".tmp-*")] if folder.exists() else []
+
+
+def assert_refused(result, *expected):
+    """Exit 2 with one message (no traceback) holding every expected fragment."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("ccreid: error:") == 1, result.stderr
+    for fragment in expected:
+        assert fragment in result.stderr, (fragment, result.stderr)
 
 
 @pytest.fixture
@@ -25,61 +46,210 @@ def synthetic(project):
     return project
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A tiny project built through evaluation (copy it before changing it)."""
+    project = write_project(tmp_path_factory.mktemp("built") / "project", tiny_params())
+    for args in (["synth", "--dataset", "synthetic"], ["prepare", "--dataset", "synthetic"], TRAIN, EXTRACT, EVALUATE):
+        ccreid(project, *args, check=True)
+    return project
+
+
+@pytest.fixture
+def copy_of_built(built, tmp_path):
+    return shutil.copytree(built, tmp_path / "project", symlinks=True)
+
+
+# ------------------------------------------------------------------ raw data
 def test_missing_dataset(project):
     result = ccreid(project, "prepare", "--dataset", "prcc")
-    assert result.returncode == 2
-    assert "data/raw/prcc not found" in result.stderr and "Traceback" not in result.stderr
+    assert_refused(result, "data/raw/prcc not found")
     assert not (project / "data/prepared/prcc").exists()
 
 
-def test_undecodable_image_stops_and_leaves_nothing(synthetic):
-    bad = next((synthetic / "data/raw/synthetic/rgb/test/C").rglob("*.jpg"))
-    bad.write_bytes(b"not a jpeg at all")
+def test_wrong_layout_names_the_layout_it_has(project):
+    """An LTCC copy placed where PRCC is expected."""
+    ltcc = make_ltcc(project / "data/raw")
+    ltcc.rename(project / "data/raw/prcc")
+    result = ccreid(project, "prepare", "--dataset", "prcc")
+    assert_refused(result, "data/raw/prcc/rgb", "has the 'ltcc' layout", "datasets.prcc.layout: ltcc")
+    assert not (project / "data/prepared").exists()
+
+
+DAMAGED_IMAGES = {
+    "corrupt": lambda image: image.write_bytes(b"not a jpeg at all"),
+    "truncated": lambda image: image.write_bytes(image.read_bytes()[:40]),
+    "zero-byte": lambda image: image.write_bytes(b""),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_IMAGES))
+def test_damaged_image_stops_prepare_naming_it(synthetic, damage):
+    bad = next((synthetic / RGB / "test/C").rglob("*.jpg"))
+    DAMAGED_IMAGES[damage](bad)
     result = ccreid(synthetic, "prepare", "--dataset", "synthetic")
-    assert result.returncode == 2
-    assert str(bad.relative_to(synthetic)) in result.stderr and "on_bad_image: skip" in result.stderr
+    assert_refused(result, str(bad.relative_to(synthetic)), "on_bad_image: skip")
     assert not (synthetic / "data/prepared/synthetic").exists()
     assert leftovers(synthetic / "data/prepared") == []
 
 
-def test_undecodable_image_can_be_skipped_and_recorded(synthetic):
-    bad = next((synthetic / "data/raw/synthetic/rgb/train").rglob("*.jpg"))
+def test_damaged_image_can_be_skipped_and_recorded(synthetic):
+    bad = next((synthetic / RGB / "train").rglob("*.jpg"))
     bad.write_bytes(bad.read_bytes()[:40])  # truncated
-    params = yaml.safe_load((synthetic / "params.yaml").read_text())
-    params["datasets"]["synthetic"]["on_bad_image"] = "skip"
-    (synthetic / "params.yaml").write_text(yaml.safe_dump(params))
+    edit_params(synthetic, lambda p: p["datasets"]["synthetic"].update(on_bad_image="skip"))
     ccreid(synthetic, "prepare", "--dataset", "synthetic", check=True)
     skipped = json.loads((synthetic / "data/prepared/synthetic/skipped.json").read_text())
     assert len(skipped) == 1 and str(bad.relative_to(synthetic)) in skipped[0]
 
 
-def test_empty_split(synthetic):
-    for folder in (synthetic / "data/raw/synthetic/rgb/test/C").iterdir():
-        shutil.rmtree(folder)
+def _first_train_id(project):
+    return sorted((project / RGB / "train").iterdir())[0]
+
+
+def _test_id_copied_into_train(project):
+    """Identity folder of the test split copied into train, named as train files are."""
+    test_id = sorted((project / RGB / "test/A").iterdir())[0]
+    for image in test_id.iterdir():
+        target = project / RGB / "train" / test_id.name / f"A_{image.name}"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(image, target)
+    return test_id.name
+
+
+DAMAGED_TREES = {
+    "non-image file": (lambda p: (_first_train_id(p) / "notes.txt").write_text("x"), ["notes.txt", "not images"]),
+    "id folder not a number": (lambda p: _first_train_id(p).rename(p / RGB / "train/person1"),
+                               ["rgb/train/person1", "must be integers"]),
+    "train/test id overlap": (_test_id_copied_into_train, ["both in train and in the evaluation splits"]),
+    "empty split": (lambda p: [shutil.rmtree(f) for f in (p / RGB / "test/C").iterdir()], ["query_cc"]),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_TREES))
+def test_damaged_tree_stops_prepare(synthetic, damage):
+    change, expected = DAMAGED_TREES[damage]
+    change(synthetic)
     result = ccreid(synthetic, "prepare", "--dataset", "synthetic")
-    assert result.returncode == 2 and "query_cc" in result.stderr
-    assert not (synthetic / "data/prepared/synthetic").exists()
+    assert_refused(result, *expected)
+    assert not (synthetic / "data/prepared").exists()
+
+
+# ------------------------------------------------------------------ params.yaml
+def _set(section: str, **values):
+    return lambda p: p["experiments"]["212"].setdefault(section, {}).update(values)
+
+
+BAD_PARAMS = {
+    "typo'd key": (lambda p: p["experiments"]["212"].update(modle={"pooling": "avg"}),
+                   "experiment '212': unknown key 'modle'"),
+    "wrong type": (_set("train", lr="fast"), "experiment '212': key 'train.lr'"),
+    "negative learning rate": (_set("train", lr=-0.1), "experiment '212': key 'train.lr'"),
+    "missing base": (lambda p: p["experiments"]["212"].update(base="999"), "has base '999', which is not registered"),
+    "cyclic base": (lambda p: p["experiments"]["212"].update(base="216"), "cyclic base chain"),
+    "unknown backbone": (_set("model", backbone="resnet51"),
+                         "experiment '212': model.backbone: unknown backbone 'resnet51'; valid backbones: resnet50"),
+    "unknown gate": (lambda p: p["experiments"]["212"].update(model={"multiscale": {"enabled": True, "gate": "se_maxx"}}),
+                     "experiment '212': model.multiscale.gate: unknown gate 'se_maxx'; valid gates: se_avg"),
+    "unquoted experiment id": (lambda p: p["experiments"].update({212: p["experiments"].pop("212")}), "quote it"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(BAD_PARAMS))
+def test_bad_params_stop_training_before_anything_is_written(synthetic, mistake):
+    change, expected = BAD_PARAMS[mistake]
+    ccreid(synthetic, "prepare", "--dataset", "synthetic", check=True)
+    edit_params(synthetic, change)
+    result = ccreid(synthetic, *TRAIN)
+    assert_refused(result, expected)
+    assert not (synthetic / "results").exists()
 
 
 def test_unknown_experiment(project):
     result = ccreid(project, "train", "--dataset", "synthetic", "--exp", "999")
-    assert result.returncode == 2 and "unknown experiment '999'" in result.stderr
+    assert_refused(result, "unknown experiment '999'")
     assert not (project / "results").exists()
 
 
-def test_bad_params_key_names_experiment_and_key(project):
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["experiments"]["214"]["model"]["multiscale"]["enabeld"] = True
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    result = ccreid(project, "config", "show", "214")
-    assert result.returncode == 2
-    assert "experiment '214': unknown key 'model.multiscale.enabeld'" in result.stderr
+# ------------------------------------------------------------------ stage inputs
+@pytest.mark.parametrize("stage, missing", [
+    (TRAIN, "data/prepared/synthetic"), (EXTRACT, f"{RUN_DIR}/model.pt"), (EVALUATE, f"{RUN_DIR}/features.h5"),
+])
+def test_missing_stage_input_is_named(copy_of_built, stage, missing):
+    for path in (copy_of_built / RUN_DIR).iterdir():
+        if not path.name.startswith(("model.pt", "features.h5")):  # keep the inputs, drop the outputs
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    target = copy_of_built / missing
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    before = sorted(copy_of_built.rglob("*"))
+    result = ccreid(copy_of_built, *stage)
+    assert_refused(result, missing, "not found; build it first")
+    assert sorted(copy_of_built.rglob("*")) == before
 
 
-def test_foreign_features_file(project):
+def test_truncated_features_file(copy_of_built):
+    features = copy_of_built / RUN_DIR / "features.h5"
+    features.write_bytes(features.read_bytes()[:2000])
+    out = copy_of_built / "m.json"
+    result = ccreid(copy_of_built, *EVALUATE, "--out", str(out))
+    assert_refused(result, str(features.relative_to(copy_of_built)))
+    assert not out.exists() and leftovers(copy_of_built) == []
+
+
+@pytest.mark.parametrize("content", ["hdf5 header only", "hdf5 of something else"])
+def test_foreign_features_file(project, content):
     foreign = project / "features.h5"
-    foreign.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # HDF5 magic, truncated body
-    result = ccreid(project, "evaluate", "--dataset", "synthetic", "--exp", "212",
-                    "--features", str(foreign), "--out", str(project / "m.json"))
-    assert result.returncode == 2 and "features.h5" in result.stderr
+    if content == "hdf5 header only":
+        foreign.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    else:
+        with h5py.File(foreign, "w") as store:
+            store["embeddings"] = np.zeros((4, 8), np.float32)
+    result = ccreid(project, *EVALUATE, "--features", str(foreign), "--out", str(project / "m.json"))
+    assert_refused(result, "features.h5")
     assert not (project / "m.json").exists()
+
+
+def test_truncated_model_file(copy_of_built):
+    model = copy_of_built / RUN_DIR / "model.pt"
+    model.write_bytes(model.read_bytes()[:5000])
+    out = copy_of_built / "f.h5"
+    result = ccreid(copy_of_built, *EXTRACT, "--model", str(model), "--out", str(out))
+    assert_refused(result, str(model))
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ a full disk
+def file_size_limit(limit_bytes: int):
+    """preexec_fn: writes past `limit_bytes` fail with EFBIG, as on a full disk (the signal the
+    kernel sends first is ignored, as a process that handles write errors must)."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return apply
+
+
+FULL_DISK = {  # stage, its output, a size limit below that output's size
+    "prepare": (["prepare", "--dataset", "synthetic", "--out", "data/prepared/again"], "data/prepared/again", 50_000),
+    "train": (["train", "--dataset", "synthetic", "--exp", "211"], "results/synthetic/211/checkpoint.pt", 200_000),
+    "extract": (EXTRACT + ["--out", "f.h5"], "f.h5", 10_000),
+    "evaluate": (EVALUATE + ["--out", "m/metrics.json"], "m/per_query.csv", 500),
+}
+
+
+@pytest.mark.parametrize("stage", list(FULL_DISK))
+def test_disk_full_while_writing_names_the_output_and_keeps_nothing(copy_of_built, stage):
+    args, output, limit = FULL_DISK[stage]
+    before = sorted(p.relative_to(copy_of_built).as_posix() for p in copy_of_built.rglob("*") if p.is_file()
+                    and not p.name.endswith(".lock"))
+    result = ccreid(copy_of_built, *args, preexec_fn=file_size_limit(limit))
+    assert_refused(result, f"{output}: ran out of space while writing it", "rerun the same command")
+    after = sorted(p.relative_to(copy_of_built).as_posix() for p in copy_of_built.rglob("*") if p.is_file()
+                   and not p.name.endswith(".lock"))
+    new = set(after) - set(before)
+    assert all("/live/" in f"/{path}" for path in new), new  # training's live log is not an output
+
+
+def test_prepare_refuses_at_once_when_the_disk_cannot_hold_the_set(synthetic):
+    edit_params(synthetic, lambda p: p["datasets"]["synthetic"].update(size=[100_000, 50_000]))  # ~1 TiB
+    result = ccreid(synthetic, "prepare", "--dataset", "synthetic")
+    assert_refused(result, "preparing data set 'synthetic' needs about", "GiB in", "free")
+    assert not (synthetic / "data/prepared/synthetic").exists()
