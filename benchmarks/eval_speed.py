@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +30,10 @@ import numpy as np
 import torch
 
 from ccreid.metrics import CPU_CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, WORKSPACE_BYTES_PER_ELEMENT, rank_metrics
+from common import REPO
+
+sys.path.insert(0, str(REPO / "tests"))
+from test_metrics import reference_loop  # noqa: E402 — the tests' textbook loop is the baseline
 
 MAX_RANK = 20
 
@@ -50,26 +55,6 @@ SIZES = {
     "10k-50k": Size("10k×50k", 10_000, 50_000, 2_500, 6, "standard", 1_000),
     "chunked": Size("20k×50k (4 GB of distances)", 20_000, 50_000, 2_500, 6, "standard", 500),
 }
-
-
-def numpy_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, mode, sort_kind):
-    """The textbook evaluation, one query at a time."""
-    aps, inps, cmc, evaluated = [], [], np.zeros(MAX_RANK), 0
-    for i in range(len(q_pids)):
-        order = np.argsort(dist[i], kind=sort_kind)
-        same_pid = g_pids[order] == q_pids[i]
-        good = same_pid & (g_cams[order] != q_cams[i])
-        if mode == "cc":
-            good &= g_clothes[order] != q_clothes[i]
-        kept = good[good | ~same_pid]
-        if not kept.any():
-            continue
-        evaluated += 1
-        hits = np.flatnonzero(kept)
-        aps.append(np.mean(np.arange(1, len(hits) + 1) / (hits + 1)))
-        inps.append(len(hits) / (hits[-1] + 1))
-        cmc[hits[0]:] += 1
-    return {"mAP": np.mean(aps), "mINP": np.mean(inps), "cmc": cmc / evaluated}
 
 
 def distinct_random_distances(queries: int, gallery: int, rng: np.random.Generator, device) -> torch.Tensor:
@@ -122,7 +107,7 @@ def run(size: Size, chunk_elements: int, device, repeats: int) -> dict:
     ours_on_loop_queries = rank_metrics(dist[:m], *loop_args, chunk_elements=chunk_elements)
     row = {}
     for column, sort_kind in (("loop_s", None), ("stable_loop_s", "stable")):
-        seconds, loop = timed(numpy_loop, dist_np, *loop_args, sort_kind)
+        seconds, loop = timed(partial(reference_loop, max_rank=MAX_RANK, sort_kind=sort_kind), dist_np, *loop_args)
         check_same(ours_on_loop_queries, loop, size.name)
         row[column] = seconds * size.queries / m
     all_args = (q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, size.mode)

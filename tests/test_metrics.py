@@ -10,11 +10,13 @@ from ccreid.errors import CCReIDError
 from ccreid.metrics import query_ranks, rank_metrics
 
 
-def reference_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, mode, max_rank=20):
-    """The textbook evaluation: sort each row, drop junk, read AP / CMC / INP off the matches."""
+def reference_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, mode, max_rank=20,
+                   sort_kind="stable"):
+    """The textbook evaluation: sort each row, drop junk, read AP / CMC / INP off the matches.
+    (benchmarks/eval_speed.py times it as the baseline.)"""
     aps, inps, cmc, evaluated = [], [], np.zeros(max_rank), 0
     for i in range(len(q_pids)):
-        order = np.argsort(dist[i], kind="stable")
+        order = np.argsort(dist[i], kind=sort_kind)
         same_pid = g_pids[order] == q_pids[i]
         other_cam = g_cams[order] != q_cams[i]
         if mode == "standard":
