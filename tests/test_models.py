@@ -21,6 +21,8 @@ MODEL_CFG = {
     "pooling": "maxavg",
     "multiscale": {"enabled": False, "gate": "se_avg", "blocks": 2, "reduction": 16},
     "correction": False,
+    "neck_bias": True,
+    "classifier_bias": True,
 }
 LOSS_CFG = {
     "id": {"label_smoothing": 0.1},
@@ -170,8 +172,10 @@ def test_unknown_backbone_lists_valid_names():
 
 
 @pytest.mark.parametrize("name", ["resnet50_ibn_a", "osnet_x1_0", "osnet_ain_x1_0", "resnet_tiny"])
-def test_imagenet_without_framework_loader_asks_for_a_file(name):
-    with pytest.raises(CCReIDError, match="path"):
+def test_imagenet_without_its_file_says_where_to_put_it(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    expected = "no published ImageNet weights" if name == "resnet_tiny" else f"put it at data/weights/{name}"
+    with pytest.raises(CCReIDError, match=expected):
         build_backbone(name, pretrained="imagenet")
 
 
@@ -277,10 +281,14 @@ def test_cosine_clothes_classifier_is_scaled_cosine():
     torch.testing.assert_close(model.clothes_classifier(features * 7), logits)
 
 
-def test_bn_neck_bias_is_frozen():
-    model = build_model(MODEL_CFG, LOSS_CFG, num_ids=3, num_clothes=5)
-    assert not model.neck.bias.requires_grad
-    assert model.classifier.bias is None
+def test_head_biases_are_trained_as_cal_or_off_as_bot():
+    cal = build_model({**MODEL_CFG, "backbone": "resnet_tiny"}, {**LOSS_CFG, "aux": {**LOSS_CFG["aux"], "enabled": True}},
+                      num_ids=3, num_clothes=5)
+    for head in (cal, cal.aux_head):
+        assert head.neck.bias.requires_grad and head.classifier.bias is not None
+        assert float(head.classifier.bias.abs().max()) == 0.0
+    bot = build_model({**MODEL_CFG, "neck_bias": False, "classifier_bias": False}, LOSS_CFG, num_ids=3, num_clothes=5)
+    assert not bot.neck.bias.requires_grad and bot.classifier.bias is None
 
 
 # ---------------------------------------------------------------- ReIDModel

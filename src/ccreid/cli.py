@@ -59,6 +59,28 @@ def cmd_train(args) -> None:
     print(out)
 
 
+def cmd_weights(args) -> None:
+    """Fetch (or check) ImageNet weights: of one backbone, or of what a run's training reads. With
+    --record, also write that run's weight file and digest (DVC's train stage depends on it)."""
+    from ccreid.models.weights import fetch_weights, pretrained_file, sha256
+
+    if args.backbone:
+        print(fetch_weights(args.backbone))
+        return
+    if not (args.dataset and args.exp):
+        raise CCReIDError("ccreid weights: give --backbone NAME, or --dataset and --exp of a run")
+    model_cfg = _params(args).run_config(args.dataset, args.exp)["model"]
+    record = {"pretrained": model_cfg["pretrained"]}
+    if model_cfg["pretrained"] == "imagenet":
+        fetch_weights(model_cfg["backbone"])
+    path = pretrained_file(model_cfg)
+    if path is not None:
+        record |= {"file": str(path), "sha256": sha256(path)}
+        print(path)
+    if args.record:
+        atomic_write_json(Path(args.record), record)
+
+
 def cmd_extract(args) -> None:
     from ccreid.extract import extract
 
@@ -175,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="model file (default: results/<ds>/<owner>/model.pt)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p = sub.add_parser("weights", help="fetch and check ImageNet weights into data/weights/ (once)")
+    p.add_argument("--backbone", help="a backbone of params.yaml model.backbone")
+    p.add_argument("--dataset", help="with --exp: the weights this run's training reads")
+    p.add_argument("--exp")
+    p.add_argument("--record", help="write the run's weight file and SHA-256 here (JSON)")
+    p.set_defaults(func=cmd_weights)
     p = stage("extract", cmd_extract, "embed the evaluation splits into features.h5")
     p.add_argument("--prepared")
     p.add_argument("--model")

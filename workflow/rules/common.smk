@@ -5,6 +5,7 @@ from pathlib import Path
 from ccreid import paths
 from ccreid.config import EVAL_KEYS, EXTRACT_KEYS, canonical_json, load_params, model_owner, train_section
 from ccreid.errors import CCReIDError
+from ccreid.models.weights import IMAGENET_WEIGHTS, weights_path
 
 try:
     PARAMS = load_params("params.yaml")
@@ -73,5 +74,19 @@ def trained_model(wildcards):
     return str(paths.model_path(wildcards.dataset, model_owner(PARAMS, wildcards.dataset, wildcards.exp)))
 
 
-def synthetic_root(wildcards):
-    return PARAMS.dataset(wildcards.dataset).root
+# data/weights/<published file name> -> the backbone it initialises (rule weights).
+WEIGHT_FILES = {weights.file: backbone for backbone, weights in IMAGENET_WEIGHTS.items()}
+
+
+def initial_weights(wildcards):
+    """The weight file a run's training starts from (model.pretrained), none when from scratch.
+    A backbone without ImageNet weights stops the plan here, before any job runs."""
+    model = PARAMS.run_config(wildcards.dataset, wildcards.exp)["model"]
+    if model["pretrained"] == "none":
+        return []
+    if model["pretrained"] == "imagenet":
+        try:
+            return [str(weights_path(model["backbone"]))]
+        except CCReIDError as error:
+            raise WorkflowError(f"experiment {wildcards.exp} on {wildcards.dataset}: {error}")
+    return [model["pretrained"]]

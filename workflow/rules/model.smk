@@ -1,6 +1,22 @@
+rule weights:
+    output:
+        "data/weights/{weights_file}",
+    params:
+        backbone=lambda wildcards: WEIGHT_FILES[wildcards.weights_file],
+    conda:
+        "../envs/ccreid.yaml"
+    log:
+        "logs/weights/{weights_file}.log",
+    wildcard_constraints:
+        weights_file="|".join(re.escape(name) for name in WEIGHT_FILES),
+    shell:
+        "ccreid weights --backbone {params.backbone} 2>&1 | tee {log}"
+
+
 rule train:
     input:
-        "data/prepared/{dataset}",
+        prepared="data/prepared/{dataset}",
+        weights=initial_weights,
     output:
         "results/{dataset}/{exp}/model.pt",
     params:
@@ -14,7 +30,7 @@ rule train:
         gpu=1,
     shell:
         "ccreid train --dataset {wildcards.dataset} --exp {wildcards.exp}"
-        " --prepared {input} --out {output} --threads {threads} 2>&1 | tee {log}"
+        " --prepared {input.prepared} --out {output} --threads {threads} 2>&1 | tee {log}"
 
 
 rule extract:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet50_Weights
 
 from ccreid.errors import CCReIDError, registered
 from ccreid.models.osnet import CHANNELS_X1_0, OSNet, OSNetAIN
 from ccreid.models.resnet import ResNet50, TinyResNet
+from ccreid.models.weights import require_weights
 
 # name -> builder(last_stride, width). OSNet keeps its published output stride 16 (conv4 and
 # conv5 do not downsample), so last_stride does not apply to it.
@@ -33,19 +33,6 @@ BACKBONES: dict[str, Callable[[int, float], nn.Module]] = {
 def _channels(channels: tuple[int, ...], width: float) -> tuple[int, ...]:
     return tuple(max(4, int(round(c * width))) for c in channels)
 
-# Weights a framework can fetch itself (on the user's machine, into torch's cache).
-FRAMEWORK_IMAGENET_WEIGHTS = {"resnet50": ResNet50_Weights.IMAGENET1K_V1}
-
-# Where to download the published ImageNet checkpoint of the others.
-PUBLISHED_CHECKPOINTS = {
-    "resnet50_ibn_a": "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/"
-    "resnet50_ibn_a-d9d0bb7b.pth",
-    "osnet_x1_0": "torchreid's model zoo (https://kaiyangzhou.github.io/deep-person-reid/MODEL_ZOO, "
-    "ImageNet weights of osnet_x1_0)",
-    "osnet_ain_x1_0": "torchreid's model zoo (https://kaiyangzhou.github.io/deep-person-reid/MODEL_ZOO, "
-    "ImageNet weights of osnet_ain_x1_0)",
-}
-
 # Keys of the published files that the backbone does not have: the ImageNet classifier (and,
 # for OSNet, its 512-d fc embedding layer, which our re-id head replaces).
 CLASSIFIER_PREFIXES = ("fc.", "classifier.")
@@ -57,7 +44,8 @@ MAX_NAMES_IN_MESSAGE = 10
 
 
 def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, width: float = 1.0) -> nn.Module:
-    """Build backbone `name`; pretrained: "none", "imagenet" or the path of a local weight file.
+    """Build backbone `name`; pretrained: "none", "imagenet" (the published file under
+    data/weights/, see ccreid.models.weights) or the path of a local weight file.
 
     `width` scales the channels (1.0 = the published network; only then do checkpoints fit)."""
     builder = registered(BACKBONES, name, "model.backbone", "backbone")
@@ -65,27 +53,10 @@ def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, wi
         raise CCReIDError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
     backbone = builder(last_stride, width)
     if pretrained == "imagenet":
-        source = f"torchvision's {name} ImageNet weights"
-        load_state_dict_checked(backbone, imagenet_state_dict(name), source)
+        load_weight_file(backbone, require_weights(name))
     elif pretrained != "none":
         load_weight_file(backbone, pretrained)
     return backbone
-
-
-def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
-    """ImageNet weights through the framework's own loader (downloads once into torch's cache)."""
-    if name not in FRAMEWORK_IMAGENET_WEIGHTS:
-        where = PUBLISHED_CHECKPOINTS.get(name)
-        todo = (
-            f"download the published checkpoint from {where} and"
-            if where
-            else "it has no published weights;"
-        )
-        raise CCReIDError(
-            f"model.pretrained: 'imagenet' is built in only for {', '.join(FRAMEWORK_IMAGENET_WEIGHTS)}; "
-            f"for backbone {name!r} {todo} set model.pretrained to the local file's path (or 'none')"
-        )
-    return FRAMEWORK_IMAGENET_WEIGHTS[name].get_state_dict(progress=True)
 
 
 def load_weight_file(backbone: nn.Module, path: str | Path) -> None:
