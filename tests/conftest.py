@@ -35,6 +35,7 @@ def tiny_params(params: dict | None = None, **synth_overrides) -> dict:
     synthetic["size"] = [32, 16]
     synthetic["schedule_scale"] = 0.04  # 60 epochs -> 2; clothes/aux start at epoch 1
     params["defaults"]["train"]["images_per_id"] = 4
+    params["defaults"]["train"]["bn_batch"] = 0  # tests vary the batch; ghost BatchNorm has its own tests
     params["defaults"]["eval"]["batch_size"] = 32
     return params
 

@@ -203,3 +203,25 @@ def test_several_seeds_give_mean_and_std(tmp_path):
     assert row["cc_mAP_seeds_std"] == pytest.approx(np.std(values, ddof=1))
     assert "cc mAP over seeds (mean ± std)" in (tmp_path / "out/report.md").read_text()
     assert "seeds" not in next(r for r in out["rows"] if r["exp"] == "212")
+
+
+def test_best_on_test_is_a_labelled_column_beside_the_last_epoch(tmp_path):
+    """eval.test_every's curve: the report shows CAL's figure (the epoch of the best cc R1 and its
+    mAP) in its own column, and the headline stays the last epoch's metrics.json. 210 shares
+    209's model, so it shows 209's curve."""
+    for exp in ("212", "209", "210"):
+        write_result(tmp_path / exp, 0, 0.0)
+    curve = {"every": 5, "epochs": [{"epoch": 5, "cc/mAP": 0.30, "cc/R1": 0.28, "sc/mAP": 0.9, "sc/R1": 0.9},
+                                    {"epoch": 10, "cc/mAP": 0.33, "cc/R1": 0.35, "sc/mAP": 0.9, "sc/R1": 0.9},
+                                    {"epoch": 15, "cc/mAP": 0.34, "cc/R1": 0.35, "sc/mAP": 0.9, "sc/R1": 0.9}]}
+    (tmp_path / "209" / "test_curve.json").write_text(json.dumps(curve))
+    returned = report("synthetic", PARAMS, tmp_path, tmp_path / "report", experiments=["212", "209", "210"])
+    rows = {row["exp"]: row for row in returned["rows"]}
+    assert rows["209"]["test_best_epoch"] == 10 and rows["209"]["test_best_cc_mAP"] == 0.33  # first best R1
+    assert rows["210"]["test_best_epoch"] == 10 and "test_best_epoch" not in rows["212"]
+    header = md_row(tmp_path / "report", "Exp")
+    column = header.index("best on test (as CAL reports; optimistic): cc mAP / R1 @ epoch")
+    assert md_row(tmp_path / "report", "209")[column] == "33.00 / 35.00 @ 10"
+    assert "selected on the test set" in (tmp_path / "report" / "report.md").read_text().lower()
+    csv = pd.read_csv(tmp_path / "report" / "report.csv", dtype={"exp": str}).set_index("exp")
+    assert csv.loc["209", "test_best_cc_R1"] == 0.35

@@ -178,10 +178,11 @@ def test_validation_uses_prcc_val_cameras_c_against_a_and_needs_a_val_split(proj
 
     data = load_prepared(project / PREPARED)
     val = validation_set(data, {"name": "synthetic", "layout": "prcc"})
-    assert set(val.query.labels["camids"].tolist()) == {2} and set(val.gallery.labels["camids"].tolist()) == {0}
-    assert val.mode == "cc"
+    query, gallery = val.splits["query"], val.splits["gallery"]
+    assert set(query.labels["camids"].tolist()) == {2} and set(gallery.labels["camids"].tolist()) == {0}
+    assert val.protocols == {"": ("query", "gallery", "cc")}
     train_pids = set(data.samples.loc[data.samples["split"] == "train", "pid"])
-    assert not train_pids & set(val.query.labels["pids"].tolist())
+    assert not train_pids & set(query.labels["pids"].tolist())
     with pytest.raises(CCReIDError, match="train.val_every"):
         validation_set(data, {"name": "other", "layout": "ltcc"})  # no "val" protocol, not PRCC
 
@@ -192,7 +193,7 @@ def test_checkpoint_from_another_config_is_refused_naming_the_key(project, tmp_p
     old = run_config(params)
     trainer = Trainer(project / PREPARED, old, torch.device("cpu"))
     (tmp_path / "run").mkdir()
-    torch.save(trainer.state(epoch=0, step=7), tmp_path / "run" / CHECKPOINT)
+    torch.save(trainer.state(epoch=0, step=7, test_curve=[]), tmp_path / "run" / CHECKPOINT)
     new = run_config(params)
     new["train"]["lr"] = 1e-3
     with pytest.raises(CCReIDError) as error:
@@ -275,7 +276,7 @@ def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
     params["datasets"]["synthetic"]["schedule_scale"] = 0.04  # 2 epochs; aux head and clothes from epoch 1
     # Full modules (aux head unused in epoch 0, clothes classifier outside DDP) and the triplet
     # loss on features gathered across the two ranks.
-    params["datasets"]["synthetic"]["overrides"]["loss"] = {"triplet": {"weight": 1.0}}
+    params["datasets"]["synthetic"]["overrides"]["loss"]["triplet"] = {"weight": 1.0}
     root = copy_project(project, tmp_path / "ddp", params)
     result = run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "ccreid",
                   "train", "--dataset", "synthetic", "--exp", "208"], cwd=root)
@@ -286,3 +287,81 @@ def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
     assert result.stderr.count("epoch 2/2") == 1  # rank 0 alone reports
     steps = logged_steps(root / "results/synthetic/208" / LIVE_DIR / "plots" / "metrics" / "train" / "triplet.tsv")
     assert steps == list(range(len(steps))) and steps
+
+
+def test_test_every_logs_the_test_protocols_and_writes_the_curve(project, tmp_path):
+    """eval.test_every: 1 on a 2-epoch run: both epochs evaluated on every multi-shot test protocol,
+    logged with DVCLive and written beside model.pt; the weights are those of a run without it."""
+    params = engine_params()
+    params["datasets"]["synthetic"]["schedule_scale"] = 0.04
+    plain = copy_project(project, tmp_path / "plain", params)
+    params["defaults"]["eval"]["test_every"] = 1
+    tested = copy_project(project, tmp_path / "tested", params)
+    for root in (plain, tested):
+        run(TRAIN, cwd=root)
+    curve = json.loads((tested / MODEL.parent / "test_curve.json").read_text())
+    assert [row["epoch"] for row in curve["epochs"]] == [1, 2]
+    assert {key for key in curve["epochs"][0] if key != "epoch"} == {"cc/mAP", "cc/R1", "sc/mAP", "sc/R1"}
+    assert logged_steps(tested / MODEL.parent / LIVE_DIR / "plots" / "metrics" / "test" / "cc" / "R1.tsv")
+    assert not (plain / MODEL.parent / "test_curve.json").exists()
+    assert_same_weights(plain / MODEL, tested / MODEL)
+
+
+def ghost_batchnorm_config() -> dict:
+    """208 (BatchNorm in backbone, OS blocks, gates, neck and aux head; aux head unused in epoch
+    0) with the triplet loss, P×K = 16 in BatchNorm groups of 8: two DDP ranks of 8 each."""
+    params = engine_params()
+    params["datasets"]["synthetic"]["overrides"]["loss"]["triplet"] = {"weight": 1.0}
+    params["defaults"]["train"]["bn_batch"] = 8
+    return Params(params).run_config("synthetic", "208")
+
+
+def _train_steps(trainer: Trainer, world: World) -> dict[str, torch.Tensor]:
+    """Two steps in epoch 0, two in epoch 1 (clothes classifier, adversarial loss, aux head on)."""
+    for epoch in (0, 1):
+        trainer.set_lr(epoch)
+        for rows in trainer.sampler.epoch(epoch)[:2]:
+            shard = world.shard(rows)
+            trainer.step(shard, trainer.images.read(shard), epoch)
+    return {key: value.clone() for key, value in trainer.model.state_dict().items()}
+
+
+def _ghost_batchnorm_worker(rank: int, init_file: str, prepared: str, cfg: dict, states) -> None:
+    torch.set_default_dtype(torch.float64)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    world = World(rank=rank, size=2)
+    state = _train_steps(Trainer(Path(prepared), cfg, torch.device("cpu"), world), world)
+    if rank == 0:
+        states.put({key: value.numpy() for key, value in state.items()})
+    dist.destroy_process_group()
+
+
+def test_one_process_with_ghost_batchnorm_trains_as_two_ddp_ranks(project, tmp_path):
+    """CAL trains on 2 GPUs × 32 without SyncBN. One process with train.bn_batch = the per-rank
+    batch must reach the weights and BatchNorm running statistics of two DDP ranks (gloo), with
+    augmentation on. In float64: in float32 the two runs agree to rounding (1e-7) per step, but
+    Adam's first updates are lr·sign(g) for gradients that cancel to ~0, so rounding alone flips
+    a few elements by 2·lr."""
+    cfg = ghost_batchnorm_config()
+    context = mp.get_context("spawn")
+    states = context.Queue()
+    workers = [context.Process(target=_ghost_batchnorm_worker,
+                               args=(rank, str(tmp_path / "init"), str(project / PREPARED), cfg, states))
+               for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    two = states.get(timeout=300)
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    torch.set_default_dtype(torch.float64)
+    try:
+        one = _train_steps(Trainer(project / PREPARED, cfg, torch.device("cpu")), World())
+        whole_batch = _train_steps(Trainer(project / PREPARED, {**cfg, "train": {**cfg["train"], "bn_batch": 0}},
+                                           torch.device("cpu")), World())
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert two.keys() == one.keys() and any(key.endswith("running_var") for key in one)
+    for key, value in one.items():
+        torch.testing.assert_close(torch.from_numpy(two[key]), value, rtol=1e-5, atol=1e-5, msg=key)
+    assert not torch.allclose(whole_batch["neck.running_var"], one["neck.running_var"])  # it does matter

@@ -3,20 +3,24 @@
 Batches arrive as uint8 N×3×H×W. Every random parameter of a batch (flip, crop offset, erasing
 box) is drawn first, as a handful of numbers from torch's CPU generator: the draws are the same
 on every device, the saved RNG state reproduces them, and the image work needs no host-device
-round trip to learn them. The image work is then as few passes as possible:
+round trip to learn them. Under DDP every rank draws the parameters of the whole global batch and
+applies its own slice, so N processes augment exactly as one process does.
 
-- geometry (horizontal flip, CAL's "upscale by 1.125 then random crop", nearest neighbour) is one
-  row gather and one column gather on uint8 — a quarter of the memory traffic of float and no
-  interpolation pass;
-- float conversion and ImageNet normalisation are one copy and one multiply-add, written into a
-  buffer the caller may keep between batches (a fresh 57 MB float batch at 64×384×192 costs more
-  in page faults than the arithmetic);
-- random erasing fills the drawn rectangles with 0 (the mean colour after normalisation, as
-  CAL's erasing): a slice per erased image, not a pass over the batch.
+The recipe is CAL's (docs/recipe.md), each step with its switch:
+- horizontal flip; with probability `crop.p` an upscale by `crop.scale` (bilinear, as CAL's PIL
+  resize; `nearest` is the cheaper alternative) and a random H×W window whose offset is
+  round(U(0, room)), as CAL draws it. Geometry is per-axis index gathers: nearest is one row and
+  one column gather on uint8; bilinear blends two gathered neighbours per axis in float;
+- float conversion and ImageNet normalisation, written into a buffer the caller may keep between
+  batches (a fresh 57 MB float batch at 64×384×192 costs more in page faults than the arithmetic);
+- random erasing after normalisation, filled with `erasing.fill` per channel (CAL writes the
+  CIFAR mean 0.4914, 0.4822, 0.4465 into the normalised tensor). Sampling `cal`: area
+  U(area) of the image, aspect U(aspect), h = round(√(A·r)), w = round(√(A/r)); a box that does not
+  fit (h < H and w < W) is redrawn, up to 100 tries, else the image is left as is. Sampling
+  `kornia` (Kornia 0.9's RandomErasing): aspect from [low, 1] or [1, high] with equal chance,
+  sides clamped to the image.
 Kornia's colour jitter and grayscale, when switched on, run on [0, 1] floats before
-normalisation. The erasing boxes follow Kornia 0.9's RandomErasing sampling (area uniform in
-`area`, aspect ratio uniform in [aspect_min, 1] or [1, aspect_max] with equal chance, sides
-rounded and clamped to the image, position uniform).
+normalisation.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+ERASING_TRIES = 100  # CAL's RandomErasing gives up after 100 boxes that do not fit
 
 
 def normalize_(images: torch.Tensor, value_range: float) -> torch.Tensor:
@@ -37,9 +42,10 @@ def normalize_(images: torch.Tensor, value_range: float) -> torch.Tensor:
 
 
 def as_float(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 → float32 (values 0..255), into `out` when it has the right shape and device."""
-    if out is None or out.shape != images.shape or out.device != images.device:
-        out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+    """uint8 → torch's default float dtype (values 0..255), into `out` when it fits."""
+    dtype = torch.get_default_dtype()
+    if out is None or out.shape != images.shape or out.device != images.device or out.dtype != dtype:
+        out = torch.empty(images.shape, dtype=dtype, device=images.device)
     return out.copy_(images)
 
 
@@ -48,27 +54,54 @@ def to_normalized_float(images: torch.Tensor, out: torch.Tensor | None = None) -
     return normalize_(as_float(images, out), 255.0)
 
 
+class AxisSampling:
+    """Where every output line of one axis comes from: source line `low`, blended with `high` by
+    `weight` (out = (1 - weight)·low + weight·high); nearest neighbour has weight 0."""
+
+    def __init__(self, low: torch.Tensor, high: torch.Tensor, weight: torch.Tensor):
+        self.low, self.high, self.weight = low, high, weight
+
+    def flipped(self, mask: torch.Tensor) -> AxisSampling:
+        def flip(tensor):
+            return torch.where(mask[:, None], tensor.flip(1), tensor)
+
+        return AxisSampling(flip(self.low), flip(self.high), flip(self.weight))
+
+    def __getitem__(self, rows: slice) -> AxisSampling:
+        return AxisSampling(self.low[rows], self.high[rows], self.weight[rows])
+
+
 class FlipCrop:
-    """Random horizontal flip and, with probability `crop_p`, a nearest-neighbour upscale by
-    `scale` followed by a random H×W crop, as per-image row and column indices."""
+    """Random horizontal flip and, with probability `crop_p`, an upscale by `scale` followed by a
+    random H×W window (CAL's RandomCroping), as per-image source lines of each axis."""
 
-    def __init__(self, flip_p: float, crop_p: float, scale: float):
-        self.flip_p, self.crop_p, self.scale = flip_p, crop_p, scale
+    def __init__(self, flip_p: float, crop_p: float, scale: float, interpolation: str = "bilinear"):
+        self.flip_p, self.crop_p, self.scale, self.interpolation = flip_p, crop_p, scale, interpolation
 
-    def _axis_index(self, n: int, length: int, cropped: torch.Tensor) -> torch.Tensor:
+    def _axis(self, n: int, length: int, cropped: torch.Tensor) -> AxisSampling:
         big = int(round(length * self.scale))
-        offset = torch.floor(torch.rand(n) * (big - length + 1)).long()
-        positions = torch.arange(length)[None, :] + offset[:, None]
-        scaled = torch.clamp((positions.float() / self.scale).long(), max=length - 1)
-        return torch.where(cropped[:, None], scaled, torch.arange(length).expand(n, length))
+        offset = torch.round(torch.rand(n) * (big - length)).long()
+        position = torch.arange(length)[None, :] + offset[:, None]  # in the upscaled image
+        identity = torch.arange(length).expand(n, length)
+        if self.interpolation == "nearest":
+            low = torch.clamp((position.float() * length / big).long(), max=length - 1)
+            low = torch.where(cropped[:, None], low, identity)
+            return AxisSampling(low, low, torch.zeros(n, length))
+        # Bilinear with pixel centres at +0.5 (PIL's and torch's align_corners=False), edges clamped.
+        source = ((position.float() + 0.5) * length / big - 0.5).clamp(0, length - 1)
+        low = source.floor().long()
+        high = torch.clamp(low + 1, max=length - 1)
+        weight = torch.where(cropped[:, None], source - low, torch.zeros(()))
+        return AxisSampling(torch.where(cropped[:, None], low, identity),
+                            torch.where(cropped[:, None], high, identity), weight)
 
-    def draw(self, n: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Source row (N×H) and column (N×W) of every output pixel, drawn on the CPU."""
+    def draw(self, n: int, height: int, width: int) -> tuple[AxisSampling, AxisSampling]:
+        """Rows (N×H) and columns (N×W) of every output pixel, drawn on the CPU."""
         cropped = torch.rand(n) < self.crop_p
-        rows = self._axis_index(n, height, cropped)
-        cols = self._axis_index(n, width, cropped)
+        rows = self._axis(n, height, cropped)
+        cols = self._axis(n, width, cropped)
         flipped = torch.rand(n) < self.flip_p
-        return rows, torch.where(flipped[:, None], cols.flip(1), cols)
+        return rows, cols.flipped(flipped)
 
 
 def gather_pixels(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -80,33 +113,67 @@ def gather_pixels(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) 
     return lines.view(n, c, h, w).gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
 
 
-class RandomErasing:
-    """Kornia 0.9's RandomErasing boxes (see the module docstring), filled with `value`."""
+def resample(images: torch.Tensor, rows: AxisSampling, cols: AxisSampling) -> torch.Tensor:
+    """Float images resampled along both axes (two gathered neighbours and a blend per axis)."""
+    device = images.device
+    n, c, h, w = images.shape
+    everything = torch.arange(w, device=device).expand(n, w)
+    row_low = gather_pixels(images, rows.low.to(device), everything)
+    row_high = gather_pixels(images, rows.high.to(device), everything)
+    blended = torch.lerp(row_low, row_high, rows.weight.to(device, images.dtype).view(n, 1, h, 1))
+    lines = torch.arange(h, device=device).expand(n, h)
+    col_low = gather_pixels(blended, lines, cols.low.to(device))
+    col_high = gather_pixels(blended, lines, cols.high.to(device))
+    return torch.lerp(col_low, col_high, cols.weight.to(device, images.dtype).view(n, 1, 1, w))
 
-    def __init__(self, p: float, area: tuple[float, float], aspect: tuple[float, float], value: float = 0.0):
-        self.p, self.area, self.aspect, self.value = p, area, aspect, value
+
+class RandomErasing:
+    """Random erasing boxes (sampling `cal` or `kornia`, see the module docstring), filled with
+    `fill` per channel."""
+
+    def __init__(self, p: float, area: tuple[float, float], aspect: tuple[float, float],
+                 sampling: str = "cal", fill: tuple[float, float, float] = (0.0, 0.0, 0.0)):
+        self.p, self.area, self.aspect, self.sampling, self.fill = p, area, aspect, sampling, fill
+
+    def _uniform(self, shape, bounds: tuple[float, float]) -> torch.Tensor:
+        return bounds[0] + torch.rand(shape) * (bounds[1] - bounds[0])
+
+    def _cal_boxes(self, n: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+        target_area = self._uniform((n, ERASING_TRIES), self.area) * (height * width)
+        aspect = self._uniform((n, ERASING_TRIES), self.aspect)
+        box_h = torch.round((target_area * aspect).sqrt()).long()
+        box_w = torch.round((target_area / aspect).sqrt()).long()
+        fits = (box_h < height) & (box_w < width)
+        first = fits.long().argmax(dim=1, keepdim=True)  # the first try that fits
+        return fits.any(dim=1), box_h.gather(1, first)[:, 0], box_w.gather(1, first)[:, 0]
+
+    def _kornia_boxes(self, n: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+        low, high = self.aspect
+        target_area = self._uniform(n, self.area) * (height * width)
+        if low < 1.0 < high:
+            below, above = self._uniform(n, (low, 1.0)), self._uniform(n, (1.0, high))
+            aspect = torch.where(torch.rand(n).round().bool(), below, above)
+        else:
+            aspect = self._uniform(n, self.aspect)
+        box_h = torch.round((target_area * aspect).sqrt()).clamp(1, height).long()
+        box_w = torch.round((target_area / aspect).sqrt()).clamp(1, width).long()
+        return torch.ones(n, dtype=torch.bool), box_h, box_w
 
     def draw(self, n: int, height: int, width: int) -> list[tuple[int, int, int, int, int]]:
         """(image, top, left, box height, box width) of every erased image, drawn on the CPU."""
         erased = torch.rand(n) < self.p
-        low, high = self.aspect
-        target_area = (self.area[0] + torch.rand(n) * (self.area[1] - self.area[0])) * (height * width)
-        if low < 1.0 < high:
-            below = low + torch.rand(n) * (1.0 - low)
-            above = 1.0 + torch.rand(n) * (high - 1.0)
-            aspect = torch.where(torch.rand(n).round().bool(), below, above)
-        else:
-            aspect = low + torch.rand(n) * (high - low)
-        box_h = torch.round((target_area * aspect).sqrt()).clamp(1, height).long()
-        box_w = torch.round((target_area / aspect).sqrt()).clamp(1, width).long()
-        left = (torch.rand(n) * (width - box_w + 1)).floor().long()
+        boxes = self._cal_boxes if self.sampling == "cal" else self._kornia_boxes
+        found, box_h, box_w = boxes(n, height, width)
+        # position uniform over the places the box fits (CAL: randint(0, H - h), both ends included)
         top = (torch.rand(n) * (height - box_h + 1)).floor().long()
-        boxes = torch.stack([torch.arange(n), top, left, box_h, box_w], dim=1)[erased]
-        return [tuple(box) for box in boxes.tolist()]
+        left = (torch.rand(n) * (width - box_w + 1)).floor().long()
+        chosen = torch.stack([torch.arange(n), top, left, box_h, box_w], dim=1)[erased & found]
+        return [tuple(box) for box in chosen.tolist()]
 
     def apply_(self, images: torch.Tensor, boxes: list[tuple[int, int, int, int, int]]) -> torch.Tensor:
+        fill = torch.tensor(self.fill, dtype=images.dtype, device=images.device).view(3, 1, 1)
         for index, top, left, box_h, box_w in boxes:
-            images[index, :, top:top + box_h, left:left + box_w] = self.value
+            images[index, :, top:top + box_h, left:left + box_w] = fill
         return images
 
 
@@ -115,7 +182,8 @@ class BatchAugment(nn.Module):
 
     def __init__(self, cfg: dict):
         super().__init__()
-        self.geometry = FlipCrop(cfg["flip"], cfg["crop"]["p"], cfg["crop"]["scale"])
+        crop = cfg["crop"]
+        self.geometry = FlipCrop(cfg["flip"], crop["p"], crop["scale"], crop["interpolation"])
         jitter = cfg["color_jitter"]
         photometric = []
         if jitter["p"] > 0:
@@ -125,20 +193,31 @@ class BatchAugment(nn.Module):
             photometric.append(K.RandomGrayscale(p=cfg["grayscale"]))
         self.photometric = nn.Sequential(*photometric) if photometric else None
         erasing = cfg["erasing"]
-        # Applied after normalisation: fill value 0 is the mean colour (as CAL's erasing).
-        self.erasing = RandomErasing(erasing["p"], tuple(erasing["area"]), tuple(erasing["aspect"]))
+        self.erasing = RandomErasing(erasing["p"], tuple(erasing["area"]), tuple(erasing["aspect"]),
+                                     erasing["sampling"], tuple(erasing["fill"]))
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Augment a uint8 batch. `out`, a float32 batch of the same shape, is reused for the
-        result when given (its previous content is overwritten)."""
+    def forward(self, images: torch.Tensor, out: torch.Tensor | None = None,
+                shard: int = 0, shards: int = 1) -> torch.Tensor:
+        """Augment a uint8 batch: shard `shard` of a global batch of `shards` equal shards (the
+        parameters of the whole global batch are drawn, this shard's are applied). `out`, a
+        float32 batch of the same shape, is reused for the result when given."""
         n, _, height, width = images.shape
-        rows, cols = self.geometry.draw(n, height, width)
-        boxes = self.erasing.draw(n, height, width)
+        mine = slice(shard * n, (shard + 1) * n)
+        rows, cols = self.geometry.draw(n * shards, height, width)
+        rows, cols = rows[mine], cols[mine]
+        boxes = [(index - mine.start, *box) for index, *box in self.erasing.draw(n * shards, height, width)
+                 if mine.start <= index < mine.stop]
         device = images.device
-        pixels = gather_pixels(images.contiguous(), rows.to(device), cols.to(device))
-        if self.photometric is None:
-            batch = to_normalized_float(pixels, out)
+        if self.geometry.interpolation == "nearest":
+            pixels = gather_pixels(images.contiguous(), rows.low.to(device), cols.low.to(device))
+            batch = as_float(pixels, out)
         else:
-            batch = normalize_(self.photometric(as_float(pixels, out).div_(255.0)), 1.0)
+            batch = resample(as_float(images.contiguous()), rows, cols)
+            if out is not None and out.shape == batch.shape and out.device == batch.device and out.dtype == batch.dtype:
+                batch = out.copy_(batch)
+        if self.photometric is None:
+            batch = normalize_(batch, 255.0)
+        else:
+            batch = normalize_(self.photometric(batch.div_(255.0)), 1.0)
         return self.erasing.apply_(batch, boxes)

@@ -49,6 +49,8 @@ class ModelCfg(Strict):
     pooling: Literal["avg", "max", "gem", "maxavg"]
     multiscale: MultiscaleCfg
     correction: bool
+    neck_bias: bool  # train the BN neck's bias (CAL) or freeze it at 0 (BoT)
+    classifier_bias: bool  # identity classifier with a bias (CAL) or without (BoT)
 
 
 # --- losses ----------------------------------------------------------------------------------
@@ -63,6 +65,9 @@ class ClothesCfg(Strict):
     label_smoothing: Fraction
     lr: PositiveFloat
     weight_decay: NonNegativeFloat
+    # constant: its own lr throughout (CAL's optimizer_cc has no scheduler); main: decays with
+    # train.milestones like the backbone.
+    lr_schedule: Literal["constant", "main"]
 
 
 class AdversarialCfg(Strict):
@@ -109,6 +114,9 @@ class TrainCfg(Strict):
     ids_per_batch: PositiveInt
     images_per_id: PositiveInt
     amp: Literal["bf16", "fp16", "off"]
+    # BatchNorm statistics over consecutive sub-batches of this size (ghost BatchNorm): the
+    # shards that DDP ranks without SyncBN would see. 0 = the whole per-process batch.
+    bn_batch: NonNegativeInt
     # Where the training images live, per process: in memory up to this size, else streamed
     # from images.h5. Never changes a result.
     memory_budget_gb: NonNegativeFloat
@@ -120,12 +128,17 @@ class TrainCfg(Strict):
 class CropCfg(Strict):
     p: Fraction
     scale: Annotated[float, Field(ge=1.0)]
+    interpolation: Literal["bilinear", "nearest"]  # of the upscale before the crop (CAL: bilinear)
 
 
 class ErasingCfg(Strict):
     p: Fraction
     area: tuple[Fraction, Fraction]
     aspect: tuple[PositiveFloat, PositiveFloat]
+    # cal: a box that does not fit is redrawn (up to 100 tries); kornia: aspect below/above 1
+    # with equal chance, sides clamped to the image.
+    sampling: Literal["cal", "kornia"]
+    fill: tuple[float, float, float]  # per channel, written into the normalised tensor
 
 
 class ColorJitterCfg(Strict):
@@ -150,6 +163,10 @@ class EvalCfg(Strict):
     flip: bool
     single_shot: bool
     batch_size: PositiveInt
+    amp: Literal["bf16", "fp16", "off"]  # extraction precision on CUDA (CPU: float32)
+    # Evaluate the test protocols every N epochs while training (as CAL does; 0 = off): logged,
+    # and the report's "best on test" column. Never picks the model: metrics.json is the last epoch.
+    test_every: NonNegativeInt
 
 
 class RecipeCfg(Strict):
@@ -348,6 +365,13 @@ class Params:
         recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
         for loss in ("clothes", "aux"):
             recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
+        train = recipe["train"]
+        if train["bn_batch"] and (train["ids_per_batch"] * train["images_per_id"]) % train["bn_batch"]:
+            raise CCReIDError(
+                f"{self.source}: experiment {exp!r} on data set {dataset!r}: key 'train.bn_batch' = "
+                f"{train['bn_batch']} does not divide the batch of train.ids_per_batch × train.images_per_id = "
+                f"{train['ids_per_batch'] * train['images_per_id']} images; make it a divisor (or 0: the whole batch)"
+            )
         recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
         recipe["experiment"] = exp
         return recipe
@@ -397,8 +421,10 @@ def content_hash(value: Any, length: int = 16) -> str:
 
 # Which sections each stage reads: a stage's fingerprint (and its rerun) follows only these.
 TRAIN_SECTIONS = ("model", "loss", "train", "augment")
-EXTRACT_KEYS = ("flip", "batch_size")  # eval keys that change the features
+EXTRACT_KEYS = ("flip", "batch_size", "amp")  # eval keys that change the features
 EVAL_KEYS = ("distance", "rerank", "single_shot")  # eval keys that change only the metrics
+# eval keys training reads when eval.test_every evaluates the test protocols during training.
+TEST_DURING_TRAINING_KEYS = ("test_every", "distance", "flip", "batch_size", "amp")
 
 
 # train keys that change how training runs but never the trained weights.
@@ -408,9 +434,12 @@ TRAIN_RUNTIME_KEYS = ("memory_budget_gb", "val_every")
 def train_section(run_cfg: dict) -> dict:
     """What training reads. The data itself is identified by the prepared folder's fingerprint,
     so two experiments with equal sections share one trained model. Runtime keys are left out:
-    changing them neither retrains a model nor invalidates a checkpoint."""
+    changing them neither retrains a model nor invalidates a checkpoint. The evaluation keys
+    count only while eval.test_every is on (training then also writes the test curve)."""
     section = {key: run_cfg[key] for key in TRAIN_SECTIONS} | {"size": run_cfg["dataset"]["size"]}
     section["train"] = {k: v for k, v in section["train"].items() if k not in TRAIN_RUNTIME_KEYS}
+    if run_cfg["eval"]["test_every"]:
+        section["eval"] = {key: run_cfg["eval"][key] for key in TEST_DURING_TRAINING_KEYS}
     return section
 
 

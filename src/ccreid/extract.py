@@ -2,7 +2,7 @@
 
 One HDF5 group per split a protocol uses (PRCC: gallery, query_sc, query_cc), each with
 ``feats`` (float32 N×D, L2-normalised, averaged with the horizontally flipped image when
-eval.flip), ``pids``, ``camids``, ``clothes`` (int64) and ``paths``. The data set's protocols are
+eval.flip; precision eval.amp), ``pids``, ``camids``, ``clothes`` (int64) and ``paths``. The data set's protocols are
 stored as a JSON attribute so evaluation needs nothing else.
 """
 
@@ -30,18 +30,23 @@ from ccreid.train import load_model
 
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @torch.no_grad()
-def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int, flip: bool, device) -> np.ndarray:
-    """L2-normalised embeddings of uint8 images, optionally averaged with their mirror image."""
+def embed(model: torch.nn.Module, images: torch.Tensor, eval_cfg: dict, device: torch.device) -> np.ndarray:
+    """L2-normalised embeddings of uint8 images, averaged with their mirror image when eval.flip;
+    eval.amp sets the precision on CUDA (CPU: float32)."""
     out = []
-    autocast = device.type == "cuda"
+    dtype = AUTOCAST_DTYPES.get(eval_cfg["amp"]) if device.type == "cuda" else None
+    batch_size = eval_cfg["batch_size"]
     for start in range(0, len(images), batch_size):
         batch = to_normalized_float(images[start:start + batch_size].to(device))
         if device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             feats = model(batch).float()
-            if flip:
+            if eval_cfg["flip"]:
                 feats = feats + model(batch.flip(3)).float()
         out.append(F.normalize(feats, dim=1).cpu())
     return torch.cat(out).numpy().astype(np.float32)
@@ -63,8 +68,7 @@ def extract(prepared_dir: Path, model_path: Path, eval_cfg: dict, out_path: Path
             rows = data.samples.index[data.samples["split"] == split].to_numpy()
             part = data.samples.loc[rows]
             splits[split] = {
-                "feats": embed(model, read_rows(data.images_path, rows), eval_cfg["batch_size"],
-                               eval_cfg["flip"], torch_device),
+                "feats": embed(model, read_rows(data.images_path, rows), eval_cfg, torch_device),
                 "pids": part["pid"].to_numpy(np.int64),
                 "camids": part["camid"].to_numpy(np.int64),
                 "clothes": part["clothes_label"].to_numpy(np.int64),

@@ -19,6 +19,9 @@ def model_path(dataset: str, owner: str) -> Path:
     return run_dir(dataset, owner) / "model.pt"
 
 
+TEST_CURVE = "test_curve.json"  # beside model.pt: the test protocols during training (eval.test_every)
+
+
 def features_path(dataset: str, exp: str) -> Path:
     return run_dir(dataset, exp) / "features.h5"
 

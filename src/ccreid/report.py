@@ -30,8 +30,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ccreid.atomic import atomic_path, atomic_write_text
+from ccreid.config import model_owner
 from ccreid.errors import CCReIDError
 from ccreid.evaluate import PER_QUERY
+from ccreid.paths import TEST_CURVE
 from ccreid.stats import bootstrap_mean, mean_std, paired_bootstrap
 
 METRICS_FILE = "metrics.json"
@@ -149,6 +151,7 @@ def _csv_columns(protocols: Protocols) -> list[str]:
         columns += _interval_keys(f"delta_{main}_{metric}") + [f"delta_{main}_{metric}_excludes_0"]
     columns += ["reported_dataset", "reported_mAP", "reported_R1"]
     columns += ["seeds"] + [f"{main}_{metric}_seeds_{stat}" for metric in HEADLINE for stat in ("mean", "std")]
+    columns += [f"test_best_{main}_mAP", f"test_best_{main}_R1", "test_best_epoch"]
     for name in protocols.single_shot:
         for metric in HEADLINE:
             columns += [f"{name}_{metric}", f"{name}_{metric}_std"]
@@ -166,6 +169,20 @@ def _seed_columns(runs: list[Result], main: str) -> dict:
         spread = mean_std([result.metrics[main][metric] for result in runs])
         row |= {f"{main}_{metric}_seeds_mean": spread["mean"], f"{main}_{metric}_seeds_std": spread["std"]}
     return row
+
+
+def _best_on_test(curve_path: Path, main: str) -> dict:
+    """The epoch of the best `main` R1 among the test evaluations during training (CAL's model
+    selection), with its mAP: the figure papers report, selected on the test set."""
+    if not curve_path.is_file():
+        return {}
+    try:
+        epochs = json.loads(curve_path.read_text())["epochs"]
+        best = max(epochs, key=lambda row: row[f"{main}/R1"])  # first of equal maxima, as CAL's `>`
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise CCReIDError(f"{curve_path}: not a ccreid test curve ({error}); re-run `ccreid train`") from None
+    return {f"test_best_{main}_mAP": best[f"{main}/mAP"], f"test_best_{main}_R1": best[f"{main}/R1"],
+            "test_best_epoch": best["epoch"]}
 
 
 def _experiment_row(exp: str, entry: dict, results: dict[str, Result], protocols: Protocols) -> dict:
@@ -242,7 +259,16 @@ def _mean_std(key: str) -> Callable[[dict], str]:
     return cell
 
 
-def _display_columns(protocols: Protocols, with_seeds: bool) -> list[tuple[str, Callable[[dict], str]]]:
+def _best_on_test_cell(main: str) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        if _missing(row.get(f"test_best_{main}_R1")):
+            return ""
+        return f"{_pct(row[f'test_best_{main}_mAP'])} / {_pct(row[f'test_best_{main}_R1'])} @ {row['test_best_epoch']}"
+    return cell
+
+
+def _display_columns(protocols: Protocols, with_seeds: bool,
+                     with_test_curves: bool = False) -> list[tuple[str, Callable[[dict], str]]]:
     """(header, cell formatter) of the human-readable table: report.md and report.html."""
     main, second = protocols.main, protocols.second
     main_map = _with_interval(f"{main}_mAP")
@@ -264,6 +290,8 @@ def _display_columns(protocols: Protocols, with_seeds: bool) -> list[tuple[str, 
     ]
     for name in protocols.single_shot:
         columns += [(f"{name} {metric} (mean ± std)", _mean_std(f"{name}_{metric}")) for metric in HEADLINE]
+    if with_test_curves:
+        columns += [(f"best on test (as CAL reports; optimistic): {main} mAP / R1 @ epoch", _best_on_test_cell(main))]
     if with_seeds:
         columns += [("Seeds", lambda row: str(row.get("seeds") or ""))]
         columns += [(f"{main} {metric} over seeds (mean ± std)", _seeds_mean_std(f"{main}_{metric}_seeds"))
@@ -303,7 +331,11 @@ def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results:
         f"bootstrap {confidence}% interval; * marks an interval that excludes 0.",
         f"Reported: the lab log's numbers (clothes-changing setting) on the data set in 'Reported on'; "
         f"they are not comparable with ours where that data set is not {dataset}.",
-    ]
+    ] + ([
+        f"Best on test: the test protocols evaluated during training (eval.test_every); the epoch with the "
+        f"best {main} R1 and its mAP, as CAL selects and papers report. Selected on the test set, so "
+        f"optimistic; the other columns are the last epoch's model."
+    ] if any(row.get("test_best_epoch") for row in rows) else [])
 
 
 def _markdown(title: str, header: list[str], table: list[list[str]], images: list[str]) -> str:
@@ -445,7 +477,12 @@ def report(
     for exp in experiments:
         seed_runs = [r for run in params.runs(exp)[1:] if (r := _load_result(results_dir / run)) is not None]
         row = _experiment_row(exp, params.entry(exp), results, protocols)
-        rows.append(row | (_seed_columns([results[exp], *seed_runs], protocols.main) if exp in results else {}))
+        if exp in results:
+            row |= _seed_columns([results[exp], *seed_runs], protocols.main)
+            # The curve lives with the trained model, which evaluation-only variants share.
+            owner = model_owner(params, dataset, exp) if dataset in params.datasets else exp
+            row |= _best_on_test(results_dir / owner / TEST_CURVE, protocols.main)
+        rows.append(row)
 
     main = protocols.main
     cmc_experiments = _cmc_experiments(rows, protocols, cmc_experiments)
@@ -456,7 +493,8 @@ def report(
         "cc_bars.png": _png(_bars_figure(dataset, main, plotted)),
     }
 
-    columns = _display_columns(protocols, with_seeds=any(row.get("seeds") for row in rows))
+    columns = _display_columns(protocols, with_seeds=any(row.get("seeds") for row in rows),
+                               with_test_curves=any(row.get("test_best_epoch") for row in rows))
     table = [[header for header, _ in columns]] + [[cell(row) for _, cell in columns] for row in rows]
     title = f"Ablation report: {dataset}"
     header = _header_lines(dataset, protocols, rows, results)

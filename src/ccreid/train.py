@@ -26,16 +26,19 @@ import math
 import random
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from ccreid import fingerprint, losses
-from ccreid.atomic import atomic_path, exclusive
+from ccreid.paths import TEST_CURVE
+from ccreid.atomic import atomic_path, atomic_write_json, exclusive
 from ccreid.augment import BatchAugment
 from ccreid.config import train_section
 from ccreid.devices import pick_device
@@ -43,11 +46,12 @@ from ccreid.distributed import World, process_group, world_from_environment
 from ccreid.errors import CCReIDError
 from ccreid.loader import Prefetcher, open_training_images
 from ccreid.models import build_model, check_names
+from ccreid.models.weights import pretrained_file
 from ccreid.prepare import load_prepared
 from ccreid.sampler import IdentitySampler
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's content changes; older ones are refused
+CHECKPOINT_FORMAT = 3  # bumped when the checkpoint's content changes; older ones are refused
 LIVE_DIR = "live"
 
 
@@ -81,17 +85,41 @@ def lr_factor(epoch: int, train_cfg: dict) -> float:
     return factor
 
 
-class TrainingOutputs(nn.Module):
-    """The model's training outputs, without the auxiliary logits while no loss uses them yet:
-    under DDP an output no loss reaches would leave the auxiliary head's parameters waiting for
-    a gradient (with find_unused_parameters they are skipped instead)."""
+@contextmanager
+def running_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with batch statistics but leave their running statistics (and
+    counters) untouched while the block runs."""
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True
 
-    def __init__(self, model: nn.Module):
+
+class TrainingOutputs(nn.Module):
+    """The model's training outputs, with ghost BatchNorm: with `bn_batch` set, the batch goes
+    through the model in consecutive sub-batches of that size, so every BatchNorm layer sees the
+    statistics of `bn_batch` images: exactly the shards that DDP ranks without SyncBN see. The
+    running statistics follow the first sub-batch alone, as DDP's rank 0, whose buffers it
+    broadcasts before every forward.
+
+    The auxiliary logits are dropped while no loss uses them yet: under DDP an output no loss
+    reaches would leave the auxiliary head's parameters waiting for a gradient."""
+
+    def __init__(self, model: nn.Module, bn_batch: int = 0):
         super().__init__()
-        self.model = model
+        self.model, self.bn_batch = model, bn_batch
 
     def forward(self, images: torch.Tensor, with_aux: bool) -> dict[str, torch.Tensor]:
-        outputs = self.model(images)
+        chunks = images.split(self.bn_batch) if self.bn_batch else (images,)
+        parts = []
+        for index, chunk in enumerate(chunks):
+            with running_stats_frozen(self.model) if index else nullcontext():
+                parts.append(self.model(chunk))
+        outputs = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
         if not with_aux:
             outputs.pop("aux_logits", None)
         return outputs
@@ -115,19 +143,27 @@ class Trainer:
         self.positive_mask[self.labels, self.clothes] = 1.0
         tcfg = run_cfg["train"]
         world.check_divides(tcfg["ids_per_batch"] * tcfg["images_per_id"])
+        per_process = tcfg["ids_per_batch"] * tcfg["images_per_id"] // world.size
+        if tcfg["bn_batch"] and per_process % tcfg["bn_batch"]:
+            raise CCReIDError(
+                f"train.bn_batch = {tcfg['bn_batch']} does not divide the batch of each process "
+                f"({per_process} images over {world.size} process(es)); make it a divisor, or 0"
+            )
         self.sampler = IdentitySampler(self.labels.numpy(), tcfg["ids_per_batch"], tcfg["images_per_id"], tcfg["seed"])
-        self.validation = None
-        if tcfg["val_every"] and world.is_main:
+        self.validation = self.test = None
+        if (tcfg["val_every"] or run_cfg["eval"]["test_every"]) and world.is_main:
             # Imported only when used: validation reuses extract's embedding, and extract imports this module.
-            from ccreid.validation import validation_set
+            from ccreid.validation import test_monitor, validation_set
 
-            self.validation = validation_set(data, run_cfg["dataset"])
+            if tcfg["val_every"]:
+                self.validation = validation_set(data, run_cfg["dataset"])
+            if run_cfg["eval"]["test_every"]:
+                self.test = test_monitor(data)
         self.images = open_training_images(data.images_path, train.index.to_numpy(), tcfg["memory_budget_gb"])
         seed_everything(tcfg["seed"])
+        # Every rank draws the same initial weights and the augmentation of the whole global batch
+        # (ccreid.augment), so N processes train as one process with train.bn_batch does.
         self.model = build_model(run_cfg["model"], run_cfg["loss"], num_ids, num_clothes).to(device)
-        if world.rank:
-            # Same initial weights on every rank (drawn above), but other augmentation draws.
-            torch.manual_seed(int(np.random.SeedSequence([tcfg["seed"], world.rank]).generate_state(1)[0]))
         self.meta = {"num_ids": num_ids, "num_clothes": num_clothes}
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -147,7 +183,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        network = TrainingOutputs(model)
+        network = TrainingOutputs(model, self.cfg["train"]["bn_batch"])
         if not self.world.distributed:
             return network
         # The clothes classifier is not called in forward and has its own optimizer and backward:
@@ -168,9 +204,10 @@ class Trainer:
         factor = lr_factor(epoch, self.cfg["train"])
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg["train"]["lr"] * factor
+        clothes = self.cfg["loss"]["clothes"]
         if self.clothes_optimizer is not None:
             for group in self.clothes_optimizer.param_groups:
-                group["lr"] = self.cfg["loss"]["clothes"]["lr"] * factor
+                group["lr"] = clothes["lr"] * (factor if clothes["lr_schedule"] == "main" else 1.0)
         return self.cfg["train"]["lr"] * factor
 
     def _mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -183,25 +220,28 @@ class Trainer:
         terms) when one is not finite."""
         lcfg = self.cfg["loss"]
         index = torch.from_numpy(rows)
-        self._input = batch = self.augment(images.to(self.device, non_blocking=True), out=self._input)
+        self._input = batch = self.augment(images.to(self.device, non_blocking=True), out=self._input,
+                                           shard=self.world.rank, shards=self.world.size)
         if self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
         pids = self.labels[index].to(self.device)
         clothes = self.clothes[index].to(self.device)
         with_aux = self.model.aux_head is not None and epoch >= lcfg["aux"]["start_epoch"]
         with self._autocast():
-            out = self.network(batch, with_aux=with_aux)
-        features = out["features"].float()
-        terms = {"id": losses.cross_entropy_label_smooth(out["logits"].float(), pids, lcfg["id"]["label_smoothing"])}
+            # Losses in full precision: AMP's half-precision outputs upcast, others as they are.
+            out = {key: value.to(torch.promote_types(value.dtype, torch.float32))
+                   for key, value in self.network(batch, with_aux=with_aux).items()}
+        features = out["features"]
+        terms = {"id": losses.cross_entropy_label_smooth(out["logits"], pids, lcfg["id"]["label_smoothing"])}
         if lcfg["triplet"]["weight"] > 0:
             terms["triplet"] = lcfg["triplet"]["weight"] * losses.batch_hard_triplet(
                 self.world.gather_with_grad(features), self.world.gather(pids), lcfg["triplet"]["margin"])
         if with_aux and lcfg["aux"]["enabled"]:
             terms["aux"] = lcfg["aux"]["weight"] * losses.cross_entropy_label_smooth(
-                out["aux_logits"].float(), pids, lcfg["id"]["label_smoothing"])
+                out["aux_logits"], pids, lcfg["id"]["label_smoothing"])
         if with_aux and lcfg["distill"]["enabled"]:
             terms["distill"] = lcfg["distill"]["weight"] * losses.distillation_kl(
-                out["aux_logits"].float(), out["logits"].float(), lcfg["distill"]["temperature"])
+                out["aux_logits"], out["logits"], lcfg["distill"]["temperature"])
         monitored = {}
         if self.clothes_optimizer is not None and epoch >= lcfg["clothes"]["start_epoch"]:
             clothes_loss = losses.cross_entropy_label_smooth(
@@ -226,18 +266,20 @@ class Trainer:
         self.scaler.update()
         return logged
 
-    def validate(self) -> dict[str, float]:
-        """Validation mAP/R1 (rank 0 only; {} elsewhere). Draws no random numbers."""
-        if self.validation is None:
+    def monitor(self, which: str) -> dict[str, float]:
+        """mAP/R1 on the validation split ("validation") or the test protocols ("test"), on rank 0
+        only ({} elsewhere). Draws no random numbers: the weights are those without it."""
+        monitor = self.validation if which == "validation" else self.test
+        if monitor is None:
             return {}
-        metrics = self.validation.evaluate(self.model, self.cfg["eval"], self.device)
+        metrics = monitor.evaluate(self.model, self.cfg["eval"], self.device)
         self.network.train()
         return metrics
 
     def close(self) -> None:
         self.images.close()
 
-    def state(self, epoch: int, step: int) -> dict:
+    def state(self, epoch: int, step: int, test_curve: list[dict]) -> dict:
         """Everything a resumed run needs. A collective: every rank calls it (RNG states)."""
         return {
             "format": CHECKPOINT_FORMAT,
@@ -249,6 +291,7 @@ class Trainer:
             "clothes_optimizer": self.clothes_optimizer.state_dict() if self.clothes_optimizer else None,
             "scaler": self.scaler.state_dict(),
             "rng": self.world.gather_objects(_rng_state(self.device)),
+            "test_curve": test_curve,
             "config": train_section(self.cfg),
         }
 
@@ -345,7 +388,7 @@ class TrainingLog:
         if self.bar is not None:
             self.bar.update(1)
 
-    def end_epoch(self, images: int, validation: dict[str, float]) -> None:
+    def end_epoch(self, images: int, validation: dict[str, float], test: dict[str, float]) -> None:
         if self.live is None:
             return
         means = {key: value / max(self.batches, 1) for key, value in self.sums.items()}
@@ -354,12 +397,15 @@ class TrainingLog:
         self.live.log_metric("epoch/epoch", self.epoch + 1)
         for key, value in validation.items():
             self.live.log_metric(f"val/{key}", value)
+        for key, value in test.items():
+            self.live.log_metric(f"test/{key}", value)
         self._close_step()
         if self.bar is not None:
             self.bar.close()
         seconds = time.perf_counter() - self.started
         figures = " ".join(f"{k}={v:.4f}" for k, v in means.items())
         figures += "".join(f" val_{k}={v:.4f}" for k, v in validation.items())
+        figures += "".join(f" test_{k}={v:.4f}" for k, v in test.items())
         print(f"epoch {self.epoch + 1}/{self.total_epochs} {figures} ({images / max(seconds, 1e-9):.0f} img/s)",
               file=sys.stderr, flush=True)
 
@@ -373,11 +419,15 @@ def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | Non
     model_path = Path(model_path)
     check_names(run_cfg)
     # The prepared folder's own fingerprint identifies its content (prepare is deterministic).
-    expected = fingerprint.make_fingerprint(
-        __name__, train_section(run_cfg), {"prepared": Path(prepared_dir) / "fingerprint.json"})
+    inputs = {"prepared": Path(prepared_dir) / "fingerprint.json"}
+    weights = pretrained_file(run_cfg["model"])
+    if weights is not None:
+        inputs["weights"] = weights  # other initial weights retrain
+    expected = fingerprint.make_fingerprint(__name__, train_section(run_cfg), inputs)
     world = world_from_environment()
     holder = f".rank{world.rank}" if world.distributed else ""
-    with exclusive(model_path, holder=holder, companions=(model_path.parent / CHECKPOINT,)):
+    companions = (model_path.parent / CHECKPOINT, model_path.parent / TEST_CURVE)
+    with exclusive(model_path, holder=holder, companions=companions):
         if fingerprint.is_fresh(model_path, expected):
             return model_path
         _train(Path(prepared_dir), run_cfg, model_path, expected, world, device)
@@ -390,10 +440,15 @@ def _train(prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, 
     with process_group(world, torch_device):
         trainer = Trainer(prepared_dir, run_cfg, torch_device, world)
         try:
-            _run_epochs(trainer, run_cfg, model_path.parent / CHECKPOINT, model_path.parent / LIVE_DIR)
+            test_curve = _run_epochs(trainer, run_cfg, model_path.parent / CHECKPOINT, model_path.parent / LIVE_DIR)
         finally:
             trainer.close()
         if world.is_main:
+            if run_cfg["eval"]["test_every"]:
+                atomic_write_json(model_path.parent / TEST_CURVE, {
+                    "note": "test protocols evaluated during training (eval.test_every); selecting an "
+                            "epoch by them is selection on the test set",
+                    "every": run_cfg["eval"]["test_every"], "epochs": test_curve})
             final = {"model": trainer.model.state_dict(), "config": train_section(run_cfg), **trainer.meta}
             with fingerprint.rebuilding(model_path, expected):
                 save(final, model_path)
@@ -403,16 +458,18 @@ def _train(prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, 
         world.barrier()
 
 
-def _run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir: Path) -> None:
+def _run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir: Path) -> list[dict]:
+    """Train every remaining epoch; returns the test curve (eval.test_every), one row per test."""
     world = trainer.world
     state = _load_checkpoint(checkpoint_path, run_cfg, world.size)
-    start_epoch, step = 0, 0
+    start_epoch, step, test_curve = 0, 0, []
     if state is not None:
         trainer.load_state(state)
-        start_epoch, step = state["epoch"] + 1, state["step"]
+        start_epoch, step, test_curve = state["epoch"] + 1, state["step"], state["test_curve"]
         if world.is_main:
             print(f"resuming from {checkpoint_path} (end of epoch {start_epoch})", file=sys.stderr, flush=True)
     epochs, val_every = run_cfg["train"]["epochs"], run_cfg["train"]["val_every"]
+    test_every = run_cfg["eval"]["test_every"]
     log = TrainingLog(live_dir, epochs, step if state is not None else None, enabled=world.is_main)
     for epoch in range(start_epoch, epochs):
         lr = trainer.set_lr(epoch)
@@ -433,12 +490,18 @@ def _run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir
                     ) from None
                 log.batch(logged, lr)
         step += len(batches)
-        validation = trainer.validate() if val_every and (epoch + 1) % val_every == 0 else {}
-        log.end_epoch(len(batches) * len(batches[0]) if batches else 0, validation)
-        checkpoint = trainer.state(epoch, step)
+        validation = trainer.monitor("validation") if val_every and (epoch + 1) % val_every == 0 else {}
+        # As CAL: every test_every epochs and after the last one.
+        tested = test_every and ((epoch + 1) % test_every == 0 or epoch + 1 == epochs)
+        test = trainer.monitor("test") if tested else {}
+        if test:
+            test_curve.append({"epoch": epoch + 1, **test})
+        log.end_epoch(len(batches) * len(batches[0]) if batches else 0, validation, test)
+        checkpoint = trainer.state(epoch, step, test_curve)
         if world.is_main:
             save(checkpoint, checkpoint_path)
     log.close()
+    return test_curve
 
 
 def save(state: dict, path: Path) -> None:

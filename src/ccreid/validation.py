@@ -1,11 +1,12 @@
-"""Periodic validation while training (`train.val_every`): mAP and Rank-1 on the data set's
-validation split, never on its test split.
+"""Evaluation while training: the validation split (`train.val_every`) and, as CAL does, the
+test protocols (`eval.test_every`). Both are logged; neither picks the model (metrics.json is the
+last epoch's), and the test figures are labelled as selection on the test set where shown.
 
-Queries and gallery: the parser's protocol named "val" when it has one (DeepChange, LaST:
-val_query vs val_gallery); for the PRCC layout (PRCC and the synthetic set) the val split's
-camera C images as queries against its camera A images in the clothes-changing mode, the
-reading of PRCC's own "cc" test protocol (C vs A). Validation identities are disjoint from the
-training ones in both.
+Validation queries and gallery: the parser's protocol named "val" when it has one (DeepChange,
+LaST: val_query vs val_gallery); for the PRCC layout (PRCC and the synthetic set) the val split's
+camera C images as queries against its camera A images in the clothes-changing mode, the reading
+of PRCC's own "cc" test protocol (C vs A). Validation identities are disjoint from the training
+ones in both.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ccreid.datasets import Protocol
 from ccreid.datasets.prcc import CAMERAS as PRCC_CAMERAS
 from ccreid.errors import CCReIDError
 from ccreid.evaluate import distances
@@ -40,27 +42,32 @@ class Split:
 
 
 @dataclass
-class ValidationSet:
-    query: Split
-    gallery: Split
-    mode: str
+class Monitor:
+    """Query/gallery pairs evaluated together; each split is embedded once per evaluation.
+    `protocols`: name -> (query split, gallery split, mode); an empty name gives plain keys."""
+
+    splits: dict[str, Split]
+    protocols: dict[str, tuple[str, str, str]]
 
     def evaluate(self, model: torch.nn.Module, eval_cfg: dict, device: torch.device) -> dict[str, float]:
-        """mAP and R1 of `model` (left in eval mode) under the run's evaluation settings."""
+        """mAP and R1 of `model` (left in eval mode) per protocol, under the run's evaluation settings."""
         model.eval()
-        feats = [torch.as_tensor(embed(model, split.images, eval_cfg["batch_size"], eval_cfg["flip"], device))
-                 for split in (self.query, self.gallery)]
-        ap, first, inp, _ = query_ranks(
-            distances(feats[0], feats[1], eval_cfg["distance"]),
-            self.query.labels["pids"], self.gallery.labels["pids"],
-            self.query.labels["camids"], self.gallery.labels["camids"],
-            self.query.labels["clothes"], self.gallery.labels["clothes"], mode=self.mode,
-        )
-        summary = summarize(ap, first, inp, max_rank=1)
-        return {"mAP": summary["mAP"], "R1": float(summary["cmc"][0])}
+        feats = {name: torch.as_tensor(embed(model, split.images, eval_cfg, device))
+                 for name, split in self.splits.items()}
+        metrics = {}
+        for name, (query, gallery, mode) in self.protocols.items():
+            q, g = self.splits[query].labels, self.splits[gallery].labels
+            ap, first, inp, _ = query_ranks(
+                distances(feats[query], feats[gallery], eval_cfg["distance"]),
+                q["pids"], g["pids"], q["camids"], g["camids"], q["clothes"], g["clothes"], mode=mode,
+            )
+            summary = summarize(ap, first, inp, max_rank=1)
+            prefix = f"{name}/" if name else ""
+            metrics |= {f"{prefix}mAP": summary["mAP"], f"{prefix}R1": float(summary["cmc"][0])}
+        return metrics
 
 
-def validation_set(data: PreparedData, dataset: dict) -> ValidationSet:
+def validation_set(data: PreparedData, dataset: dict) -> Monitor:
     """The validation queries and gallery of a prepared data set (`dataset`: run_cfg["dataset"])."""
     samples = data.samples
     protocol = next((p for p in data.protocols if p.name == VAL_PROTOCOL), None)
@@ -80,4 +87,29 @@ def validation_set(data: PreparedData, dataset: dict) -> ValidationSet:
             f"train.val_every > 0 but data set {dataset['name']!r} (layout {dataset['layout']}) has no "
             "validation queries and gallery; set train.val_every: 0"
         )
-    return ValidationSet(Split.read(data, query), Split.read(data, gallery), mode)
+    return Monitor({"query": Split.read(data, query), "gallery": Split.read(data, gallery)},
+                   {"": ("query", "gallery", mode)})
+
+
+def test_monitor(data: PreparedData) -> Monitor:
+    """Every multi-shot test protocol of a prepared data set (validation left out), each split
+    restricted to the protocol's cameras where it names some (VC-Clothes)."""
+    samples = data.samples
+    splits: dict[str, Split] = {}
+    protocols = {}
+
+    def split_of(protocol: Protocol, split: str) -> str:
+        keep = samples["split"] == split
+        key = split
+        if protocol.cameras:
+            keep &= samples["camid"].isin(protocol.cameras)
+            key = f"{split} cameras {','.join(map(str, protocol.cameras))}"
+        if key not in splits:
+            splits[key] = Split.read(data, samples.index[keep].to_numpy())
+        return key
+
+    for protocol in data.protocols:
+        if protocol.name != VAL_PROTOCOL and not protocol.single_shot:
+            protocols[protocol.name] = (split_of(protocol, protocol.query), split_of(protocol, protocol.gallery),
+                                        protocol.mode)
+    return Monitor(splits, protocols)

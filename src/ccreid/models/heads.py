@@ -65,16 +65,16 @@ def build_pooling(name: str) -> nn.Module:
 class BNNeck(nn.BatchNorm1d):
     """BatchNorm1d between pooling and classifier (Luo et al., "Bag of Tricks", CVPR-W 2019).
 
-    Its output is the embedding used for retrieval. The bias is frozen at 0 (the neck only
-    normalises and rescales), as in BoT's code; CAL trains it. Weight initialised around 1
-    (std 0.02) as in CAL.
+    Its output is the embedding used for retrieval. Weight initialised around 1 (std 0.02) and
+    bias at 0, as CAL; the bias is trained (CAL, `model.neck_bias: true`) or frozen at 0 (BoT's
+    code: the neck only normalises and rescales).
     """
 
-    def __init__(self, num_features: int):
+    def __init__(self, num_features: int, train_bias: bool = True):
         super().__init__(num_features)
         nn.init.normal_(self.weight, 1.0, 0.02)
         nn.init.zeros_(self.bias)
-        self.bias.requires_grad_(False)
+        self.bias.requires_grad_(train_bias)
 
 
 class CorrectionModule(nn.Module):
@@ -115,21 +115,25 @@ class CosineClassifier(nn.Module):
         return self.scale * F.linear(F.normalize(embedding, dim=1), F.normalize(self.weight, dim=1))
 
 
-def id_classifier(in_features: int, num_ids: int) -> nn.Linear:
-    """Identity classifier: linear without bias, small init (std 0.001) as in BoT and CAL."""
-    classifier = nn.Linear(in_features, num_ids, bias=False)
+def id_classifier(in_features: int, num_ids: int, bias: bool = True) -> nn.Linear:
+    """Identity classifier: linear, weight N(0, 0.001), bias 0 (CAL) or no bias (BoT)."""
+    classifier = nn.Linear(in_features, num_ids, bias=bias)
     nn.init.normal_(classifier.weight, std=0.001)
+    if bias:
+        nn.init.zeros_(classifier.bias)
     return classifier
 
 
 class AuxiliaryHead(nn.Module):
-    """Deep-supervision identity head on the mid-level map: pool -> BN neck -> linear."""
+    """Deep-supervision identity head on the mid-level map: pool -> BN neck -> linear, with the
+    main head's bias settings."""
 
-    def __init__(self, in_channels: int, num_ids: int, pooling: str):
+    def __init__(self, in_channels: int, num_ids: int, pooling: str, neck_bias: bool = True,
+                 classifier_bias: bool = True):
         super().__init__()
         self.pool = build_pooling(pooling)
-        self.neck = BNNeck(in_channels * self.pool.expansion)
-        self.classifier = id_classifier(in_channels * self.pool.expansion, num_ids)
+        self.neck = BNNeck(in_channels * self.pool.expansion, neck_bias)
+        self.classifier = id_classifier(in_channels * self.pool.expansion, num_ids, classifier_bias)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.neck(self.pool(feature_map)))

@@ -38,6 +38,8 @@ class ReIDModel(nn.Module):
         aux_head: bool = False,
         num_clothes: int | None = None,
         clothes_scale: float = 16.0,
+        neck_bias: bool = True,
+        classifier_bias: bool = True,
     ):
         """`multiscale` runs on the final map (same width); `aux_head` adds an identity head on
         the backbone's mid map; `num_clothes=None` builds no clothes classifier."""
@@ -46,10 +48,12 @@ class ReIDModel(nn.Module):
         self.multiscale = multiscale
         self.pool = build_pooling(pooling)
         self.embedding_dim = backbone.out_channels * self.pool.expansion
-        self.neck = BNNeck(self.embedding_dim)
+        self.neck = BNNeck(self.embedding_dim, neck_bias)
         self.correction = CorrectionModule(self.embedding_dim) if correction else None
-        self.classifier = id_classifier(self.embedding_dim, num_ids)
-        self.aux_head = AuxiliaryHead(backbone.mid_channels, num_ids, pooling) if aux_head else None
+        self.classifier = id_classifier(self.embedding_dim, num_ids, classifier_bias)
+        self.aux_head = None
+        if aux_head:
+            self.aux_head = AuxiliaryHead(backbone.mid_channels, num_ids, pooling, neck_bias, classifier_bias)
         self.clothes_classifier = None
         if num_clothes is not None:
             self.clothes_classifier = CosineClassifier(self.embedding_dim, num_clothes, clothes_scale)
@@ -94,4 +98,6 @@ def build_model(model_cfg: dict, loss_cfg: dict, num_ids: int, num_clothes: int)
         aux_head=loss_cfg["aux"]["enabled"] or loss_cfg["distill"]["enabled"],
         num_clothes=num_clothes if clothes_cfg["enabled"] else None,
         clothes_scale=clothes_cfg["scale"],
+        neck_bias=model_cfg["neck_bias"],
+        classifier_bias=model_cfg["classifier_bias"],
     )
