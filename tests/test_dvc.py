@@ -141,6 +141,8 @@ def test_one_cache_for_snakemake_and_dvc(tmp_path):
 def test_raw_data_through_a_dvc_remote(tmp_path):
     params = tiny_params()
     params["datasets"]["prcc"]["size"] = [32, 16]
+    # the demo's narrow from-scratch network: no ImageNet file to fetch in a test
+    params["datasets"]["prcc"]["overrides"] = params["datasets"]["synthetic"]["overrides"]
     params["run"]["dataset"] = "prcc"
     project = make_repo(tmp_path / "project", params)
     # Stand-in for a real download: a PRCC-layout tree placed under data/raw/prcc.

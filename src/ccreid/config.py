@@ -27,6 +27,8 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
+# YAML 1.1 (PyYAML) reads an unquoted `off` as False, and DVC's `-S` rewrites params.yaml unquoted.
+Precision = Annotated[Literal["bf16", "fp16", "off"], BeforeValidator(lambda value: "off" if value is False else value)]
 
 
 class Strict(BaseModel):
@@ -113,7 +115,7 @@ class TrainCfg(Strict):
     warmup_epochs: NonNegativeInt
     ids_per_batch: PositiveInt
     images_per_id: PositiveInt
-    amp: Literal["bf16", "fp16", "off"]
+    amp: Precision
     # BatchNorm statistics over consecutive sub-batches of this size (ghost BatchNorm): the
     # shards that DDP ranks without SyncBN would see. 0 = the whole per-process batch.
     bn_batch: NonNegativeInt
@@ -163,7 +165,7 @@ class EvalCfg(Strict):
     flip: bool
     single_shot: bool
     batch_size: PositiveInt
-    amp: Literal["bf16", "fp16", "off"]  # extraction precision on CUDA (CPU: float32)
+    amp: Precision  # extraction precision on CUDA (CPU: float32)
     # Evaluate the test protocols every N epochs while training (as CAL does; 0 = off): logged,
     # and the report's "best on test" column. Never picks the model: metrics.json is the last epoch.
     test_every: NonNegativeInt
