@@ -22,7 +22,7 @@ from ccreid.atomic import atomic_path, atomic_write_json, exclusive
 from ccreid.config import EVAL_KEYS
 from ccreid.datasets import Protocol
 from ccreid.errors import CCReIDError
-from ccreid.metrics import query_ranks, summarize
+from ccreid.metrics import distances, query_ranks, summarize
 from ccreid.rerank import k_reciprocal_rerank
 from ccreid.devices import pick_device
 
@@ -54,14 +54,6 @@ def read_features(path: Path) -> tuple[dict[str, dict], list[Protocol]]:
             if len(splits[split]["feats"]) == 0:
                 raise CCReIDError(f"{path}: split {split!r} is empty; protocol {protocol.name!r} cannot be evaluated")
     return splits, protocols
-
-
-def distances(query: torch.Tensor, gallery: torch.Tensor, metric: str) -> torch.Tensor:
-    similarity = query @ gallery.T
-    if metric == "cosine":
-        return 1.0 - similarity
-    squared = (query * query).sum(1, keepdim=True) + (gallery * gallery).sum(1)[None, :] - 2.0 * similarity
-    return squared.clamp_min(0.0).sqrt()
 
 
 def _subset(split: dict, keep: np.ndarray) -> dict:

@@ -78,9 +78,24 @@ def _imported_ccreid_modules(name: str) -> set[str]:
     return {m for m in found if _module_file(m) is not None}
 
 
+def _behaviour(source: str) -> str:
+    """The parsed code without docstrings: comments, docstrings and formatting cannot change what
+    a stage computes, so editing them rebuilds nothing."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
 @cache
 def code_hash(module: str) -> str:
-    """Hash of a module's source and of every ccreid module it imports, transitively."""
+    """Hash of a module's code and of every ccreid module it imports, transitively, each without
+    comments, docstrings and formatting. Snakemake sees it as a rule param (workflow/rules), so
+    a rule reruns when the code its stage runs changed."""
     seen, todo = set(), [module]
     while todo:
         name = todo.pop()
@@ -91,7 +106,7 @@ def code_hash(module: str) -> str:
     digest = hashlib.sha256()
     for name in sorted(seen):
         digest.update(name.encode() + b"\0")
-        digest.update(_module_file(name).read_bytes())
+        digest.update(_behaviour(_module_file(name).read_text()).encode())
     return digest.hexdigest()[:16]
 
 

@@ -28,6 +28,15 @@ import torch
 
 from ccreid.errors import CCReIDError
 
+
+def distances(query: torch.Tensor, gallery: torch.Tensor, metric: str) -> torch.Tensor:
+    """Query × gallery distances of L2-normalised features: `cosine` (1 − cos) or `euclidean`."""
+    similarity = query @ gallery.T
+    if metric == "cosine":
+        return 1.0 - similarity
+    squared = (query * query).sum(1, keepdim=True) + (gallery * gallery).sum(1)[None, :] - 2.0 * similarity
+    return squared.clamp_min(0.0).sqrt()
+
 MODES = ("standard", "cc", "sc")
 # Distances per chunk: on CPU small enough that a chunk's temporaries stay in the core's L2 cache
 # (each op then runs from cache instead of memory); on a GPU large enough to fill it.

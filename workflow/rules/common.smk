@@ -5,6 +5,9 @@ from pathlib import Path
 from ccreid import paths
 from ccreid.config import EVAL_KEYS, EXTRACT_KEYS, canonical_json, load_params, model_owner, train_section
 from ccreid.errors import CCReIDError
+# Every rule's params hold its stage's code hash (the one its fingerprint records): Snakemake
+# never looks inside a shell command, so this is how a rule reruns when its stage's code changed.
+from ccreid.fingerprint import code_hash
 from ccreid.models.weights import IMAGENET_WEIGHTS, weights_path
 
 try:

@@ -2,6 +2,7 @@ rule synth:
     output:
         directory("data/raw/{dataset}"),
     params:
+        code=code_hash("ccreid.synth"),
         cfg=dataset_params,
     conda:
         "../envs/ccreid.yaml"
@@ -19,6 +20,7 @@ rule prepare:
     output:
         directory("data/prepared/{dataset}"),
     params:
+        code=code_hash("ccreid.prepare"),
         cfg=dataset_params,
     conda:
         "../envs/ccreid.yaml"

@@ -6,6 +6,8 @@ rule report:
         lambda wildcards: table_metrics(wildcards.dataset, "registry"),
     output:
         expand("results/{{dataset}}/{name}", name=REPORT_FILES),
+    params:
+        code=code_hash("ccreid.report"),
     log:
         "logs/{dataset}/report.log",
     conda:
@@ -20,6 +22,7 @@ rule table_report:
     output:
         expand("results/{{dataset}}/{{table}}/{name}", name=REPORT_FILES),
     params:
+        code=code_hash("ccreid.report"),
         experiments=lambda wildcards: " ".join(TABLES[wildcards.table]),
     log:
         "logs/{dataset}/report-{table}.log",
