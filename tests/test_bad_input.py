@@ -6,6 +6,7 @@ The catalogue, case by case, with the test that covers each, is docs/reliability
 from __future__ import annotations
 
 import json
+import pathlib
 import resource
 import shutil
 import signal
@@ -13,6 +14,7 @@ import signal
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from conftest import edit_params, run, tiny_params, write_project
 from test_parsers import make_ltcc
@@ -215,6 +217,72 @@ def test_truncated_model_file(copy_of_built):
     result = ccreid(copy_of_built, *EXTRACT, "--model", str(model), "--out", str(out))
     assert_refused(result, str(model))
     assert not out.exists()
+
+
+
+# ------------------------------------------------------------------ results files run no code
+class Payload:
+    """Unpickling this creates `marker`: what a crafted results file could do instead."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def crafted_file(path, marker):
+    """A torch file shaped like ccreid's, but carrying the payload."""
+    torch.save({"format": 1, "model": Payload(marker), "config_json": "{}", "num_ids": 1, "num_clothes": 1}, path)
+    return path
+
+
+def test_the_crafted_file_really_runs_its_payload_when_unpickled(tmp_path):
+    """The control for the next test: loading it as ccreid did before (weights_only=False) runs it."""
+    marker = tmp_path / "MARKER"
+    torch.load(crafted_file(tmp_path / "model.pt", marker), weights_only=False)
+    assert marker.exists()
+
+
+# stage, the input it reads that is replaced by a crafted file, what must not be left behind
+CRAFTED_INPUTS = {
+    "extract": (EXTRACT + ["--out", "f.h5"], f"{RUN_DIR}/model.pt", "f.h5"),
+    # 211 has no model yet: training reads the checkpoint to resume from
+    "train resume": (["train", "--dataset", "synthetic", "--exp", "211"], "results/synthetic/211/checkpoint.pt",
+                     "results/synthetic/211/model.pt"),
+    "evaluate": (EVALUATE + ["--out", "m/metrics.json"], f"{RUN_DIR}/features.h5", "m/metrics.json"),
+}
+
+
+@pytest.mark.parametrize("stage", list(CRAFTED_INPUTS))
+def test_a_results_file_carrying_a_pickle_payload_is_refused_unrun(copy_of_built, stage):
+    args, crafted, output = CRAFTED_INPUTS[stage]
+    marker = copy_of_built / "MARKER"
+    (copy_of_built / crafted).parent.mkdir(parents=True, exist_ok=True)
+    crafted_file(copy_of_built / crafted, marker)
+    result = ccreid(copy_of_built, *args)
+    assert_refused(result, crafted)
+    assert not marker.exists(), "the payload ran"
+    assert not (copy_of_built / output).exists() and leftovers(copy_of_built) == []
+
+
+def test_model_and_checkpoint_of_an_older_format_are_refused_naming_the_remedy(copy_of_built):
+    model = copy_of_built / RUN_DIR / "model.pt"
+    saved = torch.load(model, weights_only=True)
+    # ccreid < format 1 stored the config as a dict and no format stamp
+    torch.save({"model": saved["model"], "config": json.loads(saved["config_json"]),
+                "num_ids": saved["num_ids"], "num_clothes": saved["num_clothes"]}, model)
+    result = ccreid(copy_of_built, *EXTRACT, "--out", "f.h5")
+    assert_refused(result, f"{model.relative_to(copy_of_built)}: not a ccreid model file of this ccreid version",
+                   "format None, expected 1", "delete it and re-run `ccreid train`")
+    # checkpoint format 2 held NumPy's generator state as an ndarray: unpickling it needs NumPy code
+    checkpoint = copy_of_built / "results/synthetic/211/checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"format": 2, "rng": [{"numpy": np.random.get_state()}]}, checkpoint)
+    result = ccreid(copy_of_built, "train", "--dataset", "synthetic", "--exp", "211")
+    assert_refused(result, str(checkpoint.relative_to(copy_of_built)), "refused", "numpy",
+                   "delete it to train from scratch")
+    assert not (copy_of_built / "f.h5").exists() and not checkpoint.with_name("model.pt").exists()
 
 
 # ------------------------------------------------------------------ a full disk

@@ -29,7 +29,8 @@ from ccreid.images import read_rows
 from ccreid.loader import InMemoryImages, Prefetcher, StreamedImages, open_training_images
 from ccreid.prepare import load_prepared
 from ccreid.sampler import IdentitySampler
-from ccreid.train import CHECKPOINT, LIVE_DIR, Trainer, load_model, train
+from ccreid.models.checkpoint import load_model, load_training_state, save_training_state
+from ccreid.train import CHECKPOINT, LIVE_DIR, Trainer, train
 
 TRAIN = ["ccreid", "train", "--dataset", "synthetic", "--exp", "212"]
 MODEL = Path("results/synthetic/212/model.pt")
@@ -79,7 +80,7 @@ def logged_steps(path: Path) -> list[int]:
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
-    first, second = torch.load(a, weights_only=False)["model"], torch.load(b, weights_only=False)["model"]
+    first, second = torch.load(a, weights_only=True)["model"], torch.load(b, weights_only=True)["model"]
     assert first.keys() == second.keys()
     different = [key for key in first if not torch.equal(first[key], second[key])]
     assert not different, f"tensors differ: {different[:5]}"
@@ -110,7 +111,7 @@ def test_killed_run_resumes_to_the_same_weights_metrics_and_logs(project, tmp_pa
         time.sleep(0.005)
     assert victim.wait() == -signal.SIGKILL, victim.stdout.read().decode()
     assert not (killed / MODEL).exists()
-    checkpoint = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    checkpoint = load_training_state(run_dir / CHECKPOINT)
     assert checkpoint["epoch"] < 3
     # Killed mid-epoch: steps after the checkpoint were logged and will be replayed.
     assert len(logged_steps(steps_file)) > checkpoint["step"]
@@ -192,7 +193,7 @@ def test_checkpoint_from_another_config_is_refused_naming_the_key(project, tmp_p
     old = run_config(params)
     trainer = Trainer(project / PREPARED, old, torch.device("cpu"))
     (tmp_path / "run").mkdir()
-    torch.save(trainer.state(epoch=0, step=7), tmp_path / "run" / CHECKPOINT)
+    save_training_state(trainer.state(epoch=0, step=7), tmp_path / "run" / CHECKPOINT)
     new = run_config(params)
     new["train"]["lr"] = 1e-3
     with pytest.raises(CCReIDError) as error:
@@ -219,7 +220,7 @@ def test_non_finite_loss_stops_naming_step_terms_and_last_checkpoint(project, tm
     assert "'id':" in message and "'total':" in message
     assert f"{model_path.parent / CHECKPOINT} (end of epoch 1)" in message
     assert not model_path.exists()
-    assert torch.load(model_path.parent / CHECKPOINT, weights_only=False)["epoch"] == 0
+    assert load_training_state(model_path.parent / CHECKPOINT)["epoch"] == 0
 
 
 # ------------------------------------------------------------------ several processes
