@@ -188,6 +188,33 @@ def test_missing_stage_input_is_named(copy_of_built, stage, missing):
     assert sorted(copy_of_built.rglob("*")) == before
 
 
+DAMAGED_PREPARED = {  # a prepared set edited or damaged after `ccreid prepare` (its record vouches only for its build)
+    "samples.csv not text": ("samples.csv", b"\xff\xfe\x00garbage"),
+    "samples.csv lost a column": ("samples.csv", b"path,pid\na.jpg,1\n"),
+    "protocols.json not JSON": ("protocols.json", b"[{"),
+    "protocols.json of something else": ("protocols.json", b"[1, 2]"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_PREPARED))
+def test_damaged_prepared_set_is_named(copy_of_built, damage):
+    name, content = DAMAGED_PREPARED[damage]
+    (copy_of_built / "data/prepared/synthetic" / name).write_bytes(content)
+    result = ccreid(copy_of_built, *EXTRACT, "--out", "f.h5")
+    assert_refused(result, "data/prepared/synthetic", "re-run `ccreid prepare`")
+    assert not (copy_of_built / "f.h5").exists() and leftovers(copy_of_built) == []
+
+
+def test_a_record_that_is_not_text_means_rebuild(copy_of_built):
+    metrics = copy_of_built / RUN_DIR / "metrics.json"
+    record = metrics.with_name("metrics.json.fingerprint.json")
+    expected = metrics.read_bytes()
+    metrics.write_text("{}")
+    record.write_bytes(b"\xff\xfe not a record")
+    ccreid(copy_of_built, *EVALUATE, check=True)
+    assert metrics.read_bytes() == expected and json.loads(record.read_text())["stage"] == "ccreid.evaluate"
+
+
 def test_truncated_features_file(copy_of_built):
     features = copy_of_built / RUN_DIR / "features.h5"
     features.write_bytes(features.read_bytes()[:2000])

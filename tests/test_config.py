@@ -89,6 +89,12 @@ def test_missing_params_file_is_named(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
+def test_params_file_that_is_not_text_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_bytes(b"run: \xff\xfe")
+    with pytest.raises(CCReIDError, match="params.yaml: not a text file"):
+        load_params(tmp_path / "params.yaml")
+
+
 def test_seeds_expand_to_runs_that_share_models_along_the_chain(raw):
     raw["experiments"]["209"]["seeds"] = [4, 5]
     params = Params(raw)

@@ -381,6 +381,8 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise CCReIDError(f"{path}: params file not found (run from the project root or pass --params)")
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as error:
+        raise CCReIDError(f"{path}: not a text file ({error})") from None
     except yaml.YAMLError as error:
         raise CCReIDError(f"{path}: not valid YAML: {error}") from None
     return Params(raw, source=str(path))
