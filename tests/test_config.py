@@ -95,6 +95,50 @@ def test_params_file_that_is_not_text_is_named(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
+def _write_params(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def _line_of(text: str, fragment: str, after: int = 0) -> int:
+    """1-based line number of the first line holding `fragment` after line `after`."""
+    lines = text.splitlines()
+    return next(n for n in range(after + 1, len(lines) + 1) if fragment in lines[n - 1])
+
+
+def test_an_experiment_block_given_twice_is_named_with_both_lines(tmp_path):
+    text = (REPO / "params.yaml").read_text()
+    # a second "213": block at the end of experiments (the file ends with them)
+    text += '  "213":\n    base: "212"\n    note: "pasted again"\n'
+    first = _line_of(text, '  "213":')
+    second = _line_of(text, '  "213":', after=first)
+    with pytest.raises(CCReIDError) as error:
+        load_params(_write_params(tmp_path, text))
+    assert str(error.value) == (
+        f"{tmp_path / 'params.yaml'}: key '213' appears twice in 'experiments' (lines {first} and {second}): "
+        "YAML would keep only the second, silently; merge the two or delete one"
+    )
+
+
+def test_a_key_given_twice_at_any_depth_is_named(tmp_path):
+    text = (REPO / "params.yaml").read_text().replace("    lr: 3.5e-4\n", "    lr: 3.5e-4\n    lr: 1.0e-3\n", 1)
+    first = _line_of(text, "    lr: 3.5e-4")
+    with pytest.raises(CCReIDError, match=rf"key 'lr' appears twice in 'defaults.train' \(lines {first} and {first + 1}\)"):
+        load_params(_write_params(tmp_path, text))
+    flow = (REPO / "params.yaml").read_text().replace("crop: {p: 0.5,", "crop: {p: 0.5, p: 0.1,", 1)
+    with pytest.raises(CCReIDError, match=r"key 'p' appears twice in 'defaults.augment.crop' \(both on line"):
+        load_params(_write_params(tmp_path, flow))
+
+
+def test_yaml_merge_keys_may_override_what_they_merge(tmp_path):
+    """`<<: *anchor` then a key of the anchor is an override by design, not a duplicate."""
+    text = (REPO / "params.yaml").read_text().replace(
+        '  "213":\n', '  "213": &full\n', 1) + '  "300":\n    <<: *full\n    note: "213 again"\n'
+    params = load_params(_write_params(tmp_path, text))
+    assert params.resolve("300") == params.resolve("213")
+
+
 def test_seeds_expand_to_runs_that_share_models_along_the_chain(raw):
     raw["experiments"]["209"]["seeds"] = [4, 5]
     params = Params(raw)

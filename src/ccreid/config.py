@@ -375,14 +375,62 @@ def scale_schedule(train: dict, scale: float) -> dict:
     return train
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key, mapping: str, first_line: int, second_line: int):
+        where = f"in '{mapping}'" if mapping else "at the top level"
+        lines = f"lines {first_line} and {second_line}" if first_line != second_line else f"both on line {first_line}"
+        super().__init__(
+            f"key {key!r} appears twice {where} ({lines}): YAML would keep only the second, silently; "
+            "merge the two or delete one"
+        )
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping. Plain YAML keeps the last
+    one: a second "213": block, or lr: twice in a section, would replace the first unseen."""
+
+    def construct_document(self, node):
+        self._mapping_paths = {}
+        self._record_paths(node, "")
+        return super().construct_document(node)
+
+    def _record_paths(self, node, path: str) -> None:
+        """The dotted path of every mapping node, for messages (anchors keep their first path)."""
+        if isinstance(node, yaml.MappingNode) and id(node) not in self._mapping_paths:
+            self._mapping_paths[id(node)] = path
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                self._record_paths(value_node, f"{path}.{key}" if path else key)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._record_paths(item, f"{path}[{index}]")
+
+    def construct_mapping(self, node, deep=False):
+        first_lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` overrides on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_lines:
+                    raise DuplicateKeyError(key, self._mapping_paths.get(id(node), "?"), first_lines[key], line)
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                continue
+            first_lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     if not path.is_file():
         raise CCReIDError(f"{path}: params file not found (run from the project root or pass --params)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
     except UnicodeDecodeError as error:
         raise CCReIDError(f"{path}: not a text file ({error})") from None
+    except DuplicateKeyError as error:
+        raise CCReIDError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise CCReIDError(f"{path}: not valid YAML: {error}") from None
     return Params(raw, source=str(path))
