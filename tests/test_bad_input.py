@@ -153,6 +153,10 @@ BAD_PARAMS = {
     "unknown gate": (lambda p: p["experiments"]["212"].update(model={"multiscale": {"enabled": True, "gate": "se_maxx"}}),
                      "experiment '212': model.multiscale.gate: unknown gate 'se_maxx'; valid gates: se_avg"),
     "unquoted experiment id": (lambda p: p["experiments"].update({212: p["experiments"].pop("212")}), "quote it"),
+    "a loss that would add nothing": (_set("loss", adversarial={"weight": 0.0}),
+                                      "experiment '212' on data set 'synthetic': key 'loss.adversarial.weight' = 0.0"),
+    "a start epoch past the end": (_set("loss", clothes={"start_epoch": 60}),
+                                   "key 'loss.clothes.start_epoch' = 60 (2 after datasets.synthetic.schedule_scale 0.03)"),
 }
 
 
@@ -163,6 +167,30 @@ def test_bad_params_stop_training_before_anything_is_written(synthetic, mistake)
     edit_params(synthetic, change)
     result = ccreid(synthetic, *TRAIN)
     assert_refused(result, expected)
+    assert not (synthetic / "results").exists()
+
+
+def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
+    """A set of unknown size (no synth: section) cannot be checked before prepare: training checks."""
+    def add_set(params):
+        params["datasets"]["few"] = {**params["datasets"]["synthetic"], "overrides": {"train": {"ids_per_batch": 9}}}
+        del params["datasets"]["few"]["synth"]
+
+    edit_params(synthetic, add_set)
+    ccreid(synthetic, "prepare", "--dataset", "few", check=True)  # the synthetic images: 8 training ids
+    result = ccreid(synthetic, "train", "--dataset", "few", "--exp", "212")
+    assert_refused(result, "train.ids_per_batch = 9 but the prepared training split has only 8 identities")
+    assert [p.name for p in (synthetic / "results/few/212").iterdir()] == [".model.pt.lock"]
+
+
+def test_a_key_given_twice_stops_training_naming_both_lines(synthetic):
+    ccreid(synthetic, "prepare", "--dataset", "synthetic", check=True)
+    params = synthetic / "params.yaml"
+    text = params.read_text()
+    params.write_text(text + "  '212':\n    note: pasted twice\n")
+    first = text.splitlines().index("  '212':") + 1  # as yaml.safe_dump quotes it
+    result = ccreid(synthetic, *TRAIN)
+    assert_refused(result, f"key '212' appears twice in 'experiments' (lines {first} and {len(text.splitlines()) + 1})")
     assert not (synthetic / "results").exists()
 
 

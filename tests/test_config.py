@@ -79,6 +79,84 @@ def test_bad_params_are_rejected_with_the_key(raw, mutate, expected):
     assert expected in str(error.value)
 
 
+def _on(exp: str, section: str, **values):
+    """Set values in an experiment's (or, for "defaults", the defaults') section."""
+    def change(raw):
+        entry = raw["defaults"] if exp == "defaults" else raw["experiments"][exp]
+        target = entry
+        for part in section.split("."):
+            target = target.setdefault(part, {})
+        target.update(values)
+    return change
+
+
+SYNTH = "datasets.synthetic.schedule_scale 0.4"
+SILENT_MISTAKES = {  # valid key by key, but a loss, module or schedule step would do nothing
+    "start epoch past the end once scaled": (
+        _on("208", "loss.aux", start_epoch=59),
+        f"experiment '208' on data set 'synthetic': key 'loss.aux.start_epoch' = 59 (24 after {SYNTH}): "
+        f"at or past train.epochs = 60 (24 after {SYNTH})"),
+    "clothes start epoch at the end": (  # on the real data sets only: unscaled
+        lambda raw: (_on("212", "loss.clothes", start_epoch=60)(raw), raw["datasets"].pop("synthetic")),
+        "experiment '212' on data set 'prcc': key 'loss.clothes.start_epoch' = 60: "
+        "at or past train.epochs = 60 (epochs count from 0): the clothes classifier and the adversarial loss would never start"),
+    "unsorted milestones": (_on("206", "train", milestones=[40, 20]),
+                            "experiment '206' on data set 'synthetic': key 'train.milestones' = [40, 20] "
+                            f"([16, 8] after {SYNTH}): not in increasing order"),
+    "milestone past the end": (_on("206", "train", milestones=[20, 70]),
+                               "experiment '206' on data set 'synthetic': key 'train.milestones' = [20, 70] ([8, 28] "
+                               f"after {SYNTH}): milestone(s) [28] at or past train.epochs = 60 (24 after {SYNTH})"),
+    "gamma 1": (_on("212", "train", gamma=1.0), "experiment '212' on data set 'synthetic': key 'train.gamma' = 1.0: "
+                "multiplying by 1 at each milestone changes nothing"),
+    "warmup past the end": (_on("212", "train", warmup_epochs=80), "key 'train.warmup_epochs' = 80 (32 after"),
+    "validation never reached": (_on("212", "train", val_every=61), "key 'train.val_every' = 61: past train.epochs"),
+    "adversarial weight 0": (_on("212", "loss.adversarial", weight=0.0),
+                             "experiment '212' on data set 'synthetic': key 'loss.adversarial.weight' = 0.0: "
+                             "the adversarial loss is enabled but would add nothing"),
+    "adversarial without the clothes classifier": (
+        _on("212", "loss.clothes", enabled=False), "key 'loss.adversarial.enabled' = True: the adversarial loss needs "
+        "the clothes classifier, and loss.clothes.enabled is false"),
+    "auxiliary loss weight 0": (_on("208", "loss.aux", weight=0.0),
+                                "experiment '208' on data set 'synthetic': key 'loss.aux.weight' = 0.0: loss.aux is "
+                                "enabled but would add nothing"),
+    "distillation weight 0": (_on("216", "loss.distill", weight=0.0), "experiment '216' on data set 'synthetic': "
+                              "key 'loss.distill.weight' = 0.0"),
+    "triplet with one image per identity": (
+        lambda raw: (_on("212", "loss.triplet", weight=1.0)(raw), _on("212", "train", images_per_id=1)(raw)),
+        "key 'train.images_per_id' = 1: the triplet loss (loss.triplet.weight > 0) needs two images"),
+    "triplet with one identity per batch": (
+        lambda raw: (_on("212", "loss.triplet", weight=1.0)(raw), _on("212", "train", ids_per_batch=1)(raw)),
+        "key 'train.ids_per_batch' = 1: the triplet loss (loss.triplet.weight > 0) needs two identities"),
+    "more ids per batch than the synthetic set trains on": (
+        _on("defaults", "train", ids_per_batch=61), "experiment '212' on data set 'synthetic': key 'train.ids_per_batch' "
+        "= 61: the data set's training split has 60 identities (datasets.synthetic.synth.train_ids)"),
+    "crop at scale 1": (_on("212", "augment.crop", scale=1.0), "key 'augment.crop.scale' = 1.0: upscaled by it, "
+                        "a 64×32 image stays 64×32"),
+    "crop at a scale too small for the image": (_on("212", "augment.crop", scale=1.005),
+                                                "key 'augment.crop.scale' = 1.005: upscaled by it, a 64×32 image"),
+    "colour jitter of strength 0": (
+        _on("212", "augment.color_jitter", p=0.5, brightness=0.0, contrast=0.0),
+        "key 'augment.color_jitter.p' = 0.5: every jitter strength is 0"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(SILENT_MISTAKES))
+def test_settings_that_would_silently_do_nothing_are_named(raw, mistake):
+    mutate, expected = SILENT_MISTAKES[mistake]
+    mutate(raw)
+    with pytest.raises(CCReIDError) as error:
+        Params(raw)
+    assert expected in str(error.value)
+    assert str(error.value).startswith("params.yaml: experiment ")
+
+
+def test_the_start_epoch_of_a_loss_that_is_off_is_not_checked(raw):
+    raw["defaults"]["loss"]["aux"]["start_epoch"] = 500  # aux and distill are off in 212
+    raw["experiments"]["208"]["loss"]["aux"]["start_epoch"] = 25
+    raw["experiments"]["213"]["loss"]["aux"]["start_epoch"] = 25
+    assert Params(raw).run_config("prcc", "212")["loss"]["aux"]["start_epoch"] == 500
+
+
 def test_unknown_experiment_is_named(raw):
     with pytest.raises(CCReIDError, match="unknown experiment '999'"):
         Params(raw).resolve("999")
