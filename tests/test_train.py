@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from ccreid.models.checkpoint import load_model, load_training_state, save_train
 from ccreid.train import CHECKPOINT, LIVE_DIR, Trainer, train
 
 TRAIN = ["ccreid", "train", "--dataset", "synthetic", "--exp", "212"]
+KILLPOINT = Path(__file__).with_name("killpoint.py")
 MODEL = Path("results/synthetic/212/model.pt")
 PREPARED = Path("data/prepared/synthetic")
 
@@ -98,23 +99,23 @@ def test_killed_run_resumes_to_the_same_weights_metrics_and_logs(project, tmp_pa
     killed = copy_project(project, tmp_path / "killed")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     uninterrupted = subprocess.Popen(TRAIN, cwd=whole, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    victim = subprocess.Popen(TRAIN, cwd=killed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Killed at a fixed point, whatever the machine's speed: as the third step of the second
+    # epoch is logged (train/lr.tsv gets one row per step, and no other file has its name),
+    # after the first epoch's checkpoint.
+    tcfg = run_config(engine_params())["train"]
+    samples = load_prepared(project / PREPARED).samples
+    first_epoch = len(IdentitySampler(samples.loc[samples["split"] == "train", "label"].to_numpy(),
+                                      tcfg["ids_per_batch"], tcfg["images_per_id"], tcfg["seed"]).epoch(0))
+    victim = subprocess.run([sys.executable, str(KILLPOINT), "nth", "lr.tsv", str(first_epoch + 3), "--", *TRAIN[1:]],
+                            cwd=killed, env=env, capture_output=True, text=True, start_new_session=True)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr
     run_dir = killed / MODEL.parent
     steps_file = run_dir / LIVE_DIR / "plots" / "metrics" / "train" / "total.tsv"
-    deadline = time.monotonic() + 120
-    # Kill once the first checkpoint exists and two steps of the next epoch are logged.
-    while victim.poll() is None and time.monotonic() < deadline:
-        epoch_ends = logged_steps(run_dir / LIVE_DIR / "plots" / "metrics" / "epoch" / "epoch.tsv")
-        if (run_dir / CHECKPOINT).is_file() and epoch_ends and len(logged_steps(steps_file)) >= epoch_ends[0] + 3:
-            victim.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    assert victim.wait() == -signal.SIGKILL, victim.stdout.read().decode()
     assert not (killed / MODEL).exists()
     checkpoint = load_training_state(run_dir / CHECKPOINT)
-    assert checkpoint["epoch"] < 3
-    # Killed mid-epoch: steps after the checkpoint were logged and will be replayed.
-    assert len(logged_steps(steps_file)) > checkpoint["step"]
+    assert checkpoint["epoch"] == 0
+    # Killed mid-epoch: two steps after the checkpoint were logged and will be replayed.
+    assert len(logged_steps(steps_file.with_name("lr.tsv"))) == checkpoint["step"] + 2
 
     resumed = run(TRAIN, cwd=killed)
     assert f"epoch {checkpoint['epoch'] + 1}/4" not in resumed.stderr  # the finished epochs are not redone
@@ -263,9 +264,11 @@ def test_two_ranks_on_shards_get_the_single_process_gradient(tmp_path):
                for rank in range(2)]
     for worker in workers:
         worker.start()
-    received = [gradients.get(timeout=120) for _ in workers]
+    # Limits against a hang only, as long as any command's in these tests: a loaded machine may
+    # take long to start two spawned interpreters.
+    received = [gradients.get(timeout=600) for _ in workers]
     for worker in workers:
-        worker.join(timeout=60)
+        worker.join(timeout=600)
         assert worker.exitcode == 0
     for _, gradient in received:
         torch.testing.assert_close(torch.tensor(gradient), model.weight.grad, rtol=1e-6, atol=1e-6)
