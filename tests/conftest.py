@@ -33,7 +33,8 @@ def tiny_params(params: dict | None = None, **synth_overrides) -> dict:
         | synth_overrides
     )
     synthetic["size"] = [32, 16]
-    synthetic["schedule_scale"] = 0.04  # 60 epochs -> 2; clothes/aux start at epoch 1
+    # 60 epochs -> 2; milestones 20, 40 -> both at epoch 1 (not past the end); clothes/aux start at epoch 1
+    synthetic["schedule_scale"] = 0.03
     params["defaults"]["train"]["images_per_id"] = 4
     params["defaults"]["train"]["bn_batch"] = 0  # tests vary the batch; ghost BatchNorm has its own tests
     params["defaults"]["eval"]["batch_size"] = 32

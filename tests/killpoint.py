@@ -4,6 +4,8 @@
                                                   file-system writes it made and when
     python killpoint.py event N -- ARGS...        kill at the N-th write (1-based), before it happens
     python killpoint.py after SECONDS -- ARGS...  kill SECONDS after the first write
+    python killpoint.py nth NAME N -- ARGS...     kill at the N-th write to a file named NAME (opened
+                                                  for writing or renamed into place), before it happens
 
 A "write" is an audit event (PEP 578) of this process that changes the file system: an open
 for writing, a rename or replace, a removal, a new folder. Those are the instants at which an
@@ -32,24 +34,38 @@ def is_write(event: str, args: tuple) -> bool:
     return event in CHANGES
 
 
+def target_name(event: str, args: tuple) -> str:
+    """The name of the file a write changes: a rename's destination, else its first argument."""
+    path = args[1] if event == "os.rename" else args[0]
+    return os.path.basename(os.fsdecode(path)) if isinstance(path, (str, bytes, os.PathLike)) else ""
+
+
 def kill_group() -> None:
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 def main() -> int:
-    mode, value, separator, *args = sys.argv[1:]
+    mode, value, *rest = sys.argv[1:]
+    name, count = (value, int(rest.pop(0))) if mode == "nth" else (None, None)
+    separator, *args = rest
     assert separator == "--", __doc__
     sys.dont_write_bytecode = True  # a .pyc written on import would count as a write of the stage
     from ccreid.cli import main as ccreid_main
 
     me = os.getpid()
     writes: list[float] = []
+    named_writes = 0
     started = time.monotonic()
 
     def hook(event: str, event_args: tuple) -> None:
+        nonlocal named_writes
         if os.getpid() != me or not is_write(event, event_args):  # forked workers only read
             return
         writes.append(time.monotonic() - started)
+        if mode == "nth" and target_name(event, event_args) == name:
+            named_writes += 1
+            if named_writes == count:
+                kill_group()
         if mode == "event" and len(writes) == int(value):
             kill_group()
         if mode == "after" and len(writes) == 1:

@@ -6,6 +6,7 @@ The catalogue, case by case, with the test that covers each, is docs/reliability
 from __future__ import annotations
 
 import json
+import pathlib
 import resource
 import shutil
 import signal
@@ -13,6 +14,7 @@ import signal
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from conftest import edit_params, run, tiny_params, write_project
 from test_parsers import make_ltcc
@@ -151,6 +153,10 @@ BAD_PARAMS = {
     "unknown gate": (lambda p: p["experiments"]["212"].update(model={"multiscale": {"enabled": True, "gate": "se_maxx"}}),
                      "experiment '212': model.multiscale.gate: unknown gate 'se_maxx'; valid gates: se_avg"),
     "unquoted experiment id": (lambda p: p["experiments"].update({212: p["experiments"].pop("212")}), "quote it"),
+    "a loss that would add nothing": (_set("loss", adversarial={"weight": 0.0}),
+                                      "experiment '212' on data set 'synthetic': key 'loss.adversarial.weight' = 0.0"),
+    "a start epoch past the end": (_set("loss", clothes={"start_epoch": 60}),
+                                   "key 'loss.clothes.start_epoch' = 60 (2 after datasets.synthetic.schedule_scale 0.03)"),
 }
 
 
@@ -161,6 +167,30 @@ def test_bad_params_stop_training_before_anything_is_written(synthetic, mistake)
     edit_params(synthetic, change)
     result = ccreid(synthetic, *TRAIN)
     assert_refused(result, expected)
+    assert not (synthetic / "results").exists()
+
+
+def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
+    """A set of unknown size (no synth: section) cannot be checked before prepare: training checks."""
+    def add_set(params):
+        params["datasets"]["few"] = {**params["datasets"]["synthetic"], "overrides": {"train": {"ids_per_batch": 9}}}
+        del params["datasets"]["few"]["synth"]
+
+    edit_params(synthetic, add_set)
+    ccreid(synthetic, "prepare", "--dataset", "few", check=True)  # the synthetic images: 8 training ids
+    result = ccreid(synthetic, "train", "--dataset", "few", "--exp", "212")
+    assert_refused(result, "train.ids_per_batch = 9 but the prepared training split has only 8 identities")
+    assert [p.name for p in (synthetic / "results/few/212").iterdir()] == [".model.pt.lock"]
+
+
+def test_a_key_given_twice_stops_training_naming_both_lines(synthetic):
+    ccreid(synthetic, "prepare", "--dataset", "synthetic", check=True)
+    params = synthetic / "params.yaml"
+    text = params.read_text()
+    params.write_text(text + "  '212':\n    note: pasted twice\n")
+    first = text.splitlines().index("  '212':") + 1  # as yaml.safe_dump quotes it
+    result = ccreid(synthetic, *TRAIN)
+    assert_refused(result, f"key '212' appears twice in 'experiments' (lines {first} and {len(text.splitlines()) + 1})")
     assert not (synthetic / "results").exists()
 
 
@@ -184,6 +214,33 @@ def test_missing_stage_input_is_named(copy_of_built, stage, missing):
     result = ccreid(copy_of_built, *stage)
     assert_refused(result, missing, "not found; build it first")
     assert sorted(copy_of_built.rglob("*")) == before
+
+
+DAMAGED_PREPARED = {  # a prepared set edited or damaged after `ccreid prepare` (its record vouches only for its build)
+    "samples.csv not text": ("samples.csv", b"\xff\xfe\x00garbage"),
+    "samples.csv lost a column": ("samples.csv", b"path,pid\na.jpg,1\n"),
+    "protocols.json not JSON": ("protocols.json", b"[{"),
+    "protocols.json of something else": ("protocols.json", b"[1, 2]"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_PREPARED))
+def test_damaged_prepared_set_is_named(copy_of_built, damage):
+    name, content = DAMAGED_PREPARED[damage]
+    (copy_of_built / "data/prepared/synthetic" / name).write_bytes(content)
+    result = ccreid(copy_of_built, *EXTRACT, "--out", "f.h5")
+    assert_refused(result, "data/prepared/synthetic", "re-run `ccreid prepare`")
+    assert not (copy_of_built / "f.h5").exists() and leftovers(copy_of_built) == []
+
+
+def test_a_record_that_is_not_text_means_rebuild(copy_of_built):
+    metrics = copy_of_built / RUN_DIR / "metrics.json"
+    record = metrics.with_name("metrics.json.fingerprint.json")
+    expected = metrics.read_bytes()
+    metrics.write_text("{}")
+    record.write_bytes(b"\xff\xfe not a record")
+    ccreid(copy_of_built, *EVALUATE, check=True)
+    assert metrics.read_bytes() == expected and json.loads(record.read_text())["stage"] == "ccreid.evaluate"
 
 
 def test_truncated_features_file(copy_of_built):
@@ -215,6 +272,72 @@ def test_truncated_model_file(copy_of_built):
     result = ccreid(copy_of_built, *EXTRACT, "--model", str(model), "--out", str(out))
     assert_refused(result, str(model))
     assert not out.exists()
+
+
+
+# ------------------------------------------------------------------ results files run no code
+class Payload:
+    """Unpickling this creates `marker`: what a crafted results file could do instead."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def crafted_file(path, marker):
+    """A torch file shaped like ccreid's, but carrying the payload."""
+    torch.save({"format": 1, "model": Payload(marker), "config_json": "{}", "num_ids": 1, "num_clothes": 1}, path)
+    return path
+
+
+def test_the_crafted_file_really_runs_its_payload_when_unpickled(tmp_path):
+    """The control for the next test: loading it as ccreid did before (weights_only=False) runs it."""
+    marker = tmp_path / "MARKER"
+    torch.load(crafted_file(tmp_path / "model.pt", marker), weights_only=False)
+    assert marker.exists()
+
+
+# stage, the input it reads that is replaced by a crafted file, what must not be left behind
+CRAFTED_INPUTS = {
+    "extract": (EXTRACT + ["--out", "f.h5"], f"{RUN_DIR}/model.pt", "f.h5"),
+    # 211 has no model yet: training reads the checkpoint to resume from
+    "train resume": (["train", "--dataset", "synthetic", "--exp", "211"], "results/synthetic/211/checkpoint.pt",
+                     "results/synthetic/211/model.pt"),
+    "evaluate": (EVALUATE + ["--out", "m/metrics.json"], f"{RUN_DIR}/features.h5", "m/metrics.json"),
+}
+
+
+@pytest.mark.parametrize("stage", list(CRAFTED_INPUTS))
+def test_a_results_file_carrying_a_pickle_payload_is_refused_unrun(copy_of_built, stage):
+    args, crafted, output = CRAFTED_INPUTS[stage]
+    marker = copy_of_built / "MARKER"
+    (copy_of_built / crafted).parent.mkdir(parents=True, exist_ok=True)
+    crafted_file(copy_of_built / crafted, marker)
+    result = ccreid(copy_of_built, *args)
+    assert_refused(result, crafted)
+    assert not marker.exists(), "the payload ran"
+    assert not (copy_of_built / output).exists() and leftovers(copy_of_built) == []
+
+
+def test_model_and_checkpoint_of_an_older_format_are_refused_naming_the_remedy(copy_of_built):
+    model = copy_of_built / RUN_DIR / "model.pt"
+    saved = torch.load(model, weights_only=True)
+    # ccreid < format 1 stored the config as a dict and no format stamp
+    torch.save({"model": saved["model"], "config": json.loads(saved["config_json"]),
+                "num_ids": saved["num_ids"], "num_clothes": saved["num_clothes"]}, model)
+    result = ccreid(copy_of_built, *EXTRACT, "--out", "f.h5")
+    assert_refused(result, f"{model.relative_to(copy_of_built)}: not a ccreid model file of this ccreid version",
+                   "format None, expected 1", "delete it and re-run `ccreid train`")
+    # checkpoint format 2 held NumPy's generator state as an ndarray: unpickling it needs NumPy code
+    checkpoint = copy_of_built / "results/synthetic/211/checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"format": 2, "rng": [{"numpy": np.random.get_state()}]}, checkpoint)
+    result = ccreid(copy_of_built, "train", "--dataset", "synthetic", "--exp", "211")
+    assert_refused(result, str(checkpoint.relative_to(copy_of_built)), "refused", "numpy",
+                   "delete it to train from scratch")
+    assert not (copy_of_built / "f.h5").exists() and not checkpoint.with_name("model.pt").exists()
 
 
 # ------------------------------------------------------------------ a full disk

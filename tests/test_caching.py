@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import edit_params, run, tiny_params, write_project
+
+KILLPOINT = Path(__file__).with_name("killpoint.py")
 
 
 def small_registry() -> dict:
@@ -95,26 +102,24 @@ def test_workflow_lints_clean():
 
 
 def test_killed_snakemake_resumes_training_and_completes(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import time
-
     params = small_registry()
-    params["datasets"]["synthetic"]["schedule_scale"] = 0.1  # 6 epochs: time to kill in between
+    params["datasets"]["synthetic"]["schedule_scale"] = 0.1  # 6 epochs: room for a kill in between
     project = write_project(tmp_path / "project", params)
     target = "results/synthetic/212/metrics.json"
     checkpoint = project / "results/synthetic/212/checkpoint.pt"
-    victim = subprocess.Popen(["snakemake", "--cores", "2", target], cwd=project, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert checkpoint.exists(), "training never wrote a checkpoint"
-    os.killpg(victim.pid, signal.SIGKILL)  # snakemake and its running job, mid-training
-    victim.wait()
-    assert not (project / "results/synthetic/212/model.pt").exists()
+    # Snakemake's `ccreid train` job runs under tests/killpoint.py (through a `ccreid` first on
+    # PATH), which SIGKILLs the job's process group, Snakemake with it, as the second epoch's
+    # checkpoint is renamed into place: a fixed point mid-training, the first checkpoint there.
+    shim = tmp_path / "bin" / "ccreid"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nif [ "$1" = train ]; then exec {sys.executable} {KILLPOINT} nth checkpoint.pt 2 -- "$@"; fi\n'
+                    f'exec {shutil.which("ccreid")} "$@"\n')
+    shim.chmod(0o755)
+    victim = subprocess.run(["snakemake", "--cores", "2", target], cwd=project, start_new_session=True,
+                            capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{shim.parent}:{os.environ['PATH']}"})
+    assert victim.returncode == -signal.SIGKILL, victim.stdout + victim.stderr
+    assert checkpoint.exists() and not (project / "results/synthetic/212/model.pt").exists()
     run(["snakemake", "--unlock"], cwd=project)  # a SIGKILLed Snakemake leaves its lock behind
     run(["snakemake", "--cores", "2", target], cwd=project)
     assert "resuming from" in (project / "logs/synthetic/212/train.log").read_text()

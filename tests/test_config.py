@@ -79,6 +79,84 @@ def test_bad_params_are_rejected_with_the_key(raw, mutate, expected):
     assert expected in str(error.value)
 
 
+def _on(exp: str, section: str, **values):
+    """Set values in an experiment's (or, for "defaults", the defaults') section."""
+    def change(raw):
+        entry = raw["defaults"] if exp == "defaults" else raw["experiments"][exp]
+        target = entry
+        for part in section.split("."):
+            target = target.setdefault(part, {})
+        target.update(values)
+    return change
+
+
+SYNTH = "datasets.synthetic.schedule_scale 0.4"
+SILENT_MISTAKES = {  # valid key by key, but a loss, module or schedule step would do nothing
+    "start epoch past the end once scaled": (
+        _on("208", "loss.aux", start_epoch=59),
+        f"experiment '208' on data set 'synthetic': key 'loss.aux.start_epoch' = 59 (24 after {SYNTH}): "
+        f"at or past train.epochs = 60 (24 after {SYNTH})"),
+    "clothes start epoch at the end": (  # on the real data sets only: unscaled
+        lambda raw: (_on("212", "loss.clothes", start_epoch=60)(raw), raw["datasets"].pop("synthetic")),
+        "experiment '212' on data set 'prcc': key 'loss.clothes.start_epoch' = 60: "
+        "at or past train.epochs = 60 (epochs count from 0): the clothes classifier and the adversarial loss would never start"),
+    "unsorted milestones": (_on("206", "train", milestones=[40, 20]),
+                            "experiment '206' on data set 'synthetic': key 'train.milestones' = [40, 20] "
+                            f"([16, 8] after {SYNTH}): not in increasing order"),
+    "milestone past the end": (_on("206", "train", milestones=[20, 70]),
+                               "experiment '206' on data set 'synthetic': key 'train.milestones' = [20, 70] ([8, 28] "
+                               f"after {SYNTH}): milestone(s) [28] at or past train.epochs = 60 (24 after {SYNTH})"),
+    "gamma 1": (_on("212", "train", gamma=1.0), "experiment '212' on data set 'synthetic': key 'train.gamma' = 1.0: "
+                "multiplying by 1 at each milestone changes nothing"),
+    "warmup past the end": (_on("212", "train", warmup_epochs=80), "key 'train.warmup_epochs' = 80 (32 after"),
+    "validation never reached": (_on("212", "train", val_every=61), "key 'train.val_every' = 61: past train.epochs"),
+    "adversarial weight 0": (_on("212", "loss.adversarial", weight=0.0),
+                             "experiment '212' on data set 'synthetic': key 'loss.adversarial.weight' = 0.0: "
+                             "the adversarial loss is enabled but would add nothing"),
+    "adversarial without the clothes classifier": (
+        _on("212", "loss.clothes", enabled=False), "key 'loss.adversarial.enabled' = True: the adversarial loss needs "
+        "the clothes classifier, and loss.clothes.enabled is false"),
+    "auxiliary loss weight 0": (_on("208", "loss.aux", weight=0.0),
+                                "experiment '208' on data set 'synthetic': key 'loss.aux.weight' = 0.0: loss.aux is "
+                                "enabled but would add nothing"),
+    "distillation weight 0": (_on("216", "loss.distill", weight=0.0), "experiment '216' on data set 'synthetic': "
+                              "key 'loss.distill.weight' = 0.0"),
+    "triplet with one image per identity": (
+        lambda raw: (_on("212", "loss.triplet", weight=1.0)(raw), _on("212", "train", images_per_id=1)(raw)),
+        "key 'train.images_per_id' = 1: the triplet loss (loss.triplet.weight > 0) needs two images"),
+    "triplet with one identity per batch": (
+        lambda raw: (_on("212", "loss.triplet", weight=1.0)(raw), _on("212", "train", ids_per_batch=1)(raw)),
+        "key 'train.ids_per_batch' = 1: the triplet loss (loss.triplet.weight > 0) needs two identities"),
+    "more ids per batch than the synthetic set trains on": (
+        _on("defaults", "train", ids_per_batch=61), "experiment '212' on data set 'synthetic': key 'train.ids_per_batch' "
+        "= 61: the data set's training split has 60 identities (datasets.synthetic.synth.train_ids)"),
+    "crop at scale 1": (_on("212", "augment.crop", scale=1.0), "key 'augment.crop.scale' = 1.0: upscaled by it, "
+                        "a 64×32 image stays 64×32"),
+    "crop at a scale too small for the image": (_on("212", "augment.crop", scale=1.005),
+                                                "key 'augment.crop.scale' = 1.005: upscaled by it, a 64×32 image"),
+    "colour jitter of strength 0": (
+        _on("212", "augment.color_jitter", p=0.5, brightness=0.0, contrast=0.0),
+        "key 'augment.color_jitter.p' = 0.5: every jitter strength is 0"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(SILENT_MISTAKES))
+def test_settings_that_would_silently_do_nothing_are_named(raw, mistake):
+    mutate, expected = SILENT_MISTAKES[mistake]
+    mutate(raw)
+    with pytest.raises(CCReIDError) as error:
+        Params(raw)
+    assert expected in str(error.value)
+    assert str(error.value).startswith("params.yaml: experiment ")
+
+
+def test_the_start_epoch_of_a_loss_that_is_off_is_not_checked(raw):
+    raw["defaults"]["loss"]["aux"]["start_epoch"] = 500  # aux and distill are off in 212
+    raw["experiments"]["208"]["loss"]["aux"]["start_epoch"] = 25
+    raw["experiments"]["213"]["loss"]["aux"]["start_epoch"] = 25
+    assert Params(raw).run_config("prcc", "212")["loss"]["aux"]["start_epoch"] == 500
+
+
 def test_unknown_experiment_is_named(raw):
     with pytest.raises(CCReIDError, match="unknown experiment '999'"):
         Params(raw).resolve("999")
@@ -87,6 +165,56 @@ def test_unknown_experiment_is_named(raw):
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(CCReIDError, match="params file not found"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_params_file_that_is_not_text_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_bytes(b"run: \xff\xfe")
+    with pytest.raises(CCReIDError, match="params.yaml: not a text file"):
+        load_params(tmp_path / "params.yaml")
+
+
+def _write_params(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def _line_of(text: str, fragment: str, after: int = 0) -> int:
+    """1-based line number of the first line holding `fragment` after line `after`."""
+    lines = text.splitlines()
+    return next(n for n in range(after + 1, len(lines) + 1) if fragment in lines[n - 1])
+
+
+def test_an_experiment_block_given_twice_is_named_with_both_lines(tmp_path):
+    text = (REPO / "params.yaml").read_text()
+    # a second "213": block at the end of experiments (the file ends with them)
+    text += '  "213":\n    base: "212"\n    note: "pasted again"\n'
+    first = _line_of(text, '  "213":')
+    second = _line_of(text, '  "213":', after=first)
+    with pytest.raises(CCReIDError) as error:
+        load_params(_write_params(tmp_path, text))
+    assert str(error.value) == (
+        f"{tmp_path / 'params.yaml'}: key '213' appears twice in 'experiments' (lines {first} and {second}): "
+        "YAML would keep only the second, silently; merge the two or delete one"
+    )
+
+
+def test_a_key_given_twice_at_any_depth_is_named(tmp_path):
+    text = (REPO / "params.yaml").read_text().replace("    lr: 3.5e-4\n", "    lr: 3.5e-4\n    lr: 1.0e-3\n", 1)
+    first = _line_of(text, "    lr: 3.5e-4")
+    with pytest.raises(CCReIDError, match=rf"key 'lr' appears twice in 'defaults.train' \(lines {first} and {first + 1}\)"):
+        load_params(_write_params(tmp_path, text))
+    flow = (REPO / "params.yaml").read_text().replace("crop: {p: 0.5,", "crop: {p: 0.5, p: 0.1,", 1)
+    with pytest.raises(CCReIDError, match=r"key 'p' appears twice in 'defaults.augment.crop' \(both on line"):
+        load_params(_write_params(tmp_path, flow))
+
+
+def test_yaml_merge_keys_may_override_what_they_merge(tmp_path):
+    """`<<: *anchor` then a key of the anchor is an override by design, not a duplicate."""
+    text = (REPO / "params.yaml").read_text().replace(
+        '  "213":\n', '  "213": &full\n', 1) + '  "300":\n    <<: *full\n    note: "213 again"\n'
+    params = load_params(_write_params(tmp_path, text))
+    assert params.resolve("300") == params.resolve("213")
 
 
 def test_seeds_expand_to_runs_that_share_models_along_the_chain(raw):

@@ -364,6 +364,7 @@ class Params:
         recipe = self._check_recipe(
             deep_merge(self.resolve(exp), data.overrides), f"{self.source}: datasets.{dataset}.overrides"
         ).model_dump(mode="json")
+        unscaled = copy.deepcopy(recipe)
         recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
         for loss in ("clothes", "aux"):
             recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
@@ -376,7 +377,90 @@ class Params:
             )
         recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
         recipe["experiment"] = exp
+        train_ids = (data.synth or {}).get("train_ids")
+        _check_meaning(recipe, unscaled, f"{self.source}: experiment {exp!r} on data set {dataset!r}",
+                       train_ids if isinstance(train_ids, int) and not isinstance(train_ids, bool) else None)
         return recipe
+
+
+def _value(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def _check_meaning(run_cfg: dict, unscaled: dict, where: str, train_ids: int | None) -> None:
+    """Settings valid one by one that together leave a loss, module or schedule step doing
+    nothing, or a batch that cannot be filled: the schema cannot see these, so each is an error
+    naming the experiment and the dotted key (with its value before the data set's schedule
+    scale, when that changed it). `train_ids`: training identities, when known before prepare."""
+    problems = []
+    dataset = run_cfg["dataset"]
+
+    def shown(key: str) -> str:
+        value, scaled = _value(unscaled, key), _value(run_cfg, key)
+        if value == scaled:
+            return repr(value)
+        return f"{value!r} ({scaled!r} after datasets.{dataset['name']}.schedule_scale {dataset['schedule_scale']})"
+
+    def problem(key: str, text: str) -> None:
+        problems.append(f"{where}: key '{key}' = {shown(key)}: {text}")
+
+    train, loss, augment = run_cfg["train"], run_cfg["loss"], run_cfg["augment"]
+    epochs = train["epochs"]
+    past_the_end = f"at or past train.epochs = {shown('train.epochs')} (epochs count from 0)"
+    # --- schedule
+    milestones = unscaled["train"]["milestones"]
+    if any(later <= earlier for earlier, later in zip(milestones, milestones[1:])):
+        problem("train.milestones", "not in increasing order; list each milestone once, sorted")
+    late = [m for m in train["milestones"] if m >= epochs]
+    if late:
+        problem("train.milestones", f"milestone(s) {late} {past_the_end}: the learning rate would never drop there")
+    if train["milestones"] and train["gamma"] == 1.0:
+        problem("train.gamma", "multiplying by 1 at each milestone changes nothing; lower it or drop the milestones")
+    if train["warmup_epochs"] and train["warmup_epochs"] >= epochs:
+        problem("train.warmup_epochs", f"{past_the_end}: the learning rate would never reach train.lr")
+    if train["val_every"] > epochs:
+        problem("train.val_every", f"past train.epochs = {shown('train.epochs')}: validation would never run (0 turns it off)")
+    clothes, adversarial, aux, distill = (loss[name] for name in ("clothes", "adversarial", "aux", "distill"))
+    if clothes["enabled"] and clothes["start_epoch"] >= epochs:
+        problem("loss.clothes.start_epoch",
+                f"{past_the_end}: the clothes classifier and the adversarial loss would never start")
+    if (aux["enabled"] or distill["enabled"]) and aux["start_epoch"] >= epochs:
+        problem("loss.aux.start_epoch", f"{past_the_end}: the auxiliary head's losses would never start")
+    # --- losses switched on that would add nothing
+    if adversarial["enabled"] and not clothes["enabled"]:
+        problem("loss.adversarial.enabled", "the adversarial loss needs the clothes classifier, and "
+                "loss.clothes.enabled is false: it would never run; enable both or neither")
+    elif adversarial["enabled"] and adversarial["weight"] == 0:
+        problem("loss.adversarial.weight", "the adversarial loss is enabled but would add nothing; "
+                "give it a weight or set loss.adversarial.enabled: false")
+    for name, section in (("aux", aux), ("distill", distill)):
+        if section["enabled"] and section["weight"] == 0:
+            problem(f"loss.{name}.weight", f"loss.{name} is enabled but would add nothing; "
+                    f"give it a weight or set loss.{name}.enabled: false")
+    if loss["triplet"]["weight"] > 0 and train["images_per_id"] < 2:
+        problem("train.images_per_id", "the triplet loss (loss.triplet.weight > 0) needs two images of an "
+                "identity per batch: with one it has no positive pairs")
+    if loss["triplet"]["weight"] > 0 and train["ids_per_batch"] < 2:
+        problem("train.ids_per_batch", "the triplet loss (loss.triplet.weight > 0) needs two identities per "
+                "batch: with one it has no negatives and adds nothing")
+    # --- the batch
+    if train_ids is not None and train["ids_per_batch"] > train_ids:
+        problem("train.ids_per_batch", f"the data set's training split has {train_ids} identities "
+                f"(datasets.{dataset['name']}.synth.train_ids): no P×K batch can be filled; lower it")
+    # --- augmentations switched on that would change nothing
+    height, width = dataset["size"]
+    crop = augment["crop"]
+    if crop["p"] > 0 and (round(height * crop["scale"]), round(width * crop["scale"])) == (height, width):
+        problem("augment.crop.scale", f"upscaled by it, a {height}×{width} image stays {height}×{width}: "
+                "the random crop (augment.crop.p > 0) would change nothing; raise it or set augment.crop.p: 0")
+    jitter = augment["color_jitter"]
+    if jitter["p"] > 0 and not any(jitter[k] for k in ("brightness", "contrast", "saturation", "hue")):
+        problem("augment.color_jitter.p", "every jitter strength is 0: colour jitter would change nothing; "
+                "set a strength or augment.color_jitter.p: 0")
+    if problems:
+        raise CCReIDError("\n".join(problems))
 
 
 def split_run(run: str) -> tuple[str, int | None]:
@@ -401,12 +485,62 @@ def scale_schedule(train: dict, scale: float) -> dict:
     return train
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key, mapping: str, first_line: int, second_line: int):
+        where = f"in '{mapping}'" if mapping else "at the top level"
+        lines = f"lines {first_line} and {second_line}" if first_line != second_line else f"both on line {first_line}"
+        super().__init__(
+            f"key {key!r} appears twice {where} ({lines}): YAML would keep only the second, silently; "
+            "merge the two or delete one"
+        )
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping. Plain YAML keeps the last
+    one: a second "213": block, or lr: twice in a section, would replace the first unseen."""
+
+    def construct_document(self, node):
+        self._mapping_paths = {}
+        self._record_paths(node, "")
+        return super().construct_document(node)
+
+    def _record_paths(self, node, path: str) -> None:
+        """The dotted path of every mapping node, for messages (anchors keep their first path)."""
+        if isinstance(node, yaml.MappingNode) and id(node) not in self._mapping_paths:
+            self._mapping_paths[id(node)] = path
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                self._record_paths(value_node, f"{path}.{key}" if path else key)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._record_paths(item, f"{path}[{index}]")
+
+    def construct_mapping(self, node, deep=False):
+        first_lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` overrides on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_lines:
+                    raise DuplicateKeyError(key, self._mapping_paths.get(id(node), "?"), first_lines[key], line)
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                continue
+            first_lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     if not path.is_file():
         raise CCReIDError(f"{path}: params file not found (run from the project root or pass --params)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except UnicodeDecodeError as error:
+        raise CCReIDError(f"{path}: not a text file ({error})") from None
+    except DuplicateKeyError as error:
+        raise CCReIDError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise CCReIDError(f"{path}: not valid YAML: {error}") from None
     return Params(raw, source=str(path))

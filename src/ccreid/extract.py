@@ -26,7 +26,7 @@ from ccreid.augment import to_normalized_float
 from ccreid.images import read_rows
 from ccreid.prepare import load_prepared
 from ccreid.devices import pick_device
-from ccreid.train import load_model
+from ccreid.models.checkpoint import load_model
 
 
 

@@ -148,7 +148,7 @@ def is_fresh(output: Path, fingerprint: dict) -> bool:
         return False
     try:
         return json.loads(path.read_text()) == {**fingerprint, "sizes": _sizes(output)}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not text, not JSON: not a record, so rebuild
         return False
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from ccreid import fingerprint
 from ccreid.atomic import atomic_dir, exclusive, require_free_space
 from ccreid.config import DatasetCfg
-from ccreid.datasets import PARSERS, ParsedDataset, Protocol
+from ccreid.datasets import PARSERS, SAMPLE_COLUMNS, ParsedDataset, Protocol
 from ccreid.datasets.validate import validate
 from ccreid.errors import CCReIDError
 
@@ -185,7 +185,14 @@ def load_prepared(folder: Path) -> PreparedData:
     for name in (SAMPLES, IMAGES, PROTOCOLS):
         if not (folder / name).is_file():
             raise CCReIDError(f"{folder / name}: missing; run `ccreid prepare` for this data set first")
-    samples = pd.read_csv(folder / SAMPLES, dtype={"clothes": str, "path": str, "split": str})
-    protocols = [Protocol(**{**p, "cameras": tuple(p["cameras"]) if p["cameras"] else None})
-                 for p in json.loads((folder / PROTOCOLS).read_text())]
+    try:
+        samples = pd.read_csv(folder / SAMPLES, dtype={"clothes": str, "path": str, "split": str})
+        protocols = [Protocol(**{**p, "cameras": tuple(p["cameras"]) if p["cameras"] else None})
+                     for p in json.loads((folder / PROTOCOLS).read_text())]
+    except (OSError, ValueError, TypeError, KeyError) as error:  # ValueError: bad CSV, JSON or text
+        raise CCReIDError(f"{folder}: damaged prepared data set ({type(error).__name__}: {error}); "
+                          "delete the folder and re-run `ccreid prepare`") from None
+    missing = sorted({*SAMPLE_COLUMNS, "label", "clothes_label"} - set(samples.columns))
+    if missing:
+        raise CCReIDError(f"{folder / SAMPLES}: missing column(s) {missing}; delete the folder and re-run `ccreid prepare`")
     return PreparedData(samples=samples, protocols=protocols, images_path=folder / IMAGES)

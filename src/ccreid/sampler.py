@@ -28,8 +28,8 @@ class IdentitySampler:
         self.by_id = {label: np.array(rows) for label, rows in sorted(index.items())}
         if len(self.by_id) < self.p:
             raise CCReIDError(
-                f"train.ids_per_batch = {self.p} but the training split has only {len(self.by_id)} "
-                "identities; lower train.ids_per_batch"
+                f"train.ids_per_batch = {self.p} but the prepared training split has only {len(self.by_id)} "
+                f"identities: no P×K batch can be filled; lower train.ids_per_batch to {len(self.by_id)} or less"
             )
 
     def epoch(self, epoch: int) -> list[np.ndarray]:

@@ -21,7 +21,6 @@ batch (features gathered across ranks); rank 0 alone writes checkpoint, model an
 from __future__ import annotations
 
 import csv
-import io
 import math
 import random
 import sys
@@ -46,12 +45,12 @@ from ccreid.distributed import World, process_group, world_from_environment
 from ccreid.errors import CCReIDError
 from ccreid.loader import Prefetcher, open_training_images
 from ccreid.models import build_model, check_names
+from ccreid.models.checkpoint import CHECKPOINT_FORMAT, load_training_state, save_model, save_training_state
 from ccreid.models.weights import pretrained_file
 from ccreid.prepare import load_prepared
 from ccreid.sampler import IdentitySampler
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 3  # bumped when the checkpoint's content changes; older ones are refused
 LIVE_DIR = "live"
 
 
@@ -309,12 +308,7 @@ def _load_checkpoint(path: Path, run_cfg: dict, world_size: int) -> dict | None:
     config or another number of processes."""
     if not path.is_file():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 — an unreadable checkpoint is reported, not used
-        raise CCReIDError(f"{path}: unreadable checkpoint ({error}); delete it to start over") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CCReIDError(f"{path}: not a checkpoint of this ccreid version; delete it to train from scratch")
+    state = load_training_state(path)
     changed = fingerprint.differences(state["config"], train_section(run_cfg))
     if changed:
         raise CCReIDError(
@@ -451,7 +445,7 @@ def _train(prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, 
                     "every": run_cfg["eval"]["test_every"], "epochs": test_curve})
             final = {"model": trainer.model.state_dict(), "config": train_section(run_cfg), **trainer.meta}
             with fingerprint.rebuilding(model_path, expected):
-                save(final, model_path)
+                save_model(final, model_path)
             # Finished: nothing left to resume. Keeping it would refuse the next training of this
             # folder after a config edit, which is the normal way of working.
             (model_path.parent / CHECKPOINT).unlink(missing_ok=True)
@@ -499,27 +493,6 @@ def _run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir
         log.end_epoch(len(batches) * len(batches[0]) if batches else 0, validation, test)
         checkpoint = trainer.state(epoch, step, test_curve)
         if world.is_main:
-            save(checkpoint, checkpoint_path)
+            save_training_state(checkpoint, checkpoint_path)
     log.close()
     return test_curve
-
-
-def save(state: dict, path: Path) -> None:
-    """torch.save, atomically. Serialised in memory first: torch's own file writer reports a full
-    disk as "unexpected pos", a Python write names it."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getbuffer())
-
-
-def load_model(model_path: Path, device: torch.device) -> torch.nn.Module:
-    """The trained model in eval mode, built from the config stored with its weights."""
-    try:
-        saved = torch.load(model_path, map_location="cpu", weights_only=False)
-        cfg = saved["config"]
-    except Exception as error:  # noqa: BLE001
-        raise CCReIDError(f"{model_path}: not a ccreid model file ({error}); re-run `ccreid train`") from None
-    model = build_model({**cfg["model"], "pretrained": "none"}, cfg["loss"], saved["num_ids"], saved["num_clothes"])
-    model.load_state_dict(saved["model"])
-    return model.to(device).eval()
