@@ -173,7 +173,9 @@ def test_bad_params_stop_training_before_anything_is_written(synthetic, mistake)
 def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
     """A set of unknown size (no synth: section) cannot be checked before prepare: training checks."""
     def add_set(params):
-        params["datasets"]["few"] = {**params["datasets"]["synthetic"], "overrides": {"train": {"ids_per_batch": 9}}}
+        synthetic = params["datasets"]["synthetic"]
+        overrides = {**synthetic["overrides"], "train": {**synthetic["overrides"]["train"], "ids_per_batch": 9}}
+        params["datasets"]["few"] = {**synthetic, "overrides": overrides}
         del params["datasets"]["few"]["synth"]
 
     edit_params(synthetic, add_set)

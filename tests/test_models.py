@@ -282,8 +282,8 @@ def test_cosine_clothes_classifier_is_scaled_cosine():
 
 
 def test_head_biases_are_trained_as_cal_or_off_as_bot():
-    cal = build_model({**MODEL_CFG, "backbone": "resnet_tiny"}, {**LOSS_CFG, "aux": {**LOSS_CFG["aux"], "enabled": True}},
-                      num_ids=3, num_clothes=5)
+    with_aux = {**LOSS_CFG, "aux": {**LOSS_CFG["aux"], "enabled": True}}
+    cal = build_model(MODEL_CFG, with_aux, num_ids=3, num_clothes=5)
     for head in (cal, cal.aux_head):
         assert head.neck.bias.requires_grad and head.classifier.bias is not None
         assert float(head.classifier.bias.abs().max()) == 0.0
