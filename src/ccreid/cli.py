@@ -196,7 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prepared")
     p.add_argument("--out", help="model file (default: results/<ds>/<owner>/model.pt)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     p = sub.add_parser("weights", help="fetch and check ImageNet weights into data/weights/ (once)")
     p.add_argument("--backbone", help="a backbone of params.yaml model.backbone")
     p.add_argument("--dataset", help="with --exp: the weights this run's training reads")
@@ -208,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--out")
     p.add_argument("--device")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     p = stage("evaluate", cmd_evaluate, "evaluate every protocol into metrics.json")
     p.add_argument("--features")
     p.add_argument("--out")
@@ -240,10 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)  # the CPUs the scheduler gave this job
     try:
         args.func(args)
     except CCReIDError as error:

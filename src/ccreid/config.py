@@ -119,6 +119,9 @@ class TrainCfg(Strict):
     # BatchNorm statistics over consecutive sub-batches of this size (ghost BatchNorm): the
     # shards that DDP ranks without SyncBN would see. 0 = the whole per-process batch.
     bn_batch: NonNegativeInt
+    # torch's CPU threads: float reductions follow the thread count, so it changes the weights
+    # and is part of the training fingerprint; every orchestrator runs with this value.
+    cpu_threads: PositiveInt
     # Where the training images live, per process: in memory up to this size, else streamed
     # from images.h5. Never changes a result.
     memory_budget_gb: NonNegativeFloat
@@ -169,6 +172,7 @@ class EvalCfg(Strict):
     # Evaluate the test protocols every N epochs while training (as CAL does; 0 = off): logged,
     # and the report's "best on test" column. Never picks the model: metrics.json is the last epoch.
     test_every: NonNegativeInt
+    cpu_threads: PositiveInt  # torch's CPU threads while extracting (they change float sums)
 
 
 class RecipeCfg(Strict):
@@ -368,6 +372,11 @@ class Params:
         recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
         for loss in ("clothes", "aux"):
             recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
+        recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
+        recipe["experiment"] = exp
+        train_ids = (data.synth or {}).get("train_ids")
+        _check_meaning(recipe, unscaled, f"{self.source}: experiment {exp!r} on data set {dataset!r}",
+                       train_ids if isinstance(train_ids, int) and not isinstance(train_ids, bool) else None)
         train = recipe["train"]
         if train["bn_batch"] and (train["ids_per_batch"] * train["images_per_id"]) % train["bn_batch"]:
             raise CCReIDError(
@@ -375,11 +384,6 @@ class Params:
                 f"{train['bn_batch']} does not divide the batch of train.ids_per_batch × train.images_per_id = "
                 f"{train['ids_per_batch'] * train['images_per_id']} images; make it a divisor (or 0: the whole batch)"
             )
-        recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
-        recipe["experiment"] = exp
-        train_ids = (data.synth or {}).get("train_ids")
-        _check_meaning(recipe, unscaled, f"{self.source}: experiment {exp!r} on data set {dataset!r}",
-                       train_ids if isinstance(train_ids, int) and not isinstance(train_ids, bool) else None)
         return recipe
 
 
@@ -557,7 +561,7 @@ def content_hash(value: Any, length: int = 16) -> str:
 
 # Which sections each stage reads: a stage's fingerprint (and its rerun) follows only these.
 TRAIN_SECTIONS = ("model", "loss", "train", "augment")
-EXTRACT_KEYS = ("flip", "batch_size", "amp")  # eval keys that change the features
+EXTRACT_KEYS = ("flip", "batch_size", "amp", "cpu_threads")  # eval keys that change the features
 EVAL_KEYS = ("distance", "rerank", "single_shot")  # eval keys that change only the metrics
 # eval keys training reads when eval.test_every evaluates the test protocols during training.
 TEST_DURING_TRAINING_KEYS = ("test_every", "distance", "flip", "batch_size", "amp")

@@ -62,6 +62,7 @@ def extract(prepared_dir: Path, model_path: Path, eval_cfg: dict, out_path: Path
             return out_path
         data = load_prepared(prepared_dir)
         torch_device = pick_device(device)
+        torch.set_num_threads(eval_cfg["cpu_threads"])
         model = load_model(model_path, torch_device)
         splits = {}
         for split in sorted({p.query for p in data.protocols} | {p.gallery for p in data.protocols}):

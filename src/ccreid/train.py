@@ -430,6 +430,7 @@ def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | Non
 
 def _train(prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, world: World, device: str | None) -> None:
     torch_device = pick_device(device, world.local_rank if world.distributed else None)
+    torch.set_num_threads(run_cfg["train"]["cpu_threads"])
     torch.use_deterministic_algorithms(True, warn_only=True)
     with process_group(world, torch_device):
         trainer = Trainer(prepared_dir, run_cfg, torch_device, world)

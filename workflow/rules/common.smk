@@ -16,10 +16,6 @@ except CCReIDError as error:
     raise WorkflowError(f"params.yaml: {error}")
 
 DEFAULT_DATASET = "synthetic"
-# Torch threads per training/extraction job. Several one-thread jobs side by side use a CPU
-# better than one job whose threads wait on each other (and GPU jobs hardly use CPU threads);
-# raise it with `--config threads_per_job=8` for a single long CPU run.
-THREADS_PER_JOB = int(config.get("threads_per_job", 1))
 DATASETS = list(PARAMS.datasets)
 EXPERIMENTS = PARAMS.experiments
 RUNS = PARAMS.all_runs  # experiments, plus <exp>@<seed> for each extra training seed
@@ -70,6 +66,17 @@ def eval_params(keys):
         return canonical_json({key: cfg[key] for key in keys})
 
     return params
+
+
+def cpu_threads(stage):
+    """The CPU threads a job reserves: those its config runs torch with (train.cpu_threads,
+    eval.cpu_threads), so the numbers do not depend on the orchestrator."""
+    section = {"train": "train", "extract": "eval"}[stage]
+
+    def threads(wildcards):
+        return PARAMS.run_config(wildcards.dataset, wildcards.exp)[section]["cpu_threads"]
+
+    return threads
 
 
 def trained_model(wildcards):

@@ -27,12 +27,12 @@ rule train:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/train.log",
-    threads: THREADS_PER_JOB
+    threads: cpu_threads("train")
     resources:
         gpu=1,
     shell:
         "ccreid train --dataset {wildcards.dataset} --exp {wildcards.exp}"
-        " --prepared {input.prepared} --out {output} --threads {threads} 2>&1 | tee {log}"
+        " --prepared {input.prepared} --out {output} 2>&1 | tee {log}"
 
 
 rule extract:
@@ -48,10 +48,10 @@ rule extract:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/extract.log",
-    threads: THREADS_PER_JOB
+    threads: cpu_threads("extract")
     shell:
         "ccreid extract --dataset {wildcards.dataset} --exp {wildcards.exp} --prepared {input.prepared}"
-        " --model {input.model} --out {output} --threads {threads} 2>&1 | tee {log}"
+        " --model {input.model} --out {output} 2>&1 | tee {log}"
 
 
 rule evaluate:
