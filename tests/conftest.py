@@ -72,3 +72,14 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: 
 @pytest.fixture
 def project(tmp_path) -> Path:
     return write_project(tmp_path / "project", tiny_params())
+
+
+# Modules that run whole pipelines (Snakemake, DVC, torchrun, killed processes): the quick loop
+# `python -m pytest -m "not slow"` leaves them out; CI runs everything.
+SLOW_MODULES = {"test_caching", "test_code_tracking", "test_dvc", "test_faults", "test_pipeline", "test_train"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

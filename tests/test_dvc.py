@@ -156,3 +156,26 @@ def test_raw_data_through_a_dvc_remote(tmp_path):
     run(["dvc", "repro", "evaluate"], cwd=clone)
     metrics = json.loads((clone / "results/prcc/212/metrics.json").read_text())
     assert {"cc", "sc"} <= set(metrics)
+
+
+def test_snakemake_and_dvc_experiments_share_results(tmp_path):
+    """One truth across orchestrators: Snakemake builds 212 and 214, then `dvc exp run` of each
+    retrains nothing, deletes nothing and leaves the same bytes; `dvc exp show` has both rows and
+    Snakemake still has nothing to do. (Before, the second experiment deleted the first's and
+    Snakemake's results, and retrained with another thread count.)"""
+    params = tiny_params()
+    params["experiments"] = {key: params["experiments"][key] for key in ("212", "213", "214")}
+    project = make_repo(tmp_path / "project", params)
+    targets = [f"results/synthetic/{exp}/metrics.json" for exp in ("212", "214")]
+    run(["snakemake", "--cores", "2", *targets], cwd=project)
+    files = [project / f"results/synthetic/{exp}/{name}" for exp in ("212", "214")
+             for name in ("model.pt", "features.h5", "metrics.json")]
+    built = {path: path.read_bytes() for path in files}
+    for exp in ("212", "214"):
+        out = run(["dvc", "exp", "run", "-n", f"e{exp}", "-S", f"run.exp={exp}"], cwd=project)
+        assert "epoch 1/" not in out.stdout + out.stderr, f"dvc exp run retrained {exp}"
+        assert {path: path.read_bytes() for path in files if path.is_file()} == built, f"after e{exp}"
+    rows = exp_rows(project)
+    assert {"e212", "e214"} <= set(rows) and rows["e214"]["cc.mAP"] == json.loads(built[files[-1]])["cc"]["mAP"]
+    dry = run(["snakemake", "--cores", "2", "--dry-run", *targets], cwd=project)
+    assert "Nothing to be done" in dry.stdout + dry.stderr

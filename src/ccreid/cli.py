@@ -149,19 +149,24 @@ def cmd_config_show(args) -> None:
 
 
 def cmd_config_write(args) -> None:
-    """One JSON file per stage holding exactly the config that stage reads. DVC stages depend on
-    these files instead of all of params.yaml, so its params follow inheritance: editing 197
-    changes 199's files (199 is based on it) and leaves 212's unchanged."""
+    """One JSON file per stage holding exactly the config that stage reads and the hash of the
+    code it runs (the ones its fingerprint records). DVC stages depend on these files instead of
+    all of params.yaml and src/, so its params follow inheritance (editing 197 changes 199's
+    files, 199 is based on it, and leaves 212's unchanged) and its code deps follow each stage's
+    import closure."""
+    from ccreid.fingerprint import code_hash
+
     params = _params(args)
     run_cfg = params.run_config(args.dataset, args.exp)
     out = Path(args.out)
     sections = {
+        "prepare": params.dataset(args.dataset).model_dump(mode="json"),
         "train": train_section(run_cfg),
         "extract": {key: run_cfg["eval"][key] for key in EXTRACT_KEYS},
         "evaluate": {key: run_cfg["eval"][key] for key in EVAL_KEYS},
     }
     for stage, section in sections.items():
-        atomic_write_json(out / f"{stage}.json", section)
+        atomic_write_json(out / f"{stage}.json", {"config": section, "code": code_hash(f"ccreid.{stage}")})
 
 
 def cmd_config_list(args) -> None:

@@ -30,9 +30,11 @@ def hash_file(path: Path) -> str:
 
 
 def hash_tree(root: Path) -> str:
-    """Content hash of every file under `root` (names and bytes), independent of timestamps."""
+    """Content hash of every file under `root` (names and bytes), independent of timestamps.
+    Hidden files are left out, as from an output's sizes: Snakemake's .snakemake_timestamp in a
+    folder it built must not make the same data look different to DVC's run of the next stage."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+    for path in sorted(p for p in Path(root).rglob("[!.]*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(hash_file(path).encode())
     return digest.hexdigest()
