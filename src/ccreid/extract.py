@@ -16,40 +16,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ccreid import fingerprint
 from ccreid.atomic import atomic_path, exclusive
 from ccreid.config import EXTRACT_KEYS
 from ccreid.datasets import Protocol
-from ccreid.augment import to_normalized_float
 from ccreid.images import read_rows
 from ccreid.prepare import load_prepared
 from ccreid.devices import pick_device
+from ccreid.embedding import embed
 from ccreid.models.checkpoint import load_model
 
-
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@torch.no_grad()
-def embed(model: torch.nn.Module, images: torch.Tensor, eval_cfg: dict, device: torch.device) -> np.ndarray:
-    """L2-normalised embeddings of uint8 images, averaged with their mirror image when eval.flip;
-    eval.amp sets the precision on CUDA (CPU: float32)."""
-    out = []
-    dtype = AUTOCAST_DTYPES.get(eval_cfg["amp"]) if device.type == "cuda" else None
-    batch_size = eval_cfg["batch_size"]
-    for start in range(0, len(images), batch_size):
-        batch = to_normalized_float(images[start:start + batch_size].to(device))
-        if device.type == "cuda":
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            feats = model(batch).float()
-            if eval_cfg["flip"]:
-                feats = feats + model(batch.flip(3)).float()
-        out.append(F.normalize(feats, dim=1).cpu())
-    return torch.cat(out).numpy().astype(np.float32)
 
 
 def extract(prepared_dir: Path, model_path: Path, eval_cfg: dict, out_path: Path, device: str | None = None) -> Path:

@@ -19,7 +19,7 @@ import torch
 from ccreid.datasets import Protocol
 from ccreid.datasets.prcc import CAMERAS as PRCC_CAMERAS
 from ccreid.errors import CCReIDError
-from ccreid.extract import embed
+from ccreid.embedding import embed
 from ccreid.images import read_rows
 from ccreid.metrics import distances, query_ranks, summarize
 from ccreid.prepare import PreparedData
