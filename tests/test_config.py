@@ -140,6 +140,32 @@ SILENT_MISTAKES = {  # valid key by key, but a loss, module or schedule step wou
 }
 
 
+OUT_OF_RANGE = {  # accepted by plain comparisons, then fatal to the arithmetic or the generators
+    "an infinite weight": (_on("212", "loss.adversarial", weight=float("inf")),
+                           "experiment '212': key 'loss.adversarial.weight' = inf: Input should be a finite number"),
+    "an infinite schedule scale": (lambda raw: raw["datasets"]["synthetic"].update(schedule_scale=float("inf")),
+                                   "datasets.synthetic: key 'schedule_scale' = inf: Input should be a finite number"),
+    "a schedule scale past any epoch count": (
+        lambda raw: raw["datasets"]["synthetic"].update(schedule_scale=1e308),
+        "datasets.synthetic: key 'schedule_scale' = 1e+308: scales the schedule past any number of epochs"),
+    "a negative seed": (_on("212", "train", seed=-1), "experiment '212': key 'train.seed' = -1"),
+    "a seed past 64 bits": (lambda raw: raw["experiments"]["212"].update(seeds=[1, 2**64]),
+                            f"experiment '212': key 'seeds' = [1, {2**64}]: expected a non-empty list of distinct "
+                            "integers from 0 to 2**64 - 1"),
+    "a crop scale past any image size": (_on("212", "augment.crop", scale=1e308),
+                                         "key 'augment.crop.scale' = 1e+308: upscales the image past any size"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(OUT_OF_RANGE))
+def test_values_no_generator_or_arithmetic_can_take_are_named(raw, mistake):
+    mutate, expected = OUT_OF_RANGE[mistake]
+    mutate(raw)
+    with pytest.raises(CCReIDError) as error:
+        Params(raw)
+    assert expected in str(error.value)
+
+
 @pytest.mark.parametrize("mistake", list(SILENT_MISTAKES))
 def test_settings_that_would_silently_do_nothing_are_named(raw, mistake):
     mutate, expected = SILENT_MISTAKES[mistake]

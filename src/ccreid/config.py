@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,8 +26,10 @@ SEED_MARK = "@"  # run "212@2": experiment 212 trained with seed 2 (results/<ds>
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0.0)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
+# Finite: an infinite weight, rate or scale passes "> 0" but breaks the arithmetic it feeds.
+NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+Seed = Annotated[int, Field(ge=0, lt=2**64)]  # what both NumPy's and torch's generators accept
 # YAML 1.1 (PyYAML) reads an unquoted `off` as False, and DVC's `-S` rewrites params.yaml unquoted.
 Precision = Annotated[Literal["bf16", "fp16", "off"], BeforeValidator(lambda value: "off" if value is False else value)]
 
@@ -106,7 +109,7 @@ class LossCfg(Strict):
 
 # --- training --------------------------------------------------------------------------------
 class TrainCfg(Strict):
-    seed: int
+    seed: Seed
     epochs: PositiveInt
     lr: PositiveFloat
     weight_decay: NonNegativeFloat
@@ -216,7 +219,9 @@ def _describe(error: ValidationError, where: str) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
+        if not key:  # the section itself is wrong (not a mapping)
+            lines.append(f"{where} = {item.get('input')!r}: {item['msg']}")
+        elif item["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown key '{key}' (check its spelling against defaults)")
         elif item["type"] == "missing":
             lines.append(f"{where}: missing key '{key}'")
@@ -290,10 +295,10 @@ class Params:
             seeds = self.entry(name).get("seeds")
             if seeds is not None:
                 if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+                        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**64 for s in seeds)):
                     raise CCReIDError(
                         f"{self.source}: experiment {name!r}: key 'seeds' = {seeds!r}: "
-                        "expected a non-empty list of distinct integers"
+                        "expected a non-empty list of distinct integers from 0 to 2**64 - 1"
                     )
                 return seeds
         return None
@@ -369,9 +374,13 @@ class Params:
             deep_merge(self.resolve(exp), data.overrides), f"{self.source}: datasets.{dataset}.overrides"
         ).model_dump(mode="json")
         unscaled = copy.deepcopy(recipe)
-        recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
-        for loss in ("clothes", "aux"):
-            recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
+        try:
+            recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
+            for loss in ("clothes", "aux"):
+                recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
+        except OverflowError:
+            raise CCReIDError(f"{self.source}: datasets.{dataset}: key 'schedule_scale' = {data.schedule_scale!r}: "
+                              "scales the schedule past any number of epochs") from None
         recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
         recipe["experiment"] = exp
         train_ids = (data.synth or {}).get("train_ids")
@@ -456,7 +465,9 @@ def _check_meaning(run_cfg: dict, unscaled: dict, where: str, train_ids: int | N
     # --- augmentations switched on that would change nothing
     height, width = dataset["size"]
     crop = augment["crop"]
-    if crop["p"] > 0 and (round(height * crop["scale"]), round(width * crop["scale"])) == (height, width):
+    if not math.isfinite(height * crop["scale"]):
+        problem("augment.crop.scale", "upscales the image past any size; a crop scale is a small factor (CAL: 1.125)")
+    elif crop["p"] > 0 and (round(height * crop["scale"]), round(width * crop["scale"])) == (height, width):
         problem("augment.crop.scale", f"upscaled by it, a {height}×{width} image stays {height}×{width}: "
                 "the random crop (augment.crop.p > 0) would change nothing; raise it or set augment.crop.p: 0")
     jitter = augment["color_jitter"]

@@ -42,8 +42,12 @@ def _read_list(list_file: Path) -> list[tuple[str, int, int]]:
             f"{list_file}: list file not found; DeepChange ships one <split>-bbox.txt beside each "
             "split folder, holding `<image file name>,<tracklet id>` lines. See docs/datasets.md."
         )
+    try:
+        text = list_file.read_text()
+    except UnicodeDecodeError as error:
+        raise CCReIDError(f"{list_file}: not a text list file ({error}); restore it from the published archive.") from None
     entries = []
-    for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
