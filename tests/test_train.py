@@ -297,7 +297,7 @@ def test_test_every_logs_the_test_protocols_and_writes_the_curve(project, tmp_pa
     """eval.test_every: 1 on a 2-epoch run: both epochs evaluated on every multi-shot test protocol,
     logged with DVCLive and written beside model.pt; the weights are those of a run without it."""
     params = engine_params()
-    params["datasets"]["synthetic"]["schedule_scale"] = 0.04
+    params["datasets"]["synthetic"]["schedule_scale"] = 0.03
     plain = copy_project(project, tmp_path / "plain", params)
     params["defaults"]["eval"]["test_every"] = 1
     tested = copy_project(project, tmp_path / "tested", params)

@@ -49,6 +49,7 @@ from ccreid.models.checkpoint import CHECKPOINT_FORMAT, load_training_state, sav
 from ccreid.models.weights import pretrained_file
 from ccreid.prepare import load_prepared
 from ccreid.sampler import IdentitySampler
+from ccreid.validation import test_monitor, validation_set
 
 CHECKPOINT = "checkpoint.pt"
 LIVE_DIR = "live"
@@ -151,9 +152,6 @@ class Trainer:
         self.sampler = IdentitySampler(self.labels.numpy(), tcfg["ids_per_batch"], tcfg["images_per_id"], tcfg["seed"])
         self.validation = self.test = None
         if (tcfg["val_every"] or run_cfg["eval"]["test_every"]) and world.is_main:
-            # Imported only when used: validation reuses extract's embedding, and extract imports this module.
-            from ccreid.validation import test_monitor, validation_set
-
             if tcfg["val_every"]:
                 self.validation = validation_set(data, run_cfg["dataset"])
             if run_cfg["eval"]["test_every"]:
