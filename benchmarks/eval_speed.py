@@ -1,7 +1,7 @@
 """Evaluation speed: ccreid.metrics.rank_metrics against a straightforward per-query NumPy loop.
 
 The loop sorts each query's row and reads AP / INP / CMC off the matches, with the same good /
-junk rules (design.md §5). It runs twice: with NumPy's default argsort (on x86 with AVX-512,
+junk rules (docs/datasets.md, "Protocols"). It runs twice: with NumPy's default argsort (on x86 with AVX-512,
 NumPy >= 2 sorts 32-bit floats with SIMD, several times faster) and with the stable sort
 (``kind="stable"``, what a loop needs to break ties exactly). Distances are distinct random
 integers per row, as float32 (no ties: the numbers do not depend on how ties are broken);

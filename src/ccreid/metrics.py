@@ -1,6 +1,6 @@
 """Ranking metrics for re-identification: mAP, mINP and CMC, exact and vectorised.
 
-Which gallery items count for a query (design.md §5):
+Which gallery items count for a query (docs/datasets.md, "Protocols"):
 - ``standard``: junk = same pid and same camera; good = same pid, other camera.
 - ``cc`` (clothes-changing): good = same pid, other camera, other clothes; junk = same pid and
   (same camera or same clothes).

@@ -1,4 +1,4 @@
-"""Where each stage's output lives — the file contracts of design.md §2, in one place."""
+"""Where each stage's output lives — the file contracts of docs/architecture.md, in one place."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The embedded synthetic cloth-changing re-ID data set, written in PRCC's published layout.
 
-Procedurally drawn little people (numpy + PIL ImageDraw). The design (design.md §5) is a faithful
+Procedurally drawn little people (numpy + PIL ImageDraw). The design (docs/datasets.md) is a faithful
 miniature of the CC-ReID problem:
 
 - **Identity lives in body traits** that never change for a person: height, build (shoulder

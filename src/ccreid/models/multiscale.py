@@ -1,6 +1,6 @@
 """The lab log's multi-scale module (params.yaml `model.multiscale`, "多尺度模块").
 
-The project's reading (design.md section 4): OSNet omni-scale residual blocks appended after the
+The project's reading (docs/ablations.md, `model.multiscale`): OSNet omni-scale residual blocks appended after the
 backbone's last stage, at the backbone's width. Each block reduces the channels 4x with a 1x1
 conv, runs T = 4 streams of 1..4 stacked lite 3x3 convs (receptive fields 3, 5, 7, 9), rescales
 every stream with ONE gate shared by the streams (OSNet's unified aggregation gate; here any
