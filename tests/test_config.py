@@ -157,23 +157,26 @@ OUT_OF_RANGE = {  # accepted by plain comparisons, then fatal to the arithmetic 
 }
 
 
-@pytest.mark.parametrize("mistake", list(OUT_OF_RANGE))
-def test_values_no_generator_or_arithmetic_can_take_are_named(raw, mistake):
-    mutate, expected = OUT_OF_RANGE[mistake]
+def refusal(raw: dict, mutate) -> str:
+    """The message Params gives for `raw` after `mutate`."""
     mutate(raw)
     with pytest.raises(CCReIDError) as error:
         Params(raw)
-    assert expected in str(error.value)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("mistake", list(OUT_OF_RANGE))
+def test_values_no_generator_or_arithmetic_can_take_are_named(raw, mistake):
+    mutate, expected = OUT_OF_RANGE[mistake]
+    assert expected in refusal(raw, mutate)
 
 
 @pytest.mark.parametrize("mistake", list(SILENT_MISTAKES))
 def test_settings_that_would_silently_do_nothing_are_named(raw, mistake):
     mutate, expected = SILENT_MISTAKES[mistake]
-    mutate(raw)
-    with pytest.raises(CCReIDError) as error:
-        Params(raw)
-    assert expected in str(error.value)
-    assert str(error.value).startswith("params.yaml: experiment ")
+    message = refusal(raw, mutate)
+    assert expected in message
+    assert message.startswith("params.yaml: experiment ")
 
 
 def test_the_start_epoch_of_a_loss_that_is_off_is_not_checked(raw):
