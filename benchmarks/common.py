@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ccreid.config import DatasetCfg, load_params
-from ccreid.prepare import load_prepared, prepare
-from ccreid.synth import synthesize
+from ccreid.core.config import DatasetCfg, load_params
+from ccreid.data.prepared import load_prepared
+from ccreid.stages.prepare import prepare
+from ccreid.stages.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ def recipe(exp: str = "212") -> dict:
 
 def synthetic_set(root: Path, height: int, width: int, train_ids: int, images_per_camera: int):
     """JPEGs drawn at height×width under root/raw, prepared (uint8 HDF5) under root/prepared.
-    Returns the prepared data set (ccreid.prepare.PreparedData)."""
+    Returns the prepared data set (ccreid.data.prepared.PreparedData)."""
     raw = Path(root) / "raw"
     synthesize(raw, {"seed": 0, "train_ids": train_ids, "val_ids": 1, "test_ids": 2,
                      "images_per_camera": images_per_camera, "height": height, "width": width,

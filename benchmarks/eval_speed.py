@@ -1,4 +1,4 @@
-"""Evaluation speed: ccreid.metrics.rank_metrics against a straightforward per-query NumPy loop.
+"""Evaluation speed: ccreid.evaluation.metrics.rank_metrics against a straightforward per-query NumPy loop.
 
 The loop sorts each query's row and reads AP / INP / CMC off the matches, with the same good /
 junk rules (docs/datasets.md, "Protocols"). It runs twice: with NumPy's default argsort (on x86 with AVX-512,
@@ -29,7 +29,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from ccreid.metrics import CPU_CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, WORKSPACE_BYTES_PER_ELEMENT, rank_metrics
+from ccreid.evaluation.metrics import CPU_CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, WORKSPACE_BYTES_PER_ELEMENT, rank_metrics
 from common import REPO
 
 sys.path.insert(0, str(REPO / "tests"))

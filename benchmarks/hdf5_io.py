@@ -3,7 +3,7 @@
 The file holds one group per evaluation split (gallery, query_sc, query_cc), each with ``feats``
 (float32 N×D, rows L2-normalised), ``pids`` / ``camids`` / ``clothes`` (int64) and ``paths``
 (variable-length strings), plus the protocols as a JSON attribute. Writing calls
-``ccreid.extract.write_features`` itself, reading ``ccreid.evaluate.read_features``. The
+``ccreid.stages.extract.write_features`` itself, reading ``ccreid.stages.evaluate.read_features``. The
 reference, in the same run, is ``np.save`` / ``np.load`` of the same arrays (one .npy per array,
 paths as a fixed-width bytes array).
 
@@ -11,10 +11,10 @@ Throughput is the payload over the time: feats + the three int64 arrays + the UT
 the paths (the same figure for HDF5 and .npy). Timings are medians of --repeats.
 
 - write: what extract does (no fsync, so the data reach the page cache): the file is built in
-  memory (``io.BytesIO``) and written in one go through ``ccreid.atomic.atomic_path``, so that a
+  memory (``io.BytesIO``) and written in one go through ``ccreid.core.atomic.atomic_path``, so that a
   full disk fails one plain write (HDF5 fails again in every object it frees, and crashes);
 - write, HDF5 to the file: the same layout written by HDF5 straight to a new file
-  (``ccreid.extract.build_features_file`` on a path), the cost of building in memory;
+  (``ccreid.stages.extract.build_features_file`` on a path), the cost of building in memory;
 - write + fsync: extract's write, then ``os.fsync``: on the disk (as far as the VM's virtual
   disk reports);
 - read, warm: right after writing, with the file in the page cache (the usual case when
@@ -41,9 +41,8 @@ import h5py
 import numpy as np
 import torch
 
-from ccreid.datasets import Protocol
-from ccreid.evaluate import read_features
-from ccreid.extract import build_features_file, write_features
+from ccreid.data.layouts import Protocol
+from ccreid.evaluation.features import build_features_file, read_features, write_features
 
 # PRCC's test split as CAL's loader counts it (71 ids): gallery = camera A, query_sc = B,
 # query_cc = C. The large size is a gallery of 50k, far above any CC-ReID benchmark.
@@ -51,7 +50,7 @@ SIZES = {
     "prcc": {"gallery": 3_384, "query_sc": 3_873, "query_cc": 3_543},
     "large": {"gallery": 50_000, "query_sc": 10_000, "query_cc": 10_000},
 }
-PROTOCOLS = [  # PRCC's, as ccreid.datasets.prcc declares them
+PROTOCOLS = [  # PRCC's, as ccreid.data.layouts.prcc declares them
     Protocol("cc", query="query_cc", gallery="gallery", mode="cc"),
     Protocol("sc", query="query_sc", gallery="gallery", mode="sc"),
     Protocol("cc_single", query="query_cc", gallery="gallery", mode="cc", single_shot=True),

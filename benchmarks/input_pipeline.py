@@ -2,7 +2,7 @@
 
 Side by side on the same JPEGs (synthetic, 384×192) and the same P×K batches (8×8):
 - ccreid: prepared uint8 images (in memory, or streamed from images.h5), read ahead by a thread,
-  moved to the device and augmented there as whole batches (ccreid.loader + ccreid.augment, as
+  moved to the device and augmented there as whole batches (ccreid.data.loader + ccreid.data.augment, as
   `ccreid train` does);
 - CAL-style: a DataLoader whose worker processes decode each JPEG with PIL and run torchvision
   transforms per image: Resize(384, 192), CAL's random crop after a 1.125 upscale (p 0.5),
@@ -27,9 +27,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from common import cores, recipe, synthetic_set
-from ccreid.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment
-from ccreid.loader import Prefetcher, open_training_images
-from ccreid.sampler import IdentitySampler
+from ccreid.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment
+from ccreid.data.loader import Prefetcher, open_training_images
+from ccreid.data.sampler import IdentitySampler
 
 HEIGHT, WIDTH = 384, 192
 

@@ -47,7 +47,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import REPO, cores
-from ccreid.config import canonical_json, load_params
+from ccreid.core.config import load_params
+from ccreid.core.sections import canonical_json
 from ccreid.models import build_model
 
 DOC = REPO / "docs" / "ablations.md"

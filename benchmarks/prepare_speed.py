@@ -1,8 +1,8 @@
-"""Preparation speed: `ccreid.prepare.prepare` on a PRCC-sized synthetic set, by worker count.
+"""Preparation speed: `ccreid.data.prepared.prepare` on a PRCC-sized synthetic set, by worker count.
 
 PRCC has 221 identities and 33,698 images: train 150 ids, test 71 ids (gallery = camera A,
 same-clothes queries = B, clothes-changing queries = C), and a val split of the train ids.
-`ccreid.synth.synthesize` draws every identity in cameras A, B and C, `images_per_camera` each,
+`ccreid.data.synthetic.synthesize` draws every identity in cameras A, B and C, `images_per_camera` each,
 and gives val its own identities, so the PRCC-sized set here is train_ids 150, val_ids 0,
 test_ids 71, images_per_camera 51: 221 × 3 × 51 = 33,813 images (PRCC + 0.3 %). They are drawn
 at --source (128×64 by default) as JPEG (quality 90) and prepared to --size (default: params.yaml
@@ -41,9 +41,11 @@ import numpy as np
 import torch
 
 from common import REPO, cores
-from ccreid.config import DatasetCfg, load_params
-from ccreid.prepare import IMAGES, _decode, prepare
-from ccreid.synth import synthesize
+from ccreid.core.config import DatasetCfg, load_params
+from ccreid.core.paths import IMAGES
+from ccreid.data.preparation import _decode
+from ccreid.stages.prepare import prepare
+from ccreid.stages.synth import synthesize
 
 TRAIN_IDS, TEST_IDS, IMAGES_PER_CAMERA = 150, 71, 51
 FULL_IMAGES = (TRAIN_IDS + TEST_IDS) * 3 * IMAGES_PER_CAMERA  # 33,813

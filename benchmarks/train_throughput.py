@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 
 from common import cores, recipe, synthetic_set
-from ccreid.loader import Prefetcher
-from ccreid.train import Trainer, pick_device
+from ccreid.data.loader import Prefetcher
+from ccreid.core.devices import pick_device
+from ccreid.engine.trainer import Trainer
 
 IDS_PER_BATCH, IMAGES_PER_ID = 8, 8  # the recipe's batch of 64
 
@@ -44,7 +45,7 @@ def measure(height: int, width: int, steps: int, warmup: int, device_name: str |
     with tempfile.TemporaryDirectory() as tmp:
         # 16 ids × 3 cameras × 8 images: 6 batches of 64 per epoch
         data = synthetic_set(Path(tmp), height, width, train_ids=16, images_per_camera=8)
-        trainer = Trainer(Path(data.images_path).parent, cfg, device)
+        trainer = Trainer(data, cfg, device)
         # every loss of the loop: clothes classifier and adversarial loss are on from their start epoch
         epoch = cfg["loss"]["clothes"]["start_epoch"]
         trainer.set_lr(epoch)

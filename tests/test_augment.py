@@ -10,7 +10,7 @@ import random
 import pytest
 import torch.nn.functional as F
 
-from ccreid.augment import (
+from ccreid.data.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BatchAugment,

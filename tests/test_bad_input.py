@@ -242,7 +242,7 @@ def test_a_record_that_is_not_text_means_rebuild(copy_of_built):
     metrics.write_text("{}")
     record.write_bytes(b"\xff\xfe not a record")
     ccreid(copy_of_built, *EVALUATE, check=True)
-    assert metrics.read_bytes() == expected and json.loads(record.read_text())["stage"] == "ccreid.evaluate"
+    assert metrics.read_bytes() == expected and json.loads(record.read_text())["stage"] == "ccreid.stages.evaluate"
 
 
 def test_truncated_features_file(copy_of_built):

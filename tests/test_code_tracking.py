@@ -3,13 +3,14 @@ plan after an edit of a copy of the package (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, run, tiny_params, write_project
+from conftest import REPO, TEST_ENV, edit_params, run, tiny_params, write_project
 
 RUN_DIR = "results/synthetic/213"
 
@@ -19,25 +20,34 @@ def built(tmp_path_factory):
     """A tiny registry (212, 213) built by Snakemake with a copy of the package on PYTHONPATH, so
     a test can edit the code the workflow runs."""
     root = tmp_path_factory.mktemp("code")
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     params = tiny_params()
     params["experiments"] = {key: params["experiments"][key] for key in ("212", "213")}
     project = write_project(root / "project", params)
-    env = {"PYTHONPATH": str(root / "src")}
+    # Inside the project, where dvc.yaml's config stage looks for it (src/ccreid).
+    shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    env = {"PYTHONPATH": str(project / "src")}
     run(["snakemake", "--cores", "2"], cwd=project, env=env, timeout=900)
-    return project, root / "src" / "ccreid", env
+    return project, project / "src" / "ccreid", env
+
+
+def planned(project: Path, env: dict) -> dict[str, list[str]]:
+    """The outputs per rule that `snakemake -n` would build (the target rule `all` left out).
+    Read from the plan, not from `--list-changes params`: Snakemake 9.27 lists the last output of
+    every job there, changed or not (its ParamsChange keeps the file of an empty change)."""
+    out = run(["snakemake", "-n", "--cores", "2"], cwd=project, env=env).stdout
+    jobs: dict[str, list[str]] = {}
+    rule = None
+    for line in out.splitlines():
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[len("rule "):-1]
+        elif rule and line.strip().startswith("output:") and rule != "all":
+            jobs.setdefault(rule, []).extend(path.strip() for path in line.split(":", 1)[1].split(","))
+    return jobs
 
 
 def plan(project: Path, env: dict) -> dict[str, int]:
-    """Jobs per rule that `snakemake -n` would run (the target rule `all` left out)."""
-    out = run(["snakemake", "-n", "--cores", "2"], cwd=project, env=env).stdout
-    jobs = {}
-    for line in out.splitlines():
-        if line.startswith("rule ") and line.endswith(":"):
-            name = line[len("rule "):-1]
-            if name != "all":
-                jobs[name] = jobs.get(name, 0) + 1
-    return jobs
+    """Jobs per rule that `snakemake -n` would run."""
+    return {rule: len(outputs) for rule, outputs in planned(project, env).items()}
 
 
 def edited(path: Path, old: str, new: str):
@@ -63,29 +73,48 @@ def test_nothing_to_do_after_the_build(built):
 def test_a_behaviour_change_in_the_gates_retrains_and_snakemake_names_the_rules(built):
     project, package, env = built
     with edited(package / "models" / "gates.py", "nn.Sigmoid()", "nn.Hardsigmoid()"):
-        jobs = plan(project, env)
-        changed = run(["snakemake", "--list-changes", "params"], cwd=project, env=env).stdout
+        jobs = planned(project, env)
+        reasons = run(["snakemake", "-n", "--cores", "2"], cwd=project, env=env).stdout
     assert {"train", "extract", "evaluate"} <= set(jobs), jobs
-    assert f"{RUN_DIR}/model.pt" in changed
+    assert f"{RUN_DIR}/model.pt" in jobs["train"]
+    assert "Params have changed since last execution" in reasons
 
 
 def test_docstring_and_comment_edits_rebuild_nothing(built):
     project, package, env = built
-    gates, trainer = package / "models" / "gates.py", package / "train.py"
+    gates, trainer = package / "models" / "gates.py", package / "engine" / "trainer.py"
     with edited(gates, '"""', '"""A docstring edit. '), edited(trainer, "import numpy as np", "import numpy as np  # a comment"):
         assert plan(project, env) == {}
 
 
-def test_a_metrics_edit_reevaluates_without_retraining_or_reextracting(built):
+@pytest.mark.parametrize("module, anchor", [("rerank.py", "def k_reciprocal_rerank("),
+                                            ("metrics.py", "def query_ranks(")])
+def test_a_rerank_or_metrics_edit_reevaluates_without_retraining_or_reextracting(built, module, anchor):
     project, package, env = built
-    with edited(package / "rerank.py", "def k_reciprocal_rerank(", "_EDITED = 1\n\n\ndef k_reciprocal_rerank("):
+    with edited(package / "evaluation" / module, anchor, "_EDITED = 1\n\n\n" + anchor):
         jobs = plan(project, env)
     assert "evaluate" in jobs and "train" not in jobs and "extract" not in jobs, jobs
 
 
+def test_a_metrics_edit_retrains_the_runs_that_evaluate_during_training(built):
+    """With eval.test_every on, training writes test curves with the metrics code: then, and only
+    for those runs, a metrics edit retrains."""
+    project, package, env = built
+    original = (project / "params.yaml").read_text()
+    try:
+        edit_params(project, lambda p: p["experiments"]["213"].update({"eval": {"test_every": 1}}))
+        run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)
+        with edited(package / "evaluation" / "metrics.py", "def query_ranks(", "_EDITED = 1\n\n\ndef query_ranks("):
+            jobs = planned(project, env)
+        assert jobs["train"] == [f"{RUN_DIR}/model.pt"], jobs
+    finally:
+        (project / "params.yaml").write_text(original)
+        run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)
+
+
 def test_a_report_edit_rebuilds_only_the_report(built):
     project, package, env = built
-    with edited(package / "report.py", "MAX_CMC_OTHERS = 5", "MAX_CMC_OTHERS = 4"):
+    with edited(package / "reporting" / "ablation.py", "MAX_CMC_OTHERS = 5", "MAX_CMC_OTHERS = 4"):
         assert plan(project, env) == {"report": 1}
 
 
@@ -95,3 +124,30 @@ def test_the_copy_is_what_the_workflow_imports(built):
     out = run(["python", "-c", "import ccreid; print(ccreid.__file__)"], cwd=project, env=env).stdout
     assert Path(out.strip()).parent == package
     assert yaml.safe_load((project / "params.yaml").read_text())["experiments"].keys() == {"212", "213"}
+
+
+def dvc_changed_stages(project: Path, env: dict) -> set[str]:
+    """The stages `dvc status` reports after the config stage ran (it writes each stage's config
+    and code hash; the later stages depend on those files)."""
+    run(["dvc", "repro", "--single-item", "config"], cwd=project, env=env)
+    out = run(["dvc", "status", "--json"], cwd=project, env=env).stdout
+    return set(json.loads(out or "{}"))
+
+
+def test_dvc_status_agrees_with_snakemake(built):
+    """The same edits, asked of DVC: a gate change makes train, extract and evaluate stale, a
+    docstring edit nothing (its reproduction of Snakemake's results rebuilt nothing)."""
+    project, package, env = built
+    env = env | TEST_ENV
+    if not (project / ".dvc").is_dir():
+        run(["git", "init", "-q"], cwd=project, env=env)
+        run(["dvc", "init", "-q"], cwd=project, env=env)
+        edit_params(project, lambda p: p["run"].update({"exp": "213"}))
+        repro = run(["dvc", "repro"], cwd=project, env=env, timeout=900)
+        assert "epoch 1/" not in repro.stdout + repro.stderr  # Snakemake's model was reused
+    assert dvc_changed_stages(project, env) == set()
+    with edited(package / "models" / "gates.py", '"""', '"""A docstring edit. '):
+        assert dvc_changed_stages(project, env) == set()
+    with edited(package / "models" / "gates.py", "nn.Sigmoid()", "nn.Hardsigmoid()"):
+        assert {"train", "extract", "evaluate"} <= dvc_changed_stages(project, env)
+    assert dvc_changed_stages(project, env) == set()

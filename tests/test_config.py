@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from ccreid.config import Params, load_params, model_owner
-from ccreid.errors import CCReIDError
+from ccreid.core.config import Params, load_params, model_owner
+from ccreid.core.errors import CCReIDError
 
 from conftest import REPO
 

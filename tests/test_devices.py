@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ccreid.devices import claim_gpu, pick_device
+from ccreid.core.devices import claim_gpu, pick_device
 
 
 def claim_in_child(lock_dir, count) -> subprocess.Popen:
-    code = (f"from ccreid.devices import claim_gpu; import sys, time; "
+    code = (f"from ccreid.core.devices import claim_gpu; import sys, time; "
             f"print(claim_gpu({count}, {str(lock_dir)!r}), flush=True); sys.stdin.read()")
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 

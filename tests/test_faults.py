@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from ccreid.atomic import exclusive
+from ccreid.core.atomic import exclusive
 from conftest import TEST_ENV, edit_params, run, tiny_params, write_project
 
 KILLPOINT = Path(__file__).with_name("killpoint.py")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from ccreid.errors import CCReIDError
+from ccreid.core.errors import CCReIDError
 from ccreid.models.gates import GATES, build_gate
 
 LAB_LOG = Path(__file__).resolve().parents[2] / "shared/seed/lab-log.txt"

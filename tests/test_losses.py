@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from ccreid.losses import (
+from ccreid.engine.losses import (
     batch_hard_triplet,
     clothes_adversarial_loss,
     cross_entropy_label_smooth,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccreid.errors import CCReIDError
-from ccreid.metrics import query_ranks, rank_metrics
+from ccreid.core.errors import CCReIDError
+from ccreid.evaluation.metrics import query_ranks, rank_metrics
 
 
 def reference_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, mode, max_rank=20,

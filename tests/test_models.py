@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from ccreid.errors import CCReIDError
+from ccreid.core.errors import CCReIDError
 from ccreid.models import BACKBONES, GATES, POOLINGS, ReIDModel, build_backbone, build_model
 from ccreid.models.heads import CorrectionModule, build_pooling
 

@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ccreid.datasets import PARSERS, SAMPLE_COLUMNS, ParsedDataset, Protocol
-from ccreid.datasets.celeb import parse_celeb
-from ccreid.datasets.deepchange import parse_deepchange
-from ccreid.datasets.last import parse_last
-from ccreid.datasets.ltcc import parse_ltcc
-from ccreid.datasets.prcc import parse_prcc
-from ccreid.datasets.validate import format_summary, protocol_samples, validate
-from ccreid.datasets.vcclothes import parse_vcclothes
-from ccreid.errors import CCReIDError
+from ccreid.data.layouts import PARSERS, SAMPLE_COLUMNS, ParsedDataset, Protocol
+from ccreid.data.layouts.celeb import parse_celeb
+from ccreid.data.layouts.deepchange import parse_deepchange
+from ccreid.data.layouts.last import parse_last
+from ccreid.data.layouts.ltcc import parse_ltcc
+from ccreid.data.layouts.prcc import parse_prcc
+from ccreid.data.layouts.validate import format_summary, protocol_samples, validate
+from ccreid.data.layouts.vcclothes import parse_vcclothes
+from ccreid.core.errors import CCReIDError
 
 
 def write_image(path: Path, shade: int = 0) -> Path:

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO, run, tiny_params, write_project
-from ccreid.config import Params, load_params
-from ccreid.train import Trainer
+from ccreid.core.config import Params, load_params
+from ccreid.data.prepared import load_prepared
+from ccreid.engine.trainer import Trainer
 
 # CAL's values for res50_cels_cal.yaml on PRCC (configs/default_img.py unless named), by the
 # dotted key of ccreid's resolved config. Facts from guxinqian/Simple-CCReID, not from ccreid.
@@ -162,7 +163,7 @@ def float64():
 
 def test_training_steps_equal_an_independent_cal_implementation(prepared, float64):
     cfg = Params(cal_recipe_params()).run_config("synthetic", "212")
-    trainer = Trainer(prepared, cfg, torch.device("cpu"))
+    trainer = Trainer(load_prepared(prepared), cfg, torch.device("cpu"))
     reference = copy.deepcopy(trainer.model).train()
     names = [name for name, _ in reference.named_parameters()]
     params = dict(reference.named_parameters())

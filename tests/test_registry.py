@@ -3,7 +3,7 @@
 One parametrised case per registered experiment (ids read from the repository's params.yaml):
 the model is built from the experiment's resolved run config on the synthetic data set (the
 narrow 1/8-width backbone of `datasets.synthetic.overrides`, so the whole registry stays fast),
-and one training step computes the loss terms the way `ccreid.train.Trainer.step` does. Also:
+and one training step computes the loss terms the way `ccreid.engine.trainer.Trainer.step` does. Also:
 the registry is exactly the lab log's ids, the evaluation-only entries differ from their parent
 only in evaluation, and every key of `defaults` is documented in docs/ablations.md.
 """
@@ -17,8 +17,8 @@ import pytest
 import torch
 import yaml
 
-from ccreid import losses
-from ccreid.config import deep_merge, load_params
+from ccreid.engine import losses
+from ccreid.core.config import deep_merge, load_params
 from ccreid.models import build_model
 
 from conftest import REPO

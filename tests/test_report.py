@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ccreid.config import load_params
-from ccreid.errors import CCReIDError
-from ccreid.report import report
+from ccreid.core.config import load_params
+from ccreid.core.errors import CCReIDError
+from ccreid.stages.report import report
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 QUERIES, SKIPPED = 120, 3
@@ -186,7 +186,7 @@ def test_no_results_at_all_is_a_user_error(tmp_path):
 def test_several_seeds_give_mean_and_std(tmp_path):
     import yaml
 
-    from ccreid.config import Params
+    from ccreid.core.config import Params
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     raw["experiments"]["213"]["seeds"] = [1, 2, 3]

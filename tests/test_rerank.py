@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccreid.metrics import rank_metrics
-from ccreid.rerank import k_reciprocal_rerank
+from ccreid.evaluation.metrics import rank_metrics
+from ccreid.evaluation.rerank import k_reciprocal_rerank
 
 
 def paper_rerank(q_feats, g_feats, k1, k2, lambda_value):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ccreid import stats
-from ccreid.errors import CCReIDError
+from ccreid.evaluation import stats
+from ccreid.core.errors import CCReIDError
 
 
 def paired_sample(rng: np.random.Generator, queries: int, shift: float) -> tuple[np.ndarray, np.ndarray]:

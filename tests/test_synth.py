@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ccreid.datasets.prcc import parse_prcc
-from ccreid.errors import CCReIDError
-from ccreid.synth import CONFIG_KEYS, META_FILE, OUTFIT_COLUMNS, TRAIT_COLUMNS, synthesize
+from ccreid.data.layouts.prcc import parse_prcc
+from ccreid.core.errors import CCReIDError
+from ccreid.core.paths import SYNTH_META as META_FILE
+from ccreid.data.synthetic import CONFIG_KEYS, OUTFIT_COLUMNS, TRAIT_COLUMNS
+from ccreid.stages.synth import synthesize
 
 try:
-    from ccreid.metrics import rank_metrics
+    from ccreid.evaluation.metrics import rank_metrics
 except ImportError:  # pragma: no cover - fallback while metrics.py is being written
     rank_metrics = None
 
@@ -188,7 +190,7 @@ def test_images_are_people_not_blank(synth):
 
 # ---------------------------------------------------------------- the oracle property
 def _local_map(dist, q_pids, g_pids, q_cams, g_cams, q_clo, g_clo, mode):
-    """Per-query AP (fallback used only if ccreid.metrics is missing)."""
+    """Per-query AP (fallback used only if ccreid.evaluation.metrics is missing)."""
     aps = []
     for i in range(len(q_pids)):
         same = g_pids == q_pids[i]
@@ -264,7 +266,7 @@ def test_raw_pixels_key_on_clothes(synth):
 
 
 def test_failure_midway_keeps_old_set(tmp_path, monkeypatch):
-    import ccreid.synth as synth_mod
+    import ccreid.data.synthetic as synth_mod
 
     root = tmp_path / "synthetic"
     small = dict(CFG, train_ids=1, val_ids=1, test_ids=1, images_per_camera=1)

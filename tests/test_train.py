@@ -20,17 +20,19 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from conftest import run, tiny_params, write_project
-from ccreid import losses
-from ccreid import train as train_module
-from ccreid.config import Params
-from ccreid.distributed import World
-from ccreid.errors import CCReIDError
-from ccreid.images import read_rows
-from ccreid.loader import InMemoryImages, Prefetcher, StreamedImages, open_training_images
-from ccreid.prepare import load_prepared
-from ccreid.sampler import IdentitySampler
+from ccreid.engine import losses
+from ccreid.engine import trainer as train_module
+from ccreid.core.config import Params
+from ccreid.core.distributed import World
+from ccreid.core.errors import CCReIDError
+from ccreid.data.images import read_rows
+from ccreid.data.loader import InMemoryImages, Prefetcher, StreamedImages, open_training_images
+from ccreid.data.prepared import load_prepared
+from ccreid.data.sampler import IdentitySampler
 from ccreid.models.checkpoint import load_model, load_training_state, save_training_state
-from ccreid.train import CHECKPOINT, LIVE_DIR, Trainer, train
+from ccreid.core.paths import CHECKPOINT, LIVE_DIR
+from ccreid.engine.trainer import Trainer
+from ccreid.stages.train import train
 
 TRAIN = ["ccreid", "train", "--dataset", "synthetic", "--exp", "212"]
 KILLPOINT = Path(__file__).with_name("killpoint.py")
@@ -176,7 +178,7 @@ def test_streamed_training_and_validation_leave_the_weights_unchanged(project, t
 
 
 def test_validation_uses_prcc_val_cameras_c_against_a_and_needs_a_val_split(project):
-    from ccreid.validation import validation_set
+    from ccreid.evaluation.validation import validation_set
 
     data = load_prepared(project / PREPARED)
     val = validation_set(data, {"name": "synthetic", "layout": "prcc"})
@@ -193,7 +195,7 @@ def test_validation_uses_prcc_val_cameras_c_against_a_and_needs_a_val_split(proj
 def test_checkpoint_from_another_config_is_refused_naming_the_key(project, tmp_path):
     params = engine_params()
     old = run_config(params)
-    trainer = Trainer(project / PREPARED, old, torch.device("cpu"))
+    trainer = Trainer(load_prepared(project / PREPARED), old, torch.device("cpu"))
     (tmp_path / "run").mkdir()
     save_training_state(trainer.state(epoch=0, step=7, test_curve=[]), tmp_path / "run" / CHECKPOINT)
     new = run_config(params)
@@ -334,7 +336,7 @@ def _ghost_batchnorm_worker(rank: int, init_file: str, prepared: str, cfg: dict,
     torch.set_default_dtype(torch.float64)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     world = World(rank=rank, size=2)
-    state = _train_steps(Trainer(Path(prepared), cfg, torch.device("cpu"), world), world)
+    state = _train_steps(Trainer(load_prepared(Path(prepared)), cfg, torch.device("cpu"), world), world)
     if rank == 0:
         states.put({key: value.numpy() for key, value in state.items()})
     dist.destroy_process_group()
@@ -360,8 +362,8 @@ def test_one_process_with_ghost_batchnorm_trains_as_two_ddp_ranks(project, tmp_p
         assert worker.exitcode == 0
     torch.set_default_dtype(torch.float64)
     try:
-        one = _train_steps(Trainer(project / PREPARED, cfg, torch.device("cpu")), World())
-        whole_batch = _train_steps(Trainer(project / PREPARED, {**cfg, "train": {**cfg["train"], "bn_batch": 0}},
+        one = _train_steps(Trainer(load_prepared(project / PREPARED), cfg, torch.device("cpu")), World())
+        whole_batch = _train_steps(Trainer(load_prepared(project / PREPARED), {**cfg, "train": {**cfg["train"], "bn_batch": 0}},
                                            torch.device("cpu")), World())
     finally:
         torch.set_default_dtype(torch.float32)

@@ -12,7 +12,7 @@ import torchvision
 
 from conftest import edit_params, run
 from ccreid.cli import main
-from ccreid.errors import CCReIDError
+from ccreid.core.errors import CCReIDError
 from ccreid.models import build_backbone, weights
 from ccreid.models.weights import PublishedWeights, fetch_weights, weights_path
 

@@ -1,6 +1,6 @@
 """`ccreid <stage>`: thin subcommands over the stage modules. Snakemake and DVC call only these.
 
-Every path has a default from ccreid.paths, and every one can be given explicitly. Errors a
+Every path has a default from ccreid.core.paths, and every one can be given explicitly. Errors a
 user can fix are printed as one message (no traceback) with exit status 2.
 """
 
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from ccreid import paths
-from ccreid.atomic import DiskFullError, atomic_write_json
-from ccreid.config import EVAL_KEYS, EXTRACT_KEYS, load_params, model_owner, train_section
-from ccreid.errors import CCReIDError
+from ccreid.core import paths
+from ccreid.core.atomic import DiskFullError, atomic_write_json
+from ccreid.core.config import load_params, model_owner
+from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, train_section
+from ccreid.core.errors import CCReIDError
 
 
 def _params(args):
@@ -25,7 +26,7 @@ def _params(args):
 
 
 def cmd_synth(args) -> None:
-    from ccreid.synth import synthesize
+    from ccreid.stages.synth import synthesize
 
     params = _params(args)
     cfg = params.dataset(args.dataset)
@@ -36,20 +37,17 @@ def cmd_synth(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from ccreid.datasets.validate import format_summary
-    from ccreid.prepare import parse_dataset, prepare
+    from ccreid.stages.prepare import check, prepare, summary_text
 
-    params = _params(args)
-    cfg = params.dataset(args.dataset)
+    cfg = _params(args).dataset(args.dataset)
     if args.check:
-        _, summary = parse_dataset(args.dataset, cfg)
+        print(check(args.dataset, cfg))
     else:
-        summary = prepare(args.dataset, cfg, Path(args.out or paths.prepared_dir(args.dataset)))
-    print(format_summary(summary))
+        print(summary_text(prepare(args.dataset, cfg, Path(args.out or paths.prepared_dir(args.dataset)))))
 
 
 def cmd_train(args) -> None:
-    from ccreid.train import train
+    from ccreid.stages.train import train
 
     params = _params(args)
     run_cfg = params.run_config(args.dataset, args.exp)
@@ -60,29 +58,21 @@ def cmd_train(args) -> None:
 
 
 def cmd_weights(args) -> None:
-    """Fetch (or check) ImageNet weights: of one backbone, or of what a run's training reads. With
-    --record, also write that run's weight file and digest (DVC's train stage depends on it)."""
-    from ccreid.models.weights import fetch_weights, pretrained_file, sha256
+    """Fetch (or check) ImageNet weights: of one backbone, or of what a run's training reads."""
+    from ccreid.stages.weights import backbone_weights, run_weights
 
     if args.backbone:
-        print(fetch_weights(args.backbone))
+        print(backbone_weights(args.backbone))
         return
     if not (args.dataset and args.exp):
         raise CCReIDError("ccreid weights: give --backbone NAME, or --dataset and --exp of a run")
-    model_cfg = _params(args).run_config(args.dataset, args.exp)["model"]
-    record = {"pretrained": model_cfg["pretrained"]}
-    if model_cfg["pretrained"] == "imagenet":
-        fetch_weights(model_cfg["backbone"])
-    path = pretrained_file(model_cfg)
+    path = run_weights(_params(args).run_config(args.dataset, args.exp)["model"], args.record and Path(args.record))
     if path is not None:
-        record |= {"file": str(path), "sha256": sha256(path)}
         print(path)
-    if args.record:
-        atomic_write_json(Path(args.record), record)
 
 
 def cmd_extract(args) -> None:
-    from ccreid.extract import extract
+    from ccreid.stages.extract import extract
 
     params = _params(args)
     run_cfg = params.run_config(args.dataset, args.exp)
@@ -98,7 +88,7 @@ def cmd_extract(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from ccreid.evaluate import evaluate
+    from ccreid.stages.evaluate import evaluate
 
     params = _params(args)
     run_cfg = params.run_config(args.dataset, args.exp)
@@ -115,7 +105,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from ccreid.report import report
+    from ccreid.stages.report import report
 
     params = _params(args)
     results_dir = Path(args.results or Path("results") / args.dataset)
@@ -148,25 +138,30 @@ def cmd_config_show(args) -> None:
     print(yaml.safe_dump(resolved, sort_keys=False), end="")
 
 
+SYNTHETIC_DVC_DATASET = "synthetic"  # the data set dvc.yaml's synth stage writes
+
+
 def cmd_config_write(args) -> None:
     """One JSON file per stage holding exactly the config that stage reads and the hash of the
     code it runs (the ones its fingerprint records). DVC stages depend on these files instead of
     all of params.yaml and src/, so its params follow inheritance (editing 197 changes 199's
     files, 199 is based on it, and leaves 212's unchanged) and its code deps follow each stage's
     import closure."""
-    from ccreid.fingerprint import code_hash
+    from ccreid.core.stage_code import stage_code
 
     params = _params(args)
     run_cfg = params.run_config(args.dataset, args.exp)
     out = Path(args.out)
+    synthetic = params.datasets.get(SYNTHETIC_DVC_DATASET)
     sections = {
+        "synth": synthetic.synth if synthetic is not None else None,
         "prepare": params.dataset(args.dataset).model_dump(mode="json"),
         "train": train_section(run_cfg),
         "extract": {key: run_cfg["eval"][key] for key in EXTRACT_KEYS},
         "evaluate": {key: run_cfg["eval"][key] for key in EVAL_KEYS},
     }
     for stage, section in sections.items():
-        atomic_write_json(out / f"{stage}.json", {"config": section, "code": code_hash(f"ccreid.{stage}")})
+        atomic_write_json(out / f"{stage}.json", {"config": section, "code": stage_code(stage, run_cfg)})
 
 
 def cmd_config_list(args) -> None:

@@ -2,12 +2,13 @@
 # Snakemake and the CLI can never disagree on inheritance or validation.
 from pathlib import Path
 
-from ccreid import paths
-from ccreid.config import EVAL_KEYS, EXTRACT_KEYS, canonical_json, load_params, model_owner, train_section
-from ccreid.errors import CCReIDError
+from ccreid.core import paths
+from ccreid.core.config import load_params, model_owner
+from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, train_section
+from ccreid.core.errors import CCReIDError
 # Every rule's params hold its stage's code hash (the one its fingerprint records): Snakemake
 # never looks inside a shell command, so this is how a rule reruns when its stage's code changed.
-from ccreid.fingerprint import code_hash
+from ccreid.core.stage_code import stage_code
 from ccreid.models.weights import IMAGENET_WEIGHTS, weights_path
 
 try:
@@ -66,6 +67,15 @@ def eval_params(keys):
         return canonical_json({key: cfg[key] for key in keys})
 
     return params
+
+
+def run_code(stage):
+    """The code hash of a run's stage: training's depends on whether the run monitors."""
+
+    def code(wildcards):
+        return stage_code(stage, PARAMS.run_config(wildcards.dataset, wildcards.exp))
+
+    return code
 
 
 def cpu_threads(stage):

@@ -2,7 +2,7 @@ rule synth:
     output:
         directory("data/raw/{dataset}"),
     params:
-        code=code_hash("ccreid.synth"),
+        code=stage_code("synth"),
         cfg=dataset_params,
     conda:
         "../envs/ccreid.yaml"
@@ -20,7 +20,7 @@ rule prepare:
     output:
         directory("data/prepared/{dataset}"),
     params:
-        code=code_hash("ccreid.prepare"),
+        code=stage_code("prepare"),
         cfg=dataset_params,
     conda:
         "../envs/ccreid.yaml"

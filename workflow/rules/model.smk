@@ -2,7 +2,7 @@ rule weights:
     output:
         "data/weights/{weights_file}",
     params:
-        code=code_hash("ccreid.models.weights"),
+        code=stage_code("weights"),
         backbone=lambda wildcards: WEIGHT_FILES[wildcards.weights_file],
     conda:
         "../envs/ccreid.yaml"
@@ -21,7 +21,7 @@ rule train:
     output:
         "results/{dataset}/{exp}/model.pt",
     params:
-        code=code_hash("ccreid.train"),
+        code=run_code("train"),
         cfg=train_params,
     conda:
         "../envs/ccreid.yaml"
@@ -42,7 +42,7 @@ rule extract:
     output:
         "results/{dataset}/{exp}/features.h5",
     params:
-        code=code_hash("ccreid.extract"),
+        code=stage_code("extract"),
         cfg=eval_params(EXTRACT_KEYS),
     conda:
         "../envs/ccreid.yaml"
@@ -62,7 +62,7 @@ rule evaluate:
         per_query="results/{dataset}/{exp}/per_query.csv",
         cmc="results/{dataset}/{exp}/cmc.csv",
     params:
-        code=code_hash("ccreid.evaluate"),
+        code=stage_code("evaluate"),
         cfg=eval_params(EVAL_KEYS),
     conda:
         "../envs/ccreid.yaml"

@@ -7,7 +7,7 @@ rule report:
     output:
         expand("results/{{dataset}}/{name}", name=REPORT_FILES),
     params:
-        code=code_hash("ccreid.report"),
+        code=stage_code("report"),
     log:
         "logs/{dataset}/report.log",
     conda:
@@ -22,7 +22,7 @@ rule table_report:
     output:
         expand("results/{{dataset}}/{{table}}/{name}", name=REPORT_FILES),
     params:
-        code=code_hash("ccreid.report"),
+        code=stage_code("report"),
         experiments=lambda wildcards: " ".join(TABLES[wildcards.table]),
     log:
         "logs/{dataset}/report-{table}.log",

@@ -5,7 +5,7 @@ from ccreid.models.gates import GATES, build_gate
 from ccreid.models.heads import POOLINGS
 from ccreid.models.reid import ReIDModel, build_model
 
-from ccreid.errors import CCReIDError, registered
+from ccreid.core.errors import CCReIDError, registered
 
 
 def check_names(run_cfg: dict) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ccreid.errors import CCReIDError, registered
+from ccreid.core.errors import CCReIDError, registered
 from ccreid.models.osnet import CHANNELS_X1_0, OSNet, OSNetAIN
 from ccreid.models.resnet import ResNet50, TinyResNet
 from ccreid.models.weights import require_weights

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ccreid.atomic import atomic_path
-from ccreid.errors import CCReIDError
+from ccreid.core.atomic import atomic_path
+from ccreid.core.errors import CCReIDError
 from ccreid.models.reid import build_model
 
 # Bumped when what a file holds changes; files of another format are refused, naming both.

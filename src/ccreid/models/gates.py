@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ccreid.errors import CCReIDError, registered
+from ccreid.core.errors import CCReIDError, registered
 
 
 class PooledChannelGate(nn.Module):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccreid.errors import registered
+from ccreid.core.errors import registered
 
 
 class AvgPool(nn.Module):

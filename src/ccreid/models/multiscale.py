@@ -14,7 +14,7 @@ from functools import partial
 
 from torch import nn
 
-from ccreid.errors import CCReIDError
+from ccreid.core.errors import CCReIDError
 from ccreid.models.gates import build_gate
 from ccreid.models.osnet import OSBlock, init_osnet_weights
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from torchvision.models import ResNet50_Weights
 
-from ccreid.atomic import atomic_path
-from ccreid.errors import CCReIDError
+from ccreid.core.atomic import atomic_path
+from ccreid.core.errors import CCReIDError
 
 WEIGHTS_DIR = Path("data/weights")
 

@@ -1,0 +1,58 @@
+"""Where each stage's output lives and what its files are called — the file contracts of
+docs/architecture.md, in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Folder outputs carry their fingerprint inside; file outputs beside them, as <file><RECORD_SUFFIX>.
+FOLDER_RECORD = "fingerprint.json"
+RECORD_SUFFIX = ".fingerprint.json"
+
+# ccreid synth: the raw synthetic data set (PRCC layout) and its own tables
+SYNTH_META = "synth_meta.csv"
+SYNTH_SUMMARY = "synth_summary.json"
+
+# ccreid prepare: data/prepared/<dataset>/
+SAMPLES = "samples.csv"
+IMAGES = "images.h5"
+PROTOCOLS = "protocols.json"
+SUMMARY = "summary.json"
+SKIPPED = "skipped.json"  # images left out under on_bad_image: skip
+
+# ccreid train: beside model.pt
+MODEL = "model.pt"
+CHECKPOINT = "checkpoint.pt"
+LIVE_DIR = "live"  # DVCLive history
+TEST_CURVE = "test_curve.json"  # the test protocols during training (eval.test_every)
+
+# ccreid extract / evaluate: results/<dataset>/<run>/
+FEATURES = "features.h5"
+METRICS = "metrics.json"
+PER_QUERY = "per_query.csv"
+CMC = "cmc.csv"
+
+# ccreid report: results/<dataset>/
+REPORT_FILES = ("report.md", "report.csv", "report.html", "cmc.png", "cc_bars.png")
+
+
+def prepared_dir(dataset: str) -> Path:
+    return Path("data/prepared") / dataset
+
+
+def run_dir(dataset: str, exp: str) -> Path:
+    return Path("results") / dataset / exp
+
+
+def model_path(dataset: str, owner: str) -> Path:
+    """Trained weights live with the experiment that owns the training config (see
+    Params.model_owner): evaluation-only variants point here instead of training again."""
+    return run_dir(dataset, owner) / MODEL
+
+
+def features_path(dataset: str, exp: str) -> Path:
+    return run_dir(dataset, exp) / FEATURES
+
+
+def metrics_path(dataset: str, exp: str) -> Path:
+    return run_dir(dataset, exp) / METRICS

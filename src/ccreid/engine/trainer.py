@@ -1,0 +1,360 @@
+"""The training engine: the CAL recipe and the lab log's modules, one epoch loop.
+
+The loop per batch (CAL style, two optimizers): identity loss (+ triplet, auxiliary head,
+distillation when on); the clothes classifier learns on detached embeddings with its own
+optimizer; the clothes-adversarial loss pushes the backbone with the freshly updated classifier.
+
+Input: the P×K sampler's batches (deterministic from the seed and the epoch), read ahead by
+ccreid.data.loader from memory or from images.h5, augmented on the training device
+(ccreid.data.augment). On CUDA: pinned host batches, non-blocking copies, AMP (train.amp) and
+channels_last.
+
+Exact resume: after every epoch a checkpoint is written atomically (model, both optimizers, the
+AMP scaler, every process's RNG states, epoch and step). Started again with the same command a
+killed run resumes from it and ends with the same weights, bit for bit on CPU; the DVCLive
+history keeps one row per step (the killed epoch's rows are dropped before it is replayed).
+
+Several processes (DDP; NCCL on CUDA, gloo on CPU): each rank trains on its shard of every
+global P×K batch; the triplet loss sees the whole batch (features gathered across ranks); rank 0
+alone writes checkpoint, model and logs.
+
+Validation and test monitoring come in as `monitors` (objects with an ``evaluate(model,
+eval_cfg, device)`` method): the engine does not import evaluation code, so editing it never
+retrains a run that does not monitor (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel
+
+from ccreid.core import fingerprint
+
+from ccreid.engine import losses
+from ccreid.data.augment import BatchAugment
+from ccreid.core.sections import train_section
+from ccreid.core.distributed import World
+from ccreid.core.errors import CCReIDError
+from ccreid.data.loader import Prefetcher, open_training_images
+from ccreid.models import build_model
+from ccreid.models.checkpoint import CHECKPOINT_FORMAT, load_training_state, save_training_state
+from ccreid.data.prepared import PreparedData
+from ccreid.data.sampler import IdentitySampler
+from ccreid.engine.training_log import TrainingLog
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def lr_factor(epoch: int, train_cfg: dict) -> float:
+    """Step schedule (×gamma at each milestone) after an optional linear warmup."""
+    warmup = train_cfg["warmup_epochs"]
+    factor = train_cfg["gamma"] ** sum(epoch >= m for m in train_cfg["milestones"])
+    if epoch < warmup:
+        factor *= (epoch + 1) / (warmup + 1)
+    return factor
+
+
+@contextmanager
+def running_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with batch statistics but leave their running statistics (and
+    counters) untouched while the block runs."""
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True
+
+
+class TrainingOutputs(nn.Module):
+    """The model's training outputs, with ghost BatchNorm: with `bn_batch` set, the batch goes
+    through the model in consecutive sub-batches of that size, so every BatchNorm layer sees the
+    statistics of `bn_batch` images: exactly the shards that DDP ranks without SyncBN see. The
+    running statistics follow the first sub-batch alone, as DDP's rank 0, whose buffers it
+    broadcasts before every forward.
+
+    The auxiliary logits are dropped while no loss uses them yet: under DDP an output no loss
+    reaches would leave the auxiliary head's parameters waiting for a gradient."""
+
+    def __init__(self, model: nn.Module, bn_batch: int = 0):
+        super().__init__()
+        self.model, self.bn_batch = model, bn_batch
+
+    def forward(self, images: torch.Tensor, with_aux: bool) -> dict[str, torch.Tensor]:
+        chunks = images.split(self.bn_batch) if self.bn_batch else (images,)
+        parts = []
+        for index, chunk in enumerate(chunks):
+            with running_stats_frozen(self.model) if index else nullcontext():
+                parts.append(self.model(chunk))
+        outputs = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+        if not with_aux:
+            outputs.pop("aux_logits", None)
+        return outputs
+
+
+class Trainer:
+    """Holds the model, optimizers and data of one training process."""
+
+    def __init__(self, data: PreparedData, run_cfg: dict, device: torch.device, world: World = World(),
+                 monitors: dict | None = None):
+        self.cfg, self.device, self.world = run_cfg, device, world
+        train = data.samples[data.samples["split"] == "train"]
+        if train.empty:
+            raise CCReIDError(f"{data.images_path.parent}: the prepared data set has no training images")
+        self.labels = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
+        self.clothes = torch.tensor(train["clothes_label"].to_numpy(), dtype=torch.long)
+        num_ids = int(self.labels.max()) + 1
+        num_clothes = int(self.clothes.max()) + 1
+        # positive_mask[i, c]: clothes class c belongs to identity i (CAL's adversarial loss).
+        self.positive_mask = torch.zeros(num_ids, num_clothes, device=device)
+        self.positive_mask[self.labels, self.clothes] = 1.0
+        tcfg = run_cfg["train"]
+        world.check_divides(tcfg["ids_per_batch"] * tcfg["images_per_id"])
+        per_process = tcfg["ids_per_batch"] * tcfg["images_per_id"] // world.size
+        if tcfg["bn_batch"] and per_process % tcfg["bn_batch"]:
+            raise CCReIDError(
+                f"train.bn_batch = {tcfg['bn_batch']} does not divide the batch of each process "
+                f"({per_process} images over {world.size} process(es)); make it a divisor, or 0"
+            )
+        self.sampler = IdentitySampler(self.labels.numpy(), tcfg["ids_per_batch"], tcfg["images_per_id"], tcfg["seed"])
+        # "validation" and "test": evaluated on rank 0 only, by the caller's monitors.
+        self.monitors = monitors or {}
+        self.images = open_training_images(data.images_path, train.index.to_numpy(), tcfg["memory_budget_gb"])
+        seed_everything(tcfg["seed"])
+        # Every rank draws the same initial weights and the augmentation of the whole global batch
+        # (ccreid.data.augment), so N processes train as one process with train.bn_batch does.
+        self.model = build_model(run_cfg["model"], run_cfg["loss"], num_ids, num_clothes).to(device)
+        self.meta = {"num_ids": num_ids, "num_clothes": num_clothes}
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.network = self._wrap(self.model)
+        self.augment = BatchAugment(run_cfg["augment"]).to(device)
+        self._input = None  # float batch buffer, reused by the augmentation from step to step
+        self.clothes_params = [p for n, p in self.model.named_parameters() if n.startswith("clothes_classifier.")]
+        main_params = [p for n, p in self.model.named_parameters() if not n.startswith("clothes_classifier.")]
+        self.optimizer = torch.optim.Adam(main_params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+        ccfg = run_cfg["loss"]["clothes"]
+        self.clothes_optimizer = (
+            torch.optim.Adam(self.clothes_params, lr=ccfg["lr"], weight_decay=ccfg["weight_decay"])
+            if self.clothes_params else None
+        )
+        amp = tcfg["amp"] if device.type == "cuda" else "off"
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        network = TrainingOutputs(model, self.cfg["train"]["bn_batch"])
+        if not self.world.distributed:
+            return network
+        # The clothes classifier is not called in forward and has its own optimizer and backward:
+        # DDP leaves it alone and the step averages its gradients explicitly.
+        ignored = [f"model.{name}" for name, _ in model.named_parameters() if name.startswith("clothes_classifier.")]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(network, ignored)
+        return DistributedDataParallel(
+            network, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=model.aux_head is not None,  # unused before the aux start epoch
+        )
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def set_lr(self, epoch: int) -> float:
+        factor = lr_factor(epoch, self.cfg["train"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg["train"]["lr"] * factor
+        clothes = self.cfg["loss"]["clothes"]
+        if self.clothes_optimizer is not None:
+            for group in self.clothes_optimizer.param_groups:
+                group["lr"] = clothes["lr"] * (factor if clothes["lr_schedule"] == "main" else 1.0)
+        return self.cfg["train"]["lr"] * factor
+
+    def _mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
+        stacked = torch.stack([value.detach().float() for value in values.values()])
+        return dict(zip(values, self.world.mean(stacked).tolist()))
+
+    def step(self, rows: np.ndarray, images: torch.Tensor, epoch: int) -> dict[str, float]:
+        """One optimisation step on this rank's `rows` (positions in the training split) and their
+        uint8 `images`; returns the loss terms averaged over ranks. FloatingPointError (with the
+        terms) when one is not finite."""
+        lcfg = self.cfg["loss"]
+        index = torch.from_numpy(rows)
+        self._input = batch = self.augment(images.to(self.device, non_blocking=True), out=self._input,
+                                           shard=self.world.rank, shards=self.world.size)
+        if self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        pids = self.labels[index].to(self.device)
+        clothes = self.clothes[index].to(self.device)
+        with_aux = self.model.aux_head is not None and epoch >= lcfg["aux"]["start_epoch"]
+        with self._autocast():
+            # Losses in full precision: AMP's half-precision outputs upcast, others as they are.
+            out = {key: value.to(torch.promote_types(value.dtype, torch.float32))
+                   for key, value in self.network(batch, with_aux=with_aux).items()}
+        features = out["features"]
+        terms = {"id": losses.cross_entropy_label_smooth(out["logits"], pids, lcfg["id"]["label_smoothing"])}
+        if lcfg["triplet"]["weight"] > 0:
+            terms["triplet"] = lcfg["triplet"]["weight"] * losses.batch_hard_triplet(
+                self.world.gather_with_grad(features), self.world.gather(pids), lcfg["triplet"]["margin"])
+        if with_aux and lcfg["aux"]["enabled"]:
+            terms["aux"] = lcfg["aux"]["weight"] * losses.cross_entropy_label_smooth(
+                out["aux_logits"], pids, lcfg["id"]["label_smoothing"])
+        if with_aux and lcfg["distill"]["enabled"]:
+            terms["distill"] = lcfg["distill"]["weight"] * losses.distillation_kl(
+                out["aux_logits"], out["logits"], lcfg["distill"]["temperature"])
+        monitored = {}
+        if self.clothes_optimizer is not None and epoch >= lcfg["clothes"]["start_epoch"]:
+            clothes_loss = losses.cross_entropy_label_smooth(
+                self.model.clothes_classifier(features.detach()), clothes, lcfg["clothes"]["label_smoothing"])
+            self.clothes_optimizer.zero_grad(set_to_none=True)
+            clothes_loss.backward()
+            self.world.average_gradients(self.clothes_params)
+            self.clothes_optimizer.step()
+            monitored["clothes_classifier"] = clothes_loss
+            if lcfg["adversarial"]["enabled"]:
+                terms["adversarial"] = lcfg["adversarial"]["weight"] * losses.clothes_adversarial_loss(
+                    self.model.clothes_classifier(features), clothes,
+                    self.positive_mask[pids], lcfg["adversarial"]["epsilon"])
+        loss = sum(terms.values())
+        # Averaged over ranks, so every rank sees the same values and stops together.
+        logged = self._mean_over_ranks(terms | {"total": loss} | monitored)
+        if not all(math.isfinite(value) for value in logged.values()):
+            raise FloatingPointError(logged)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return logged
+
+    def monitor(self, which: str) -> dict[str, float]:
+        """mAP/R1 on the validation split ("validation") or the test protocols ("test"), on rank 0
+        only ({} elsewhere). Draws no random numbers: the weights are those without it."""
+        monitor = self.monitors.get(which)
+        if monitor is None or not self.world.is_main:
+            return {}
+        metrics = monitor.evaluate(self.model, self.cfg["eval"], self.device)
+        self.network.train()
+        return metrics
+
+    def close(self) -> None:
+        self.images.close()
+
+    def state(self, epoch: int, step: int, test_curve: list[dict]) -> dict:
+        """Everything a resumed run needs. A collective: every rank calls it (RNG states)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch,
+            "step": step,
+            "world_size": self.world.size,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "clothes_optimizer": self.clothes_optimizer.state_dict() if self.clothes_optimizer else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": self.world.gather_objects(_rng_state(self.device)),
+            "test_curve": test_curve,
+            "config": train_section(self.cfg),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.clothes_optimizer is not None:
+            self.clothes_optimizer.load_state_dict(state["clothes_optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"][self.world.rank], self.device)
+
+
+def _load_checkpoint(path: Path, run_cfg: dict, world_size: int) -> dict | None:
+    """The checkpoint to resume from, None when there is none; refused when it comes from another
+    config or another number of processes."""
+    if not path.is_file():
+        return None
+    state = load_training_state(path)
+    changed = fingerprint.differences(state["config"], train_section(run_cfg))
+    if changed:
+        raise CCReIDError(
+            f"{path}: checkpoint comes from a different training config:\n  " + "\n  ".join(changed)
+            + "\nDelete it (or its folder) to train from scratch with the new config."
+        )
+    if state["world_size"] != world_size:
+        raise CCReIDError(
+            f"{path}: checkpoint was written by a run of {state['world_size']} process(es), this run has "
+            f"{world_size}; resume with the same torchrun --nproc_per_node, or delete it to start over"
+        )
+    return state
+
+
+def run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir: Path) -> list[dict]:
+    """Train every remaining epoch; returns the test curve (eval.test_every), one row per test."""
+    world = trainer.world
+    state = _load_checkpoint(checkpoint_path, run_cfg, world.size)
+    start_epoch, step, test_curve = 0, 0, []
+    if state is not None:
+        trainer.load_state(state)
+        start_epoch, step, test_curve = state["epoch"] + 1, state["step"], state["test_curve"]
+        if world.is_main:
+            print(f"resuming from {checkpoint_path} (end of epoch {start_epoch})", file=sys.stderr, flush=True)
+    epochs, val_every = run_cfg["train"]["epochs"], run_cfg["train"]["val_every"]
+    test_every = run_cfg["eval"]["test_every"]
+    log = TrainingLog(live_dir, epochs, step if state is not None else None, enabled=world.is_main)
+    for epoch in range(start_epoch, epochs):
+        lr = trainer.set_lr(epoch)
+        trainer.network.train()
+        batches = trainer.sampler.epoch(epoch)
+        shards = [world.shard(rows) for rows in batches]
+        log.start_epoch(epoch, len(batches))
+        with Prefetcher(trainer.images, shards, pin_memory=trainer.device.type == "cuda") as loader:
+            for number, (rows, images) in enumerate(zip(shards, loader)):
+                try:
+                    logged = trainer.step(rows, images, epoch)
+                except FloatingPointError as error:
+                    # Every finished epoch wrote one, so the last good one ends the previous epoch.
+                    last = f"{checkpoint_path} (end of epoch {epoch})" if epoch else "none yet (first epoch)"
+                    raise CCReIDError(
+                        f"non-finite loss at epoch {epoch + 1}, batch {number + 1} (step {step + number}): "
+                        f"terms {error.args[0]}; last good checkpoint: {last}. Lower train.lr or check the data."
+                    ) from None
+                log.batch(logged, lr)
+        step += len(batches)
+        validation = trainer.monitor("validation") if val_every and (epoch + 1) % val_every == 0 else {}
+        # As CAL: every test_every epochs and after the last one.
+        tested = test_every and ((epoch + 1) % test_every == 0 or epoch + 1 == epochs)
+        test = trainer.monitor("test") if tested else {}
+        if test:
+            test_curve.append({"epoch": epoch + 1, **test})
+        log.end_epoch(len(batches) * len(batches[0]) if batches else 0, validation, test)
+        checkpoint = trainer.state(epoch, step, test_curve)
+        if world.is_main:
+            save_training_state(checkpoint, checkpoint_path)
+    log.close()
+    return test_curve

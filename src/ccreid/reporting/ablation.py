@@ -1,0 +1,507 @@
+"""The ablation report of one data set, our numbers beside the lab log's (written by the
+`report` stage).
+
+Reads ``<results_dir>/<exp>/metrics.json`` and ``per_query.csv`` of every registered experiment
+that has them (the others are listed as "not run") and writes into the output folder:
+
+- ``report.md`` and ``report.html`` (one self-contained file, plots embedded): per experiment the
+  main protocol's mAP and R1 with 95% bootstrap intervals over queries, the second protocol's
+  mAP and R1, the difference to the base experiment with a paired-bootstrap interval, the
+  single-shot results (mean ± std over draws) and the lab log's reported numbers; percentages.
+- ``report.csv``: the same table, one row per experiment, as fractions like metrics.json.
+- ``cmc.png`` (CMC curves, ranks 1–20) and ``cc_bars.png`` (main-protocol mAP and R1 per
+  experiment with their intervals as error bars).
+
+A rebuild on the same results gives identical bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ccreid.core.config import model_owner
+from ccreid.core.errors import CCReIDError
+from ccreid.core.paths import METRICS, PER_QUERY, TEST_CURVE
+from ccreid.evaluation.stats import bootstrap_mean, mean_std, paired_bootstrap
+
+BASELINE = "212"
+MAX_CMC_OTHERS = 5
+CMC_RANKS = np.arange(1, 21)
+BOOTSTRAP = {"n_resamples": 2000, "seed": 0, "confidence": 0.95}
+HEADLINE = ("mAP", "R1")
+PROTOCOL_MEANING = {
+    "cc": "clothes-changing",
+    "sc": "same clothes",
+    "standard": "every cross-camera match, clothes ignored",
+}
+NOT_RUN = "not run"
+
+
+@dataclass
+class Result:
+    """One experiment's evaluation output."""
+
+    metrics: dict
+    per_query: pd.DataFrame
+    per_query_path: Path
+
+    def queries(self, protocol: str) -> pd.DataFrame:
+        """Every query of a multi-shot protocol by path: ap (NaN when skipped) and first_rank."""
+        table = self.per_query[self.per_query["protocol"] == protocol]
+        if table.empty:
+            raise CCReIDError(
+                f"{self.per_query_path}: no rows for protocol {protocol!r} although {METRICS} "
+                "has it; re-run `ccreid evaluate`"
+            )
+        return table.set_index("path")[["ap", "first_rank"]]
+
+
+@dataclass(frozen=True)
+class Protocols:
+    main: str  # cc when the data set has it: the one the intervals and differences are about
+    second: str | None  # sc, else standard
+    single_shot: tuple[str, ...]
+
+
+def _load_result(exp_dir: Path) -> Result | None:
+    metrics_path, per_query_path = exp_dir / METRICS, exp_dir / PER_QUERY
+    if not metrics_path.is_file():
+        return None
+    if not per_query_path.is_file():
+        raise CCReIDError(f"{per_query_path}: missing beside {metrics_path}; re-run `ccreid evaluate`")
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CCReIDError(f"{metrics_path}: not readable JSON ({error}); re-run `ccreid evaluate`") from None
+    try:
+        per_query = pd.read_csv(per_query_path, dtype={"protocol": str, "path": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise CCReIDError(f"{per_query_path}: not a readable CSV ({error}); re-run `ccreid evaluate`") from None
+    missing = {"protocol", "path", "ap", "first_rank"} - set(per_query.columns)
+    if missing:
+        raise CCReIDError(f"{per_query_path}: missing column(s) {sorted(missing)}; re-run `ccreid evaluate`")
+    return Result(metrics, per_query, per_query_path)
+
+
+def _pick_protocols(results: dict[str, Result]) -> Protocols:
+    """Protocol roles from the names in metrics.json; single-shot entries carry `trials`."""
+    single_shot = {}
+    for result in results.values():
+        for name, values in result.metrics.items():
+            single_shot.setdefault(name, "trials" in values)
+    multi_shot = [name for name, single in single_shot.items() if not single]
+    if not multi_shot:
+        raise CCReIDError("no multi-shot protocol in any metrics.json: nothing to report")
+    main = "cc" if "cc" in multi_shot else multi_shot[0]
+    second = next((name for name in ("sc", "standard") if name in multi_shot and name != main), None)
+    return Protocols(main, second, tuple(name for name, single in single_shot.items() if single))
+
+
+def _answered(queries: pd.DataFrame) -> pd.DataFrame:
+    return queries[queries["ap"].notna()]
+
+
+def _per_query_values(queries: pd.DataFrame, metric: str) -> np.ndarray:
+    """What each query contributes to the metric: its AP, or 1/0 for a rank-1 hit."""
+    if metric == "mAP":
+        return queries["ap"].to_numpy(dtype=float)
+    return (queries["first_rank"] == 0).to_numpy(dtype=float)
+
+
+def _paired_queries(base: Result, exp: Result, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two experiments' queries in the same order, restricted to those answered in both."""
+    before, after = base.queries(protocol), exp.queries(protocol)
+    if set(before.index) != set(after.index):
+        raise CCReIDError(
+            f"{base.per_query_path} and {exp.per_query_path} hold different {protocol!r} queries; "
+            "were they evaluated on the same data set version? Re-run `ccreid evaluate` for both"
+        )
+    before = before.loc[after.index]
+    both = before["ap"].notna().to_numpy() & after["ap"].notna().to_numpy()
+    return before[both], after[both]
+
+
+def _interval_keys(key: str) -> list[str]:
+    return [key, f"{key}_low", f"{key}_high"]
+
+
+def _csv_columns(protocols: Protocols) -> list[str]:
+    main = protocols.main
+    columns = ["exp", "note", "base", "status"]
+    for metric in HEADLINE:
+        columns += _interval_keys(f"{main}_{metric}")
+    columns.append(f"{main}_queries")
+    if protocols.second:
+        columns += [f"{protocols.second}_{metric}" for metric in HEADLINE]
+    for metric in HEADLINE:
+        columns += _interval_keys(f"delta_{main}_{metric}") + [f"delta_{main}_{metric}_excludes_0"]
+    columns += ["reported_dataset", "reported_mAP", "reported_R1"]
+    columns += ["seeds"] + [f"{main}_{metric}_seeds_{stat}" for metric in HEADLINE for stat in ("mean", "std")]
+    columns += [f"test_best_{main}_mAP", f"test_best_{main}_R1", "test_best_epoch"]
+    for name in protocols.single_shot:
+        for metric in HEADLINE:
+            columns += [f"{name}_{metric}", f"{name}_{metric}_std"]
+        columns.append(f"{name}_trials")
+    return columns
+
+
+def _seed_columns(runs: list[Result], main: str) -> dict:
+    """Mean ± std over the experiment's training seeds (its runs that have results)."""
+    runs = [result for result in runs if main in result.metrics]
+    if len(runs) < 2:
+        return {}
+    row = {"seeds": len(runs)}
+    for metric in HEADLINE:
+        spread = mean_std([result.metrics[main][metric] for result in runs])
+        row |= {f"{main}_{metric}_seeds_mean": spread["mean"], f"{main}_{metric}_seeds_std": spread["std"]}
+    return row
+
+
+def _best_on_test(curve_path: Path, main: str) -> dict:
+    """The epoch of the best `main` R1 among the test evaluations during training (CAL's model
+    selection), with its mAP: the figure papers report, selected on the test set."""
+    if not curve_path.is_file():
+        return {}
+    try:
+        epochs = json.loads(curve_path.read_text())["epochs"]
+        best = max(epochs, key=lambda row: row[f"{main}/R1"])  # first of equal maxima, as CAL's `>`
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise CCReIDError(f"{curve_path}: not a ccreid test curve ({error}); re-run `ccreid train`") from None
+    return {f"test_best_{main}_mAP": best[f"{main}/mAP"], f"test_best_{main}_R1": best[f"{main}/R1"],
+            "test_best_epoch": best["epoch"]}
+
+
+def _experiment_row(exp: str, entry: dict, results: dict[str, Result], protocols: Protocols) -> dict:
+    """One experiment's table row, keyed by the CSV column names; absent keys stay empty."""
+    reported = entry.get("reported") or {}
+    base = str(entry["base"]) if entry.get("base") is not None else ""
+    row = {
+        "exp": exp,
+        "note": " ".join(str(entry.get("note", "")).split()),
+        "base": base,
+        "status": "run" if exp in results else NOT_RUN,
+        "reported_dataset": reported.get("dataset", ""),
+        "reported_mAP": reported.get("mAP"),
+        "reported_R1": reported.get("R1"),
+    }
+    result = results.get(exp)
+    if result is None:
+        return row
+    main = protocols.main
+    if main in result.metrics:
+        answered = _answered(result.queries(main))
+        for metric in HEADLINE:
+            interval = bootstrap_mean(_per_query_values(answered, metric), **BOOTSTRAP)
+            row |= {f"{main}_{metric}": result.metrics[main][metric],
+                    f"{main}_{metric}_low": interval["low"], f"{main}_{metric}_high": interval["high"]}
+        row[f"{main}_queries"] = result.metrics[main]["queries"]
+        if base in results and main in results[base].metrics:
+            before, after = _paired_queries(results[base], result, main)
+            for metric in HEADLINE:
+                delta = paired_bootstrap(_per_query_values(before, metric), _per_query_values(after, metric),
+                                         **BOOTSTRAP)
+                key = f"delta_{main}_{metric}"
+                row |= {key: delta["diff"], f"{key}_low": delta["low"], f"{key}_high": delta["high"],
+                        f"{key}_excludes_0": bool(delta["low"] > 0 or delta["high"] < 0)}
+    if protocols.second in result.metrics:
+        row |= {f"{protocols.second}_{metric}": result.metrics[protocols.second][metric] for metric in HEADLINE}
+    for name in protocols.single_shot:
+        if name in result.metrics:
+            values = result.metrics[name]
+            row |= {f"{name}_{key}": values[key] for key in ("mAP", "mAP_std", "R1", "R1_std", "trials")}
+    return row
+
+
+# --- formatting ------------------------------------------------------------------------------
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _pct(value) -> str:
+    return "" if _missing(value) else f"{100 * value:.2f}"
+
+
+def _with_interval(key: str) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        if _missing(row.get(key)):
+            return ""
+        return f"{_pct(row[key])} [{_pct(row[f'{key}_low'])}, {_pct(row[f'{key}_high'])}]"
+    return cell
+
+
+def _delta(key: str) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        if _missing(row.get(key)):
+            return "base not run" if row["status"] == "run" and row["base"] else ""
+        low, value, high = (100 * row[k] for k in (f"{key}_low", key, f"{key}_high"))
+        marker = " *" if row[f"{key}_excludes_0"] else ""
+        return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]{marker}"
+    return cell
+
+
+def _mean_std(key: str) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        return "" if _missing(row.get(key)) else f"{_pct(row[key])} ± {_pct(row[f'{key}_std'])}"
+    return cell
+
+
+def _best_on_test_cell(main: str) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        if _missing(row.get(f"test_best_{main}_R1")):
+            return ""
+        return f"{_pct(row[f'test_best_{main}_mAP'])} / {_pct(row[f'test_best_{main}_R1'])} @ {row['test_best_epoch']}"
+    return cell
+
+
+def _display_columns(protocols: Protocols, with_seeds: bool,
+                     with_test_curves: bool = False) -> list[tuple[str, Callable[[dict], str]]]:
+    """(header, cell formatter) of the human-readable table: report.md and report.html."""
+    main, second = protocols.main, protocols.second
+    main_map = _with_interval(f"{main}_mAP")
+    columns = [
+        ("Exp", lambda row: row["exp"]),
+        ("Note", lambda row: row["note"]),
+        ("Base", lambda row: row["base"]),
+        (f"{main} mAP [95% CI]", lambda row: NOT_RUN if row["status"] == NOT_RUN else main_map(row)),
+        (f"{main} R1 [95% CI]", _with_interval(f"{main}_R1")),
+    ]
+    if second:
+        columns += [(f"{second} {metric}", lambda row, key=f"{second}_{metric}": _pct(row.get(key)))
+                    for metric in HEADLINE]
+    columns += [(f"Δ {main} {metric} vs base [95% CI]", _delta(f"delta_{main}_{metric}")) for metric in HEADLINE]
+    columns += [
+        ("Reported on", lambda row: row["reported_dataset"]),
+        ("Reported mAP", lambda row: _pct(row["reported_mAP"])),
+        ("Reported R1", lambda row: _pct(row["reported_R1"])),
+    ]
+    for name in protocols.single_shot:
+        columns += [(f"{name} {metric} (mean ± std)", _mean_std(f"{name}_{metric}")) for metric in HEADLINE]
+    if with_test_curves:
+        columns += [(f"best on test (as CAL reports; optimistic): {main} mAP / R1 @ epoch", _best_on_test_cell(main))]
+    if with_seeds:
+        columns += [("Seeds", lambda row: str(row.get("seeds") or ""))]
+        columns += [(f"{main} {metric} over seeds (mean ± std)", _seeds_mean_std(f"{main}_{metric}_seeds"))
+                    for metric in HEADLINE]
+    return columns
+
+
+def _seeds_mean_std(key: str) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        return "" if _missing(row.get(f"{key}_mean")) else f"{_pct(row[f'{key}_mean'])} ± {_pct(row[f'{key}_std'])}"
+    return cell
+
+
+def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results: dict[str, Result]) -> list[str]:
+    main, second = protocols.main, protocols.second
+    run = sum(row["status"] == "run" for row in rows)
+    confidence = round(100 * BOOTSTRAP["confidence"])
+
+    def named(protocol: str) -> str:
+        meaning = PROTOCOL_MEANING.get(protocol)
+        return f"{protocol} ({meaning})" if meaning else protocol
+
+    multi = named(main) + (f" and {named(second)}" if second else "")
+    if protocols.single_shot:
+        trials = sorted({r.metrics[name]["trials"] for r in results.values()
+                         for name in protocols.single_shot if name in r.metrics})
+        single = (f"Single-shot protocols (one random gallery image per identity, mean ± std over "
+                  f"{'/'.join(map(str, trials))} seeded draws): {', '.join(protocols.single_shot)}.")
+    else:
+        single = "Single-shot protocols: none evaluated."
+    return [
+        f"Data set: {dataset}; {run} of {len(rows)} registered experiments have results.",
+        f"Multi-shot protocols (whole gallery): {multi}. {single}",
+        f"All numbers are percentages. [low, high]: {confidence}% percentile bootstrap interval of the mean "
+        f"over queries ({BOOTSTRAP['n_resamples']} resamples, seed {BOOTSTRAP['seed']}).",
+        f"Δ vs base: difference to the base experiment in {main} over the same queries, with a paired "
+        f"bootstrap {confidence}% interval; * marks an interval that excludes 0.",
+        f"Reported: the lab log's numbers (clothes-changing setting) on the data set in 'Reported on'; "
+        f"they are not comparable with ours where that data set is not {dataset}.",
+    ] + ([
+        f"Best on test: the test protocols evaluated during training (eval.test_every); the epoch with the "
+        f"best {main} R1 and its mAP, as CAL selects and papers report. Selected on the test set, so "
+        f"optimistic; the other columns are the last epoch's model."
+    ] if any(row.get("test_best_epoch") for row in rows) else [])
+
+
+def _markdown(title: str, header: list[str], table: list[list[str]], images: list[str]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    lines = [f"# {title}", ""] + [f"- {item}" for item in header] + [""]
+    lines += [line(table[0]), "|" + "---|" * len(table[0])] + [line(cells) for cells in table[1:]]
+    lines += [""] + [f"![{name}]({name})" for name in images]
+    return "\n".join(lines) + "\n"
+
+
+def _html(title: str, header: list[str], table: list[list[str]], images: dict[str, bytes]) -> str:
+    def cells(tag: str, values: list[str]) -> str:
+        return "<tr>" + "".join(f"<{tag}>{html.escape(value)}</{tag}>" for value in values) + "</tr>"
+
+    body = [f"<h1>{html.escape(title)}</h1>", "<ul>"] + [f"<li>{html.escape(item)}</li>" for item in header]
+    body += ["</ul>", "<table>", cells("th", table[0])] + [cells("td", row) for row in table[1:]] + ["</table>"]
+    body += [f'<p><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
+             for name, png in images.items()]
+    style = ("body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse;font-size:0.85em}"
+             " th,td{border:1px solid #bbb;padding:0.25em 0.5em;vertical-align:top} th{background:#eee}"
+             " td:nth-child(2){max-width:28em} img{max-width:100%}")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{style}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+# --- plots -----------------------------------------------------------------------------------
+def _png(figure: Figure) -> bytes:
+    # No "Software" entry (it carries the matplotlib version): same plot, same bytes.
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _cmc(queries: pd.DataFrame) -> np.ndarray:
+    first = _answered(queries)["first_rank"].to_numpy()
+    return (first[:, None] < CMC_RANKS[None, :]).mean(axis=0)
+
+
+def _cmc_experiments(rows: list[dict], protocols: Protocols, requested: list[str] | None) -> list[str]:
+    """The requested experiments, or the baseline and the best others by main-protocol mAP."""
+    key = f"{protocols.main}_mAP"
+    plotted = [row for row in rows if not _missing(row.get(key))]
+    if requested is not None:
+        available = {row["exp"] for row in plotted}
+        for exp in requested:
+            if exp not in available:
+                raise CCReIDError(f"CMC plot: experiment {exp!r} has no {protocols.main!r} results to plot")
+        return list(requested)
+    others = sorted((row for row in plotted if row["exp"] != BASELINE), key=lambda row: -row[key])
+    baseline = [row["exp"] for row in plotted if row["exp"] == BASELINE]
+    return baseline + [row["exp"] for row in others[:MAX_CMC_OTHERS]]
+
+
+def _cmc_figure(dataset: str, protocol: str, curves: dict[str, np.ndarray]) -> Figure:
+    figure = Figure(figsize=(8.5, 5), layout="constrained")
+    axes = figure.add_subplot()
+    for exp, cmc in curves.items():
+        style = {"color": "black", "linestyle": "--", "linewidth": 2} if exp == BASELINE else {}
+        axes.plot(CMC_RANKS, 100 * cmc, marker="o", markersize=3,
+                  label=f"{exp}{' (baseline)' if exp == BASELINE else ''}: R1 {100 * cmc[0]:.1f}%", **style)
+    axes.set_xticks([1, 5, 10, 15, 20])
+    axes.set_xlim(1, CMC_RANKS[-1])
+    axes.set_ylim(0, min(100, 100 * max(cmc[-1] for cmc in curves.values()) + 5))
+    axes.set_xlabel("Rank")
+    axes.set_ylabel("Matching rate (%)")
+    axes.set_title(f"CMC, {protocol} protocol, data set {dataset}")
+    axes.grid(alpha=0.3)
+    # Outside the axes: CMC curves may fill any corner, depending on how hard the protocol is.
+    axes.legend(title="Experiment", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def _bars_figure(dataset: str, protocol: str, rows: list[dict]) -> Figure:
+    figure = Figure(figsize=(max(7.5, 0.6 * len(rows) + 2), 5), layout="constrained")
+    axes = figure.add_subplot()
+    positions, width = np.arange(len(rows)), 0.4
+    tops = []
+    for offset, metric in ((-width / 2, "mAP"), (width / 2, "R1")):
+        key = f"{protocol}_{metric}"
+        values = np.array([100 * row[key] for row in rows])
+        # The point estimate is metrics.json's; rounding in per_query.csv can put it a hair
+        # outside the bootstrap interval, and matplotlib refuses negative error bars.
+        below = np.clip(values - [100 * row[f"{key}_low"] for row in rows], 0, None)
+        above = np.clip([100 * row[f"{key}_high"] for row in rows] - values, 0, None)
+        axes.bar(positions + offset, values, width, yerr=[below, above], capsize=3, label=metric)
+        tops.append(max(values + above))
+    axes.set_xticks(positions, [row["exp"] for row in rows])
+    # At least four slots wide, centred: one or two experiments would otherwise get huge bars.
+    centre, half_span = (len(rows) - 1) / 2, max(len(rows), 4) / 2
+    axes.set_xlim(centre - half_span, centre + half_span)
+    axes.set_xlabel("Experiment")
+    axes.set_ylabel(f"{protocol} (%)")
+    axes.set_title(f"{protocol} mAP and Rank-1 per experiment, data set {dataset}\n"
+                   f"error bars: {round(100 * BOOTSTRAP['confidence'])}% bootstrap interval over queries")
+    axes.grid(axis="y", alpha=0.3)
+    axes.set_axisbelow(True)
+    axes.set_ylim(0, min(100, max(1.0, 1.2 * max(tops))))  # headroom keeps the legend off the error bars
+    axes.legend(ncols=2, loc="upper left")
+    return figure
+
+
+# --- the whole report -----------------------------------------------------------------------
+@dataclass
+class Report:
+    """A whole report in memory: its files' contents by name (REPORT_FILES) and what it shows."""
+
+    files: dict[str, bytes]
+    protocols: Protocols
+    rows: list[dict]
+    cmc_experiments: list[str]
+
+
+def ablation_report(
+    dataset: str,
+    params,
+    results_dir: Path,
+    cmc_experiments: list[str] | None = None,
+    experiments: list[str] | None = None,
+) -> Report:
+    """report.md/.csv/.html, cmc.png and cc_bars.png of one data set's results.
+
+    `experiments` restricts the table to part of the registry (e.g. the lab log's gate table).
+    """
+    results_dir = Path(results_dir)
+    experiments = experiments or params.experiments
+    for exp in experiments:
+        params.entry(exp)  # an unknown id is an error naming it
+    results = {exp: result for exp in experiments
+               if (result := _load_result(results_dir / exp)) is not None}
+    if not results:
+        raise CCReIDError(
+            f"{results_dir}: no experiment has a {METRICS} yet; run the pipeline for data set "
+            f"{dataset!r} first (e.g. `snakemake --cores all results/{dataset}/{BASELINE}/metrics.json`)"
+        )
+    protocols = _pick_protocols(results)
+    rows = []
+    for exp in experiments:
+        seed_runs = [r for run in params.runs(exp)[1:] if (r := _load_result(results_dir / run)) is not None]
+        row = _experiment_row(exp, params.entry(exp), results, protocols)
+        if exp in results:
+            row |= _seed_columns([results[exp], *seed_runs], protocols.main)
+            # The curve lives with the trained model, which evaluation-only variants share.
+            owner = model_owner(params, dataset, exp) if dataset in params.datasets else exp
+            row |= _best_on_test(results_dir / owner / TEST_CURVE, protocols.main)
+        rows.append(row)
+
+    main = protocols.main
+    cmc_experiments = _cmc_experiments(rows, protocols, cmc_experiments)
+    curves = {exp: _cmc(results[exp].queries(main)) for exp in cmc_experiments}
+    plotted = [row for row in rows if not _missing(row.get(f"{main}_mAP"))]
+    images = {
+        "cmc.png": _png(_cmc_figure(dataset, main, curves)),
+        "cc_bars.png": _png(_bars_figure(dataset, main, plotted)),
+    }
+
+    columns = _display_columns(protocols, with_seeds=any(row.get("seeds") for row in rows),
+                               with_test_curves=any(row.get("test_best_epoch") for row in rows))
+    table = [[header for header, _ in columns]] + [[cell(row) for _, cell in columns] for row in rows]
+    title = f"Ablation report: {dataset}"
+    header = _header_lines(dataset, protocols, rows, results)
+
+    csv_text = pd.DataFrame(rows, columns=_csv_columns(protocols)).to_csv(index=False)
+    files = {
+        "report.md": _markdown(title, header, table, list(images)).encode(),
+        "report.csv": csv_text.encode(),
+        "report.html": _html(title, header, table, images).encode(),
+        **images,
+    }
+    return Report(files=files, protocols=protocols, rows=rows, cmc_experiments=cmc_experiments)
