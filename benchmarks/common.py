@@ -26,9 +26,20 @@ def synthetic_set(root: Path, height: int, width: int, train_ids: int, images_pe
     """JPEGs drawn at height×width under root/raw, prepared (uint8 HDF5) under root/prepared.
     Returns the prepared data set (ccreid.data.prepared.PreparedData)."""
     raw = Path(root) / "raw"
-    synthesize(raw, {"seed": 0, "train_ids": train_ids, "val_ids": 1, "test_ids": 2,
-                     "images_per_camera": images_per_camera, "height": height, "width": width,
-                     "jpeg_quality": 90, "palette_size": 12})
+    synthesize(
+        raw,
+        {
+            "seed": 0,
+            "train_ids": train_ids,
+            "val_ids": 1,
+            "test_ids": 2,
+            "images_per_camera": images_per_camera,
+            "height": height,
+            "width": width,
+            "jpeg_quality": 90,
+            "palette_size": 12,
+        },
+    )
     prepared = Path(root) / "prepared"
     prepare("benchmark", DatasetCfg(layout="prcc", root=str(raw), size=(height, width)), prepared)
     return load_prepared(prepared)

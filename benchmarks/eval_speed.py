@@ -111,17 +111,14 @@ def run(size: Size, chunk_elements: int, device, repeats: int) -> dict:
         check_same(ours_on_loop_queries, loop, size.name)
         row[column] = seconds * size.queries / m
     all_args = (q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, size.mode)
-    row["ours_s"], _ = timed(partial(rank_metrics, chunk_elements=chunk_elements), dist, *all_args,
-                             repeats=repeats)
+    row["ours_s"], _ = timed(partial(rank_metrics, chunk_elements=chunk_elements), dist, *all_args, repeats=repeats)
     row["read_s"], _ = timed(lambda: float(dist.sum()), repeats=repeats)
     row["loop_note"] = "" if m == size.queries else f" (from {m:,} queries)"
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--memory-mb", type=float, default=64, help="cap on the evaluation's workspace")
     parser.add_argument("--repeats", type=int, default=3)
@@ -132,22 +129,31 @@ def main() -> None:
     default_chunk = GPU_CHUNK_ELEMENTS if device.type == "cuda" else CPU_CHUNK_ELEMENTS
     chunk_elements = min(default_chunk, int(args.memory_mb * 2**20 / WORKSPACE_BYTES_PER_ELEMENT))
     workspace_mb = chunk_elements * WORKSPACE_BYTES_PER_ELEMENT / 2**20
-    print(f"device {device}, numpy {np.__version__}, torch {torch.__version__}, load average "
-          f"{os.getloadavg()[0]:.1f}; on CPU ours runs its chunks on one thread, as the loop does; "
-          f"workspace cap {args.memory_mb:g} MB -> {chunk_elements:,} distances per chunk "
-          f"({workspace_mb:.1f} MB)")
-    print("| size | mode | ours (s) | numpy loop (s) | ratio | numpy loop, stable sort (s) | ratio | "
-          "one read (s) | workspace (MB) | unchunked workspace (GB) |")
+    print(
+        f"device {device}, numpy {np.__version__}, torch {torch.__version__}, load average "
+        f"{os.getloadavg()[0]:.1f}; on CPU ours runs its chunks on one thread, as the loop does; "
+        f"workspace cap {args.memory_mb:g} MB -> {chunk_elements:,} distances per chunk "
+        f"({workspace_mb:.1f} MB)"
+    )
+    print(
+        "| size | mode | ours (s) | numpy loop (s) | ratio | numpy loop, stable sort (s) | ratio | "
+        "one read (s) | workspace (MB) | unchunked workspace (GB) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in args.sizes:
         size = SIZES[key]
         row = run(size, chunk_elements, device, args.repeats)
         note, ours = row["loop_note"], row["ours_s"]
         cells = [
-            size.name, size.mode, f"{ours:.3f}",
-            f"{row['loop_s']:.2f}{note}", f"{row['loop_s'] / ours:.1f}×",
-            f"{row['stable_loop_s']:.2f}{note}", f"{row['stable_loop_s'] / ours:.1f}×",
-            f"{row['read_s']:.3f}", f"{workspace_mb:.1f}",
+            size.name,
+            size.mode,
+            f"{ours:.3f}",
+            f"{row['loop_s']:.2f}{note}",
+            f"{row['loop_s'] / ours:.1f}×",
+            f"{row['stable_loop_s']:.2f}{note}",
+            f"{row['stable_loop_s'] / ours:.1f}×",
+            f"{row['read_s']:.3f}",
+            f"{workspace_mb:.1f}",
             f"{size.queries * size.gallery * WORKSPACE_BYTES_PER_ELEMENT / 2**30:.1f}",
         ]
         print("| " + " | ".join(cells) + " |", flush=True)

@@ -167,7 +167,8 @@ def run(counts: dict[str, int], dim: int, repeats: int, work: Path) -> dict:
         result[f"{fmt}_write"] = megabytes / median_time(lambda: write(False), repeats, before=clear)
         if fmt == "h5":
             result["h5_write_direct"] = megabytes / median_time(
-                lambda: build_features_file(h5_path, PROTOCOLS, splits), repeats, before=clear)
+                lambda: build_features_file(h5_path, PROTOCOLS, splits), repeats, before=clear
+            )
         result[f"{fmt}_write_sync"] = megabytes / median_time(lambda: write(True), repeats, before=clear)
         if fmt == "h5":
             result["file_MB"] = h5_path.stat().st_size / 1e6
@@ -192,21 +193,42 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the temporary files go (default: the system temp dir)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version}), numpy {np.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f}; MB = 10^6 bytes of payload; medians of {args.repeats}")
-    print("| size | payload (MB) | features.h5 (MB) | h5 write | h5 write, HDF5 to the file | h5 write+fsync | h5 read, warm | "
-          "h5 read, after fadvise | npy write | npy write+fsync | npy read, warm | npy read, after fadvise | "
-          "h5/npy write | h5/npy read (warm) |")
+    print(
+        f"h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version}), numpy {np.__version__}, "
+        f"load average {os.getloadavg()[0]:.1f}; MB = 10^6 bytes of payload; medians of {args.repeats}"
+    )
+    print(
+        "| size | payload (MB) | features.h5 (MB) | h5 write | h5 write, HDF5 to the file | h5 write+fsync | h5 read, warm | "
+        "h5 read, after fadvise | npy write | npy write+fsync | npy read, warm | npy read, after fadvise | "
+        "h5/npy write | h5/npy read (warm) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="ccreid-hdf5-io-", dir=args.dir) as tmp:
         for key in args.sizes:
             counts = SIZES[key]
             r = run(counts, args.dim, args.repeats, Path(tmp))
             name = f"{key} ({' + '.join(f'{n:,}' for n in counts.values())}) × {args.dim}"
-            cells = [name, f"{r['MB']:.0f}", f"{r['file_MB']:.0f}",
-                     *(f"{r[c]:,.0f} MB/s" for c in ("h5_write", "h5_write_direct", "h5_write_sync", "h5_read_warm", "h5_read_evicted",
-                                                     "npy_write", "npy_write_sync", "npy_read_warm", "npy_read_evicted")),
-                     f"{r['h5_write'] / r['npy_write']:.2f}×", f"{r['h5_read_warm'] / r['npy_read_warm']:.2f}×"]
+            cells = [
+                name,
+                f"{r['MB']:.0f}",
+                f"{r['file_MB']:.0f}",
+                *(
+                    f"{r[c]:,.0f} MB/s"
+                    for c in (
+                        "h5_write",
+                        "h5_write_direct",
+                        "h5_write_sync",
+                        "h5_read_warm",
+                        "h5_read_evicted",
+                        "npy_write",
+                        "npy_write_sync",
+                        "npy_read_warm",
+                        "npy_read_evicted",
+                    )
+                ),
+                f"{r['h5_write'] / r['npy_write']:.2f}×",
+                f"{r['h5_read_warm'] / r['npy_read_warm']:.2f}×",
+            ]
             print("| " + " | ".join(cells) + " |", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 

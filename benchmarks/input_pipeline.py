@@ -68,7 +68,7 @@ class CALRandomErasing:
             if box_w < width and box_h < height:
                 top, left = random.randint(0, height - box_h), random.randint(0, width - box_w)
                 for channel, value in enumerate(self.fill):
-                    image[channel, top:top + box_h, left:left + box_w] = value
+                    image[channel, top : top + box_h, left : left + box_w] = value
                 return image
         return image
 
@@ -76,10 +76,16 @@ class CALRandomErasing:
 class JPEGDataset(Dataset):
     def __init__(self, paths: list[Path]):
         self.paths = paths
-        self.transform = T.Compose([
-            T.Resize((HEIGHT, WIDTH)), CALRandomCrop(0.5), T.RandomHorizontalFlip(0.5), T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD), CALRandomErasing(0.5),
-        ])
+        self.transform = T.Compose(
+            [
+                T.Resize((HEIGHT, WIDTH)),
+                CALRandomCrop(0.5),
+                T.RandomHorizontalFlip(0.5),
+                T.ToTensor(),
+                T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+                CALRandomErasing(0.5),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -121,8 +127,12 @@ def ccreid_pipeline(data, train_rows, batches, budget_gb: float, device: torch.d
 def cal_pipeline(data, train_rows, batches, workers: int, device: torch.device) -> float:
     root = Path(data.images_path).parent.parent / "raw"
     paths = [root / p for p in data.samples.loc[train_rows, "path"]]
-    loader = DataLoader(JPEGDataset(paths), batch_sampler=[b.tolist() for b in batches], num_workers=workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        JPEGDataset(paths),
+        batch_sampler=[b.tolist() for b in batches],
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
 
     def deliver(batch):
         batch = batch.to(device, non_blocking=True)
@@ -152,13 +162,17 @@ def main() -> None:
         while len(batches) < args.batches + 1:
             batches += sampler.epoch(epoch)
             epoch += 1
-        batches = batches[:args.batches + 1]
-        print(f"{len(train_rows)} training JPEGs at {HEIGHT}x{WIDTH}, {args.batches} timed batches of 64, "
-              f"device {device}, {cores()} cores, torch threads {torch.get_num_threads()}")
+        batches = batches[: args.batches + 1]
+        print(
+            f"{len(train_rows)} training JPEGs at {HEIGHT}x{WIDTH}, {args.batches} timed batches of 64, "
+            f"device {device}, {cores()} cores, torch threads {torch.get_num_threads()}"
+        )
         figures = {
             "ccreid, in memory": ccreid_pipeline(data, train_rows, batches, float("inf"), device),
             "ccreid, streamed from images.h5": ccreid_pipeline(data, train_rows, batches, 0.0, device),
-            f"CAL-style DataLoader ({args.workers} workers)": cal_pipeline(data, train_rows, batches, args.workers, device),
+            f"CAL-style DataLoader ({args.workers} workers)": cal_pipeline(
+                data, train_rows, batches, args.workers, device
+            ),
         }
     cal = figures[f"CAL-style DataLoader ({args.workers} workers)"]
     for name, rate in figures.items():

@@ -60,11 +60,13 @@ PRCC_IDS, PRCC_CLOTHES = 150, 300  # PRCC's training split: 150 identities, 2 ou
 def network_key(recipe: dict) -> str:
     """What decides the network's modules and shapes (not its training or evaluation)."""
     loss = recipe["loss"]
-    return canonical_json({
-        "model": {k: v for k, v in recipe["model"].items() if k != "pretrained"},
-        "aux_head": loss["aux"]["enabled"] or loss["distill"]["enabled"],
-        "clothes": loss["clothes"]["enabled"],
-    })
+    return canonical_json(
+        {
+            "model": {k: v for k, v in recipe["model"].items() if k != "pretrained"},
+            "aux_head": loss["aux"]["enabled"] or loss["distill"]["enabled"],
+            "clothes": loss["clothes"]["enabled"],
+        }
+    )
 
 
 def describe(recipe: dict) -> str:
@@ -140,8 +142,14 @@ def measure(exps: list[str], height: int, width: int, batch: int, repeats: int) 
             without_clothes, total = count_parameters(model)
             flops = forward_flops(model, height, width)
             seconds, base_seconds = side_by_side(model, baseline, images, repeats)
-            measured[key] = {"measured": exp, "params": without_clothes, "params_total": total,
-                             "flops": flops, "seconds": seconds, "base_seconds": base_seconds}
+            measured[key] = {
+                "measured": exp,
+                "params": without_clothes,
+                "params_total": total,
+                "flops": flops,
+                "seconds": seconds,
+                "base_seconds": base_seconds,
+            }
             del model
             print(f"  {exp}: {seconds * 1e3:.0f} ms vs {base_seconds * 1e3:.0f} ms (212)", file=sys.stderr, flush=True)
         rows.append({"exp": exp, "network": describe(recipes[exp]), **measured[key]})
@@ -177,7 +185,7 @@ def section_body(text_table: str, args, command: str) -> str:
         "difference from 212; **+ clothes clf**: the total with the clothes classifier (own optimizer, "
         "unused at test time). **GFLOPs**: one image's evaluation-mode forward, convolutions and matrix "
         "products counted by `torch.utils.flop_counter.FlopCounterMode` with one multiply-add = 2 FLOPs "
-        "(GMACs = GFLOPs / 2, the unit papers usually call \"FLOPs\"); the auxiliary head does not run "
+        '(GMACs = GFLOPs / 2, the unit papers usually call "FLOPs"); the auxiliary head does not run '
         "at test time.",
         "**time vs 212**: median CPU time (`time.process_time`; the wall clock also counts waiting for "
         f"a core on a shared machine) of an evaluation-mode forward (float32, batch {args.batch}, "
@@ -207,10 +215,10 @@ def write_section(body: str) -> None:
     match = re.search(rf"^{re.escape(SECTION)}[ \t]*\n", text, flags=re.MULTILINE)
     if match is None:
         raise SystemExit(f"{DOC}: no section {SECTION!r}")
-    following = re.search(r"^## ", text[match.end():], flags=re.MULTILINE)
+    following = re.search(r"^## ", text[match.end() :], flags=re.MULTILINE)
     end = match.end() + following.start() if following else len(text)
     tail = text[end:]
-    DOC.write_text(text[:match.end()] + body.rstrip("\n") + "\n" + ("\n" + tail if tail else ""))
+    DOC.write_text(text[: match.end()] + body.rstrip("\n") + "\n" + ("\n" + tail if tail else ""))
 
 
 def main() -> None:
@@ -218,8 +226,9 @@ def main() -> None:
     parser.add_argument("--size", default="384x192", help="HxW")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: CPU time is then the forward's own compute)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: CPU time is then the forward's own compute)"
+    )
     parser.add_argument("--exps", nargs="+", help="experiment ids (default: the whole registry)")
     parser.add_argument("--write", action="store_true", help=f"write the table into {DOC.relative_to(REPO)}")
     args = parser.parse_args()

@@ -62,15 +62,20 @@ def make_project(root: Path, worktree: bool) -> tuple[Path, str]:
             else:
                 shutil.copy(REPO / name, root / name)
     else:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
         source = f"commit {commit}"
         archive = subprocess.run(["git", "archive", "HEAD", *files], cwd=REPO, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
     params = tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "commit", "-qm", "project"]):
+    for command in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "project"],
+    ):
         run(command, root)
     return root, source
 
@@ -136,13 +141,15 @@ def main() -> None:
         else:
             project, source = make_project((args.keep or Path(tmp) / "project").resolve(), args.worktree)
         experiments = yaml.safe_load((project / "params.yaml").read_text())["experiments"]
-        print(f"project {project} ({source}): {len(experiments)} experiments; "
-              f"load average {os.getloadavg()[0]:.1f}")
+        print(f"project {project} ({source}): {len(experiments)} experiments; load average {os.getloadavg()[0]:.1f}")
         if not args.project:
             seconds, output = run(["snakemake", "--cores", str(args.cores)], project)
             jobs = [line for line in output.splitlines() if "steps" in line and "done" in line]
-            print(f"build: `snakemake --cores {args.cores}` {seconds:.0f} s ({seconds / 60:.1f} min); "
-                  f"{jobs[-1].strip() if jobs else last_line(output)}; load average {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"build: `snakemake --cores {args.cores}` {seconds:.0f} s ({seconds / 60:.1f} min); "
+                f"{jobs[-1].strip() if jobs else last_line(output)}; load average {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
         print(f"no-op reruns, {args.repeats} each, goal < {GOAL_S:g} s")
         print("| command | median (s) | min–max (s) | < 3 s? | note |")
         print("|---|---:|---:|---|---|")
@@ -156,18 +163,26 @@ def main() -> None:
             stages = output.count("Running stage")
             after = fingerprint_records(project)
             rebuilt = [str(path.relative_to(project)) for path in after if before.get(path) != after[path]]
-            outcome = (f"{len(rebuilt)} output(s) REBUILT: {', '.join(rebuilt)}" if rebuilt
-                       else "no fingerprint record rewritten: each returned on its fingerprint")
+            outcome = (
+                f"{len(rebuilt)} output(s) REBUILT: {', '.join(rebuilt)}"
+                if rebuilt
+                else "no fingerprint record rewritten: each returned on its fingerprint"
+            )
             kind = "(not a no-op)" if stages else "(already recorded: a no-op)"
-            print(f"| `dvc repro` (first: records the selected run) | {seconds:.2f} | | {kind} | "
-                  f"{stages} stage command(s) run; {outcome} |", flush=True)
+            print(
+                f"| `dvc repro` (first: records the selected run) | {seconds:.2f} | | {kind} | "
+                f"{stages} stage command(s) run; {outcome} |",
+                flush=True,
+            )
             times, output = repeated(["dvc", "repro"], project, args.repeats, None, must_not_say="Running stage")
             row("dvc repro", times, last_line(output))
             times, output = repeated(["dvc", "status"], project, args.repeats, None)
             row("dvc status", times, last_line(output))
             seconds, output = run(["snakemake", "-n"], project)
-            print(f"| `snakemake -n` after DVC | {seconds:.2f} | | {'yes' if seconds < GOAL_S else '**no**'} | "
-                  f"{'Nothing to be done' if 'Nothing to be done' in output else 'WORK PLANNED: ' + last_line(output)} |")
+            print(
+                f"| `snakemake -n` after DVC | {seconds:.2f} | | {'yes' if seconds < GOAL_S else '**no**'} | "
+                f"{'Nothing to be done' if 'Nothing to be done' in output else 'WORK PLANNED: ' + last_line(output)} |"
+            )
         else:
             print(f"({project} has no .dvc folder: DVC not timed)")
         print(f"load average at the end {os.getloadavg()[0]:.1f}")

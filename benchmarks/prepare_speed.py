@@ -68,21 +68,27 @@ def breakdown(raw: Path, size: tuple[int, int], workers_list: list[int], work: P
     seconds, _ = timed(lambda: [_decode(job) for job in jobs])
     print(f"| decode + resize in this process (no pool) | 0 | {seconds:.1f} | {n / seconds:.0f} |", flush=True)
     for workers in workers_list:
+
         def pool_only():
             with ProcessPoolExecutor(workers) as pool:
                 for _ in pool.map(_decode, jobs, chunksize=64):
                     pass
+
         seconds, _ = timed(pool_only)
-        print(f"| process pool, results received and dropped (no HDF5) | {workers} | {seconds:.1f} | "
-              f"{n / seconds:.0f} |", flush=True)
+        print(
+            f"| process pool, results received and dropped (no HDF5) | {workers} | {seconds:.1f} | {n / seconds:.0f} |",
+            flush=True,
+        )
     image = np.zeros((3, *size), dtype=np.uint8)
 
     def write_only():
         with h5py.File(work / "write-only.h5", "w", track_order=False) as store:
-            images = store.create_dataset("images", shape=(n, 3, *size), dtype="uint8",
-                                          chunks=(1, 3, *size), track_times=False)
+            images = store.create_dataset(
+                "images", shape=(n, 3, *size), dtype="uint8", chunks=(1, 3, *size), track_times=False
+            )
             for row in range(n):
                 images[row] = image
+
     seconds, _ = timed(write_only)
     (work / "write-only.h5").unlink()
     print(f"| HDF5 writes alone (zeros) | 0 | {seconds:.1f} | {n / seconds:.0f} |", flush=True)
@@ -92,10 +98,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of PRCC's identities to draw")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, cores()])
-    parser.add_argument("--source", type=int, nargs=2, default=[128, 64], metavar=("H", "W"),
-                        help="size the JPEGs are drawn at")
-    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="prepared size (default: params.yaml datasets.prcc.size)")
+    parser.add_argument(
+        "--source", type=int, nargs=2, default=[128, 64], metavar=("H", "W"), help="size the JPEGs are drawn at"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="prepared size (default: params.yaml datasets.prcc.size)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="no-op calls timed (median)")
     parser.add_argument("--breakdown", action="store_true", help="also time decoding, the pool and HDF5 writes alone")
     parser.add_argument("--dir", default=None, help="where the temporary files go (default: the system temp dir)")
@@ -104,13 +117,23 @@ def main() -> None:
     size = tuple(args.size or load_params(REPO / "params.yaml").datasets["prcc"].size)
     train_ids = max(1, round(TRAIN_IDS * args.scale))
     test_ids = max(1, round(TEST_IDS * args.scale))
-    synth_cfg = {"seed": 0, "train_ids": train_ids, "val_ids": 0, "test_ids": test_ids,
-                 "images_per_camera": IMAGES_PER_CAMERA, "height": args.source[0], "width": args.source[1],
-                 "jpeg_quality": 90, "palette_size": 12}
+    synth_cfg = {
+        "seed": 0,
+        "train_ids": train_ids,
+        "val_ids": 0,
+        "test_ids": test_ids,
+        "images_per_camera": IMAGES_PER_CAMERA,
+        "height": args.source[0],
+        "width": args.source[1],
+        "jpeg_quality": 90,
+        "palette_size": 12,
+    }
     extrapolated = args.scale != 1.0
-    print(f"{cores()} cores, load average {os.getloadavg()[0]:.1f}; synthetic PRCC layout, "
-          f"{train_ids} train + {test_ids} test ids × 3 cameras × {IMAGES_PER_CAMERA}, drawn at "
-          f"{args.source[0]}×{args.source[1]}, prepared to {size[0]}×{size[1]}")
+    print(
+        f"{cores()} cores, load average {os.getloadavg()[0]:.1f}; synthetic PRCC layout, "
+        f"{train_ids} train + {test_ids} test ids × 3 cameras × {IMAGES_PER_CAMERA}, drawn at "
+        f"{args.source[0]}×{args.source[1]}, prepared to {size[0]}×{size[1]}"
+    )
     with tempfile.TemporaryDirectory(prefix="ccreid-prepare-speed-", dir=args.dir) as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "prepared"
         synth_s, summary = timed(lambda: synthesize(raw, synth_cfg))
@@ -121,19 +144,29 @@ def main() -> None:
         print(f"{images:,} images, {raw_mb:.0f} MB of JPEG; PRCC-sized = {FULL_IMAGES:,} images")
         print("| step | workers | seconds | img/s | PRCC-sized (s) | under 5 min? |")
         print("|---|---:|---:|---:|---:|---|")
-        print(f"| synthesis (not part of the goal) | 1 process | {synth_s:.1f} | {images / synth_s:.0f} | "
-              f"{synth_s * FULL_IMAGES / images:.0f}{mark} | |", flush=True)
+        print(
+            f"| synthesis (not part of the goal) | 1 process | {synth_s:.1f} | {images / synth_s:.0f} | "
+            f"{synth_s * FULL_IMAGES / images:.0f}{mark} | |",
+            flush=True,
+        )
         for workers in args.workers:
             shutil.rmtree(out, ignore_errors=True)
             seconds, _ = timed(lambda: prepare("benchmark", cfg, out, workers=workers))
             prepared_gb = (out / IMAGES).stat().st_size / 1e9
             full = seconds * FULL_IMAGES / images
-            print(f"| prepare | {workers} (+ the writer) | {seconds:.1f} | {images / seconds:.0f} | "
-                  f"{full:.0f}{mark} | {'yes' if full < GOAL_S else 'no'} |", flush=True)
-            noop = statistics.median(timed(lambda: prepare("benchmark", cfg, out, workers=workers))[0]
-                                     for _ in range(args.repeats))
-            print(f"| prepare again (fresh fingerprint: no-op) | {workers} | {noop:.2f} | | "
-                  f"{noop * FULL_IMAGES / images:.1f}{mark} | |", flush=True)
+            print(
+                f"| prepare | {workers} (+ the writer) | {seconds:.1f} | {images / seconds:.0f} | "
+                f"{full:.0f}{mark} | {'yes' if full < GOAL_S else 'no'} |",
+                flush=True,
+            )
+            noop = statistics.median(
+                timed(lambda: prepare("benchmark", cfg, out, workers=workers))[0] for _ in range(args.repeats)
+            )
+            print(
+                f"| prepare again (fresh fingerprint: no-op) | {workers} | {noop:.2f} | | "
+                f"{noop * FULL_IMAGES / images:.1f}{mark} | |",
+                flush=True,
+            )
         print(f"images.h5: {prepared_gb:.2f} GB; load average {os.getloadavg()[0]:.1f}")
         shutil.rmtree(out, ignore_errors=True)
         if args.breakdown:

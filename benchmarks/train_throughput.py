@@ -54,7 +54,7 @@ def measure(height: int, width: int, steps: int, warmup: int, device_name: str |
         while len(batches) < warmup + steps:
             batches += trainer.sampler.epoch(sampler_epoch)
             sampler_epoch += 1
-        batches = batches[:warmup + steps]
+        batches = batches[: warmup + steps]
         with Prefetcher(trainer.images, batches, pin_memory=device.type == "cuda") as loader:
             for number, (rows, images) in enumerate(zip(batches, loader)):
                 if number == warmup:
@@ -69,9 +69,15 @@ def measure(height: int, width: int, steps: int, warmup: int, device_name: str |
         peak, where = torch.cuda.max_memory_allocated(device) / 2**30, "GPU memory allocated"
     else:
         peak, where = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process peak RSS"  # KiB on Linux
-    return {"size": f"{height}x{width}", "device": str(device), "steps": steps,
-            "seconds_per_step": seconds / steps, "images_per_second": steps * len(batches[0]) / seconds,
-            "peak_gib": peak, "peak_of": where}
+    return {
+        "size": f"{height}x{width}",
+        "device": str(device),
+        "steps": steps,
+        "seconds_per_step": seconds / steps,
+        "images_per_second": steps * len(batches[0]) / seconds,
+        "peak_gib": peak,
+        "peak_of": where,
+    }
 
 
 def main() -> None:
@@ -86,16 +92,22 @@ def main() -> None:
         height, width = map(int, args.one.split("x"))
         print(json.dumps(measure(height, width, args.steps, args.warmup, args.device)))
         return
-    print(f"baseline 212 (resnet50, width 1.0), batch {IDS_PER_BATCH}x{IMAGES_PER_ID}, {cores()} cores, "
-          f"torch {torch.__version__}")
+    print(
+        f"baseline 212 (resnet50, width 1.0), batch {IDS_PER_BATCH}x{IMAGES_PER_ID}, {cores()} cores, "
+        f"torch {torch.__version__}"
+    )
     for size in args.sizes:
         command = [sys.executable, __file__, "--one", size, "--steps", str(args.steps), "--warmup", str(args.warmup)]
         if args.device:
             command += ["--device", args.device]
-        figures = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-        print(f"{figures['size']:>8} on {figures['device']}: {figures['images_per_second']:7.1f} img/s "
-              f"({figures['seconds_per_step']:.2f} s/step over {figures['steps']} steps), "
-              f"peak {figures['peak_gib']:.2f} GiB ({figures['peak_of']})")
+        figures = json.loads(
+            subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+        )
+        print(
+            f"{figures['size']:>8} on {figures['device']}: {figures['images_per_second']:7.1f} img/s "
+            f"({figures['seconds_per_step']:.2f} s/step over {figures['steps']} steps), "
+            f"peak {figures['peak_gib']:.2f} GiB ({figures['peak_of']})"
+        )
 
 
 if __name__ == "__main__":

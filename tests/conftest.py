@@ -14,9 +14,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 # git (and DVC's experiment commits) need an identity, which a fresh CI machine may lack;
-TEST_ENV = {"GIT_AUTHOR_NAME": "ccreid tests", "GIT_AUTHOR_EMAIL": "tests@ccreid.invalid",
-            "GIT_COMMITTER_NAME": "ccreid tests", "GIT_COMMITTER_EMAIL": "tests@ccreid.invalid",
-            "DVC_NO_ANALYTICS": "1"}  # and DVC must not try to phone home
+TEST_ENV = {
+    "GIT_AUTHOR_NAME": "ccreid tests",
+    "GIT_AUTHOR_EMAIL": "tests@ccreid.invalid",
+    "GIT_COMMITTER_NAME": "ccreid tests",
+    "GIT_COMMITTER_EMAIL": "tests@ccreid.invalid",
+    "DVC_NO_ANALYTICS": "1",
+}  # and DVC must not try to phone home
 
 # Tests run many small models; on 2 cores a second OpenMP thread mostly spins.
 torch.set_num_threads(1)
@@ -57,11 +61,15 @@ def edit_params(project: Path, change) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None,
-        preexec_fn=None):
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None, preexec_fn=None):
     """Run a real command (snakemake, dvc, ccreid) and return the CompletedProcess."""
     result = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn,
+        cmd,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
         env={**os.environ, "OMP_NUM_THREADS": "1", **TEST_ENV, **(env or {})},
     )
     if check and result.returncode != 0:

@@ -12,8 +12,10 @@ from ccreid.core.stage_code import MONITORS, STAGES, stage_module
 # training gets its monitors by name from the stage (ccreid.core.stage_code.MONITORS).
 LAYERS = {
     "core": 0,
-    "data": 1, "models": 1,
-    "engine": 2, "evaluation": 2,
+    "data": 1,
+    "models": 1,
+    "engine": 2,
+    "evaluation": 2,
     "reporting": 3,
     "stages": 4,
     "cli": 5,
@@ -25,27 +27,71 @@ LAYERS = {
 CORE = {"core.atomic", "core.errors", "core.fingerprint", "core.paths", "core.sections", "core.stage_code"}
 CLOSURES = {
     "synth": CORE | {"data.layouts.base", "data.layouts.files", "data.layouts.prcc", "data.synthetic"},
-    "prepare": CORE | {"core.config", "data.preparation", "data.layouts", "data.layouts.validate"}
-    | {f"data.layouts.{name}" for name in ("base", "celeb", "deepchange", "files", "last", "ltcc", "naming",
-                                           "prcc", "vcclothes")},
+    "prepare": CORE
+    | {"core.config", "data.preparation", "data.layouts", "data.layouts.validate"}
+    | {
+        f"data.layouts.{name}"
+        for name in ("base", "celeb", "deepchange", "files", "last", "ltcc", "naming", "prcc", "vcclothes")
+    },
     "weights": {"core.atomic", "core.errors"},
-    "train": CORE | {"core.devices", "core.distributed", "data.augment", "data.images", "data.layouts.base",
-                     "data.loader", "data.prepared", "data.sampler", "engine.losses", "engine.trainer",
-                     "engine.training_log"},
-    "extract": CORE | {"core.devices", "data.augment", "data.images", "data.layouts.base", "data.prepared",
-                       "evaluation.embedding", "evaluation.features"},
-    "evaluate": CORE | {"core.devices", "data.layouts.base", "evaluation.features", "evaluation.metrics",
-                        "evaluation.rerank", "evaluation.scoring"},
-    "report": {"core.atomic", "core.config", "core.errors", "core.paths", "core.sections", "evaluation.stats",
-               "reporting.ablation"},
+    "train": CORE
+    | {
+        "core.devices",
+        "core.distributed",
+        "data.augment",
+        "data.images",
+        "data.layouts.base",
+        "data.loader",
+        "data.prepared",
+        "data.sampler",
+        "engine.losses",
+        "engine.trainer",
+        "engine.training_log",
+    },
+    "extract": CORE
+    | {
+        "core.devices",
+        "data.augment",
+        "data.images",
+        "data.layouts.base",
+        "data.prepared",
+        "evaluation.embedding",
+        "evaluation.features",
+    },
+    "evaluate": CORE
+    | {
+        "core.devices",
+        "data.layouts.base",
+        "evaluation.features",
+        "evaluation.metrics",
+        "evaluation.rerank",
+        "evaluation.scoring",
+    },
+    "report": {
+        "core.atomic",
+        "core.config",
+        "core.errors",
+        "core.paths",
+        "core.sections",
+        "evaluation.stats",
+        "reporting.ablation",
+    },
 }
 WITH_MODELS = {"train", "extract", "weights"}
 # What must never be in a stage's closure: evaluation code does not retrain or re-extract,
 # training code does not re-evaluate, the report never rebuilds a result.
 NOT_IN_CLOSURE = {
     "train": {"evaluation", "reporting", "stages.extract", "stages.evaluate", "stages.report", "cli"},
-    "extract": {"engine", "reporting", "evaluation.metrics", "evaluation.rerank", "evaluation.stats",
-                "evaluation.scoring", "evaluation.validation", "cli"},
+    "extract": {
+        "engine",
+        "reporting",
+        "evaluation.metrics",
+        "evaluation.rerank",
+        "evaluation.stats",
+        "evaluation.scoring",
+        "evaluation.validation",
+        "cli",
+    },
     "evaluate": {"engine", "models", "reporting", "evaluation.stats", "evaluation.validation", "cli"},
 }
 
@@ -100,8 +146,12 @@ def test_imports_go_down_the_layers_and_no_stage_imports_a_stage():
 
 def test_no_import_cycles():
     graph = {name: _imported_ccreid_modules(name) - {name} for name in all_modules()}
-    cycles = [(a, b) for a in graph for b in graph[a]
-              if a in closure(b) and not (a.startswith(b + ".") or b.startswith(a + "."))]
+    cycles = [
+        (a, b)
+        for a in graph
+        for b in graph[a]
+        if a in closure(b) and not (a.startswith(b + ".") or b.startswith(a + "."))
+    ]
     assert not cycles, cycles
 
 

@@ -48,15 +48,21 @@ def test_normalisation_matches_the_textbook_formula():
 
 def test_flip_mirrors_every_image_at_p_1():
     batch = images()
-    torch.testing.assert_close(BatchAugment(config(flip=1.0))(batch), to_normalized_float(batch.flip(3)), rtol=0, atol=0)
+    torch.testing.assert_close(
+        BatchAugment(config(flip=1.0))(batch), to_normalized_float(batch.flip(3)), rtol=0, atol=0
+    )
 
 
 def test_gather_takes_each_pixel_from_its_drawn_row_and_column():
     batch = images()
     n, c, h, w = batch.shape
     rows, cols = torch.randint(0, h, (n, h)), torch.randint(0, w, (n, w))
-    expected = batch[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
-                     rows[:, None, :, None], cols[:, None, None, :]]
+    expected = batch[
+        torch.arange(n)[:, None, None, None],
+        torch.arange(c)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
     assert torch.equal(gather_pixels(batch, rows, cols), expected)
 
 
@@ -82,8 +88,11 @@ def test_crop_is_a_window_of_the_bilinear_upscaled_image_as_cal():
     pixels = (out * std + mean) * 255
     big = F.interpolate(batch.float(), size=(72, 36), mode="bilinear", align_corners=False)
     for image, upscaled in zip(pixels, big):
-        error = min(float((upscaled[:, top:top + 64, left:left + 32] - image).abs().max())
-                    for top in range(9) for left in range(5))
+        error = min(
+            float((upscaled[:, top : top + 64, left : left + 32] - image).abs().max())
+            for top in range(9)
+            for left in range(5)
+        )
         assert error < 1e-3
 
 
@@ -108,8 +117,9 @@ def test_erasing_boxes_follow_cal_sampling_at_384x192():
     not fit), the share of wide boxes within 1 point and the mean area within 1 % of CAL's sampling."""
     count, height, width = 100_000, 384, 192
     torch.manual_seed(0)
-    ours = torch.tensor([(h, w) for _, _, _, h, w in RandomErasing(**ERASE_ALL).draw(count, height, width)],
-                        dtype=torch.float64)
+    ours = torch.tensor(
+        [(h, w) for _, _, _, h, w in RandomErasing(**ERASE_ALL).draw(count, height, width)], dtype=torch.float64
+    )
     theirs = torch.tensor(cal_erasing_boxes(count, height, width, seed=0), dtype=torch.float64)
     assert len(ours) == len(theirs) == count  # at these sizes a box always fits within 100 tries
     assert bool((ours[:, 0] < height).all()) and bool((ours[:, 1] < width).all())
@@ -142,8 +152,9 @@ def test_erasing_fills_one_rectangle_with_the_cal_constants():
 
 
 def test_same_seed_same_batch_and_the_buffer_is_only_a_buffer():
-    cfg = config(flip=0.5, crop={"p": 0.5, "scale": 1.125, "interpolation": "bilinear"},
-                 erasing={**ERASE_ALL, "p": 0.5})
+    cfg = config(
+        flip=0.5, crop={"p": 0.5, "scale": 1.125, "interpolation": "bilinear"}, erasing={**ERASE_ALL, "p": 0.5}
+    )
     batch = images(n=16)
     torch.manual_seed(11)
     first = BatchAugment(cfg)(batch)
@@ -169,13 +180,14 @@ def test_photometric_steps_run_on_unit_range_floats_before_normalisation():
 def test_shards_of_a_global_batch_are_augmented_as_the_whole_batch(interpolation):
     """Under DDP rank r augments shard r of the global batch with the global batch's draws: the
     shards put together equal the single-process batch."""
-    cfg = config(flip=0.5, crop={"p": 0.5, "scale": 1.125, "interpolation": interpolation},
-                 erasing={**ERASE_ALL, "p": 0.5})
+    cfg = config(
+        flip=0.5, crop={"p": 0.5, "scale": 1.125, "interpolation": interpolation}, erasing={**ERASE_ALL, "p": 0.5}
+    )
     batch = images(n=16)
     torch.manual_seed(5)
     whole = BatchAugment(cfg)(batch)
     shards = []
     for rank in range(2):
         torch.manual_seed(5)
-        shards.append(BatchAugment(cfg)(batch[rank * 8:(rank + 1) * 8], shard=rank, shards=2))
+        shards.append(BatchAugment(cfg)(batch[rank * 8 : (rank + 1) * 8], shard=rank, shards=2))
     assert torch.equal(torch.cat(shards), whole)

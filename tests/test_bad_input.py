@@ -120,8 +120,10 @@ def _test_id_copied_into_train(project):
 
 DAMAGED_TREES = {
     "non-image file": (lambda p: (_first_train_id(p) / "notes.txt").write_text("x"), ["notes.txt", "not images"]),
-    "id folder not a number": (lambda p: _first_train_id(p).rename(p / RGB / "train/person1"),
-                               ["rgb/train/person1", "must be integers"]),
+    "id folder not a number": (
+        lambda p: _first_train_id(p).rename(p / RGB / "train/person1"),
+        ["rgb/train/person1", "must be integers"],
+    ),
     "train/test id overlap": (_test_id_copied_into_train, ["both in train and in the evaluation splits"]),
     "empty split": (lambda p: [shutil.rmtree(f) for f in (p / RGB / "test/C").iterdir()], ["query_cc"]),
 }
@@ -142,21 +144,31 @@ def _set(section: str, **values):
 
 
 BAD_PARAMS = {
-    "typo'd key": (lambda p: p["experiments"]["212"].update(modle={"pooling": "avg"}),
-                   "experiment '212': unknown key 'modle'"),
+    "typo'd key": (
+        lambda p: p["experiments"]["212"].update(modle={"pooling": "avg"}),
+        "experiment '212': unknown key 'modle'",
+    ),
     "wrong type": (_set("train", lr="fast"), "experiment '212': key 'train.lr'"),
     "negative learning rate": (_set("train", lr=-0.1), "experiment '212': key 'train.lr'"),
     "missing base": (lambda p: p["experiments"]["212"].update(base="999"), "has base '999', which is not registered"),
     "cyclic base": (lambda p: p["experiments"]["212"].update(base="216"), "cyclic base chain"),
-    "unknown backbone": (_set("model", backbone="resnet51"),
-                         "experiment '212': model.backbone: unknown backbone 'resnet51'; valid backbones: resnet50"),
-    "unknown gate": (lambda p: p["experiments"]["212"].update(model={"multiscale": {"enabled": True, "gate": "se_maxx"}}),
-                     "experiment '212': model.multiscale.gate: unknown gate 'se_maxx'; valid gates: se_avg"),
+    "unknown backbone": (
+        _set("model", backbone="resnet51"),
+        "experiment '212': model.backbone: unknown backbone 'resnet51'; valid backbones: resnet50",
+    ),
+    "unknown gate": (
+        lambda p: p["experiments"]["212"].update(model={"multiscale": {"enabled": True, "gate": "se_maxx"}}),
+        "experiment '212': model.multiscale.gate: unknown gate 'se_maxx'; valid gates: se_avg",
+    ),
     "unquoted experiment id": (lambda p: p["experiments"].update({212: p["experiments"].pop("212")}), "quote it"),
-    "a loss that would add nothing": (_set("loss", adversarial={"weight": 0.0}),
-                                      "experiment '212' on data set 'synthetic': key 'loss.adversarial.weight' = 0.0"),
-    "a start epoch past the end": (_set("loss", clothes={"start_epoch": 60}),
-                                   "key 'loss.clothes.start_epoch' = 60 (2 after datasets.synthetic.schedule_scale 0.03)"),
+    "a loss that would add nothing": (
+        _set("loss", adversarial={"weight": 0.0}),
+        "experiment '212' on data set 'synthetic': key 'loss.adversarial.weight' = 0.0",
+    ),
+    "a start epoch past the end": (
+        _set("loss", clothes={"start_epoch": 60}),
+        "key 'loss.clothes.start_epoch' = 60 (2 after datasets.synthetic.schedule_scale 0.03)",
+    ),
 }
 
 
@@ -172,6 +184,7 @@ def test_bad_params_stop_training_before_anything_is_written(synthetic, mistake)
 
 def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
     """A set of unknown size (no synth: section) cannot be checked before prepare: training checks."""
+
     def add_set(params):
         synthetic = params["datasets"]["synthetic"]
         overrides = {**synthetic["overrides"], "train": {**synthetic["overrides"]["train"], "ids_per_batch": 9}}
@@ -203,9 +216,14 @@ def test_unknown_experiment(project):
 
 
 # ------------------------------------------------------------------ stage inputs
-@pytest.mark.parametrize("stage, missing", [
-    (TRAIN, "data/prepared/synthetic"), (EXTRACT, f"{RUN_DIR}/model.pt"), (EVALUATE, f"{RUN_DIR}/features.h5"),
-])
+@pytest.mark.parametrize(
+    "stage, missing",
+    [
+        (TRAIN, "data/prepared/synthetic"),
+        (EXTRACT, f"{RUN_DIR}/model.pt"),
+        (EVALUATE, f"{RUN_DIR}/features.h5"),
+    ],
+)
 def test_missing_stage_input_is_named(copy_of_built, stage, missing):
     for path in (copy_of_built / RUN_DIR).iterdir():
         if not path.name.startswith(("model.pt", "features.h5")):  # keep the inputs, drop the outputs
@@ -276,7 +294,6 @@ def test_truncated_model_file(copy_of_built):
     assert not out.exists()
 
 
-
 # ------------------------------------------------------------------ results files run no code
 class Payload:
     """Unpickling this creates `marker`: what a crafted results file could do instead."""
@@ -305,8 +322,11 @@ def test_the_crafted_file_really_runs_its_payload_when_unpickled(tmp_path):
 CRAFTED_INPUTS = {
     "extract": (EXTRACT + ["--out", "f.h5"], f"{RUN_DIR}/model.pt", "f.h5"),
     # 211 has no model yet: training reads the checkpoint to resume from
-    "train resume": (["train", "--dataset", "synthetic", "--exp", "211"], "results/synthetic/211/checkpoint.pt",
-                     "results/synthetic/211/model.pt"),
+    "train resume": (
+        ["train", "--dataset", "synthetic", "--exp", "211"],
+        "results/synthetic/211/checkpoint.pt",
+        "results/synthetic/211/model.pt",
+    ),
     "evaluate": (EVALUATE + ["--out", "m/metrics.json"], f"{RUN_DIR}/features.h5", "m/metrics.json"),
 }
 
@@ -327,18 +347,30 @@ def test_model_and_checkpoint_of_an_older_format_are_refused_naming_the_remedy(c
     model = copy_of_built / RUN_DIR / "model.pt"
     saved = torch.load(model, weights_only=True)
     # ccreid < format 1 stored the config as a dict and no format stamp
-    torch.save({"model": saved["model"], "config": json.loads(saved["config_json"]),
-                "num_ids": saved["num_ids"], "num_clothes": saved["num_clothes"]}, model)
+    torch.save(
+        {
+            "model": saved["model"],
+            "config": json.loads(saved["config_json"]),
+            "num_ids": saved["num_ids"],
+            "num_clothes": saved["num_clothes"],
+        },
+        model,
+    )
     result = ccreid(copy_of_built, *EXTRACT, "--out", "f.h5")
-    assert_refused(result, f"{model.relative_to(copy_of_built)}: not a ccreid model file of this ccreid version",
-                   "format None, expected 1", "delete it and re-run `ccreid train`")
+    assert_refused(
+        result,
+        f"{model.relative_to(copy_of_built)}: not a ccreid model file of this ccreid version",
+        "format None, expected 1",
+        "delete it and re-run `ccreid train`",
+    )
     # checkpoint format 2 held NumPy's generator state as an ndarray: unpickling it needs NumPy code
     checkpoint = copy_of_built / "results/synthetic/211/checkpoint.pt"
     checkpoint.parent.mkdir(parents=True)
     torch.save({"format": 2, "rng": [{"numpy": np.random.get_state()}]}, checkpoint)
     result = ccreid(copy_of_built, "train", "--dataset", "synthetic", "--exp", "211")
-    assert_refused(result, str(checkpoint.relative_to(copy_of_built)), "refused", "numpy",
-                   "delete it to train from scratch")
+    assert_refused(
+        result, str(checkpoint.relative_to(copy_of_built)), "refused", "numpy", "delete it to train from scratch"
+    )
     assert not (copy_of_built / "f.h5").exists() and not checkpoint.with_name("model.pt").exists()
 
 
@@ -346,9 +378,11 @@ def test_model_and_checkpoint_of_an_older_format_are_refused_naming_the_remedy(c
 def file_size_limit(limit_bytes: int):
     """preexec_fn: writes past `limit_bytes` fail with EFBIG, as on a full disk (the signal the
     kernel sends first is ignored, as a process that handles write errors must)."""
+
     def apply():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
     return apply
 
 
@@ -363,12 +397,18 @@ FULL_DISK = {  # stage, its output, a size limit below that output's size
 @pytest.mark.parametrize("stage", list(FULL_DISK))
 def test_disk_full_while_writing_names_the_output_and_keeps_nothing(copy_of_built, stage):
     args, output, limit = FULL_DISK[stage]
-    before = sorted(p.relative_to(copy_of_built).as_posix() for p in copy_of_built.rglob("*") if p.is_file()
-                    and not p.name.endswith(".lock"))
+    before = sorted(
+        p.relative_to(copy_of_built).as_posix()
+        for p in copy_of_built.rglob("*")
+        if p.is_file() and not p.name.endswith(".lock")
+    )
     result = ccreid(copy_of_built, *args, preexec_fn=file_size_limit(limit))
     assert_refused(result, f"{output}: ran out of space while writing it", "rerun the same command")
-    after = sorted(p.relative_to(copy_of_built).as_posix() for p in copy_of_built.rglob("*") if p.is_file()
-                   and not p.name.endswith(".lock"))
+    after = sorted(
+        p.relative_to(copy_of_built).as_posix()
+        for p in copy_of_built.rglob("*")
+        if p.is_file() and not p.name.endswith(".lock")
+    )
     new = set(after) - set(before)
     assert all("/live/" in f"/{path}" for path in new), new  # training's live log is not an output
 

@@ -38,8 +38,6 @@ def planned_outputs(project) -> set[str]:
     return {path for line in lines for path in line.split(", ")}
 
 
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     project = write_project(tmp_path_factory.mktemp("cache") / "project", small_registry())
@@ -88,8 +86,10 @@ def test_euclidean_variant_equals_its_model_owner(project):
 
 def test_slurm_profile_requests_a_gpu_per_training(tmp_path):
     project = write_project(tmp_path / "project", small_registry())
-    result = run(["snakemake", "--profile", "workflow/profiles/slurm", "--dry-run",
-                  "results/synthetic/213/metrics.json"], cwd=project)
+    result = run(
+        ["snakemake", "--profile", "workflow/profiles/slurm", "--dry-run", "results/synthetic/213/metrics.json"],
+        cwd=project,
+    )
     train_job = result.stdout.split("rule train:")[1].split("rule ")[0]
     assert "gpu=1" in train_job and "slurm_partition=gpu" in train_job and "cpus_per_task=8" in train_job
 
@@ -112,12 +112,19 @@ def test_killed_snakemake_resumes_training_and_completes(tmp_path):
     # checkpoint is renamed into place: a fixed point mid-training, the first checkpoint there.
     shim = tmp_path / "bin" / "ccreid"
     shim.parent.mkdir()
-    shim.write_text(f'#!/bin/sh\nif [ "$1" = train ]; then exec {sys.executable} {KILLPOINT} nth checkpoint.pt 2 -- "$@"; fi\n'
-                    f'exec {shutil.which("ccreid")} "$@"\n')
+    shim.write_text(
+        f'#!/bin/sh\nif [ "$1" = train ]; then exec {sys.executable} {KILLPOINT} nth checkpoint.pt 2 -- "$@"; fi\n'
+        f'exec {shutil.which("ccreid")} "$@"\n'
+    )
     shim.chmod(0o755)
-    victim = subprocess.run(["snakemake", "--cores", "2", target], cwd=project, start_new_session=True,
-                            capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{shim.parent}:{os.environ['PATH']}"})
+    victim = subprocess.run(
+        ["snakemake", "--cores", "2", target],
+        cwd=project,
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{shim.parent}:{os.environ['PATH']}"},
+    )
     assert victim.returncode == -signal.SIGKILL, victim.stdout + victim.stderr
     assert checkpoint.exists() and not (project / "results/synthetic/212/model.pt").exists()
     run(["snakemake", "--unlock"], cwd=project)  # a SIGKILLed Snakemake leaves its lock behind

@@ -39,7 +39,7 @@ def planned(project: Path, env: dict) -> dict[str, list[str]]:
     rule = None
     for line in out.splitlines():
         if line.startswith("rule ") and line.endswith(":"):
-            rule = line[len("rule "):-1]
+            rule = line[len("rule ") : -1]
         elif rule and line.strip().startswith("output:") and rule != "all":
             jobs.setdefault(rule, []).extend(path.strip() for path in line.split(":", 1)[1].split(","))
     return jobs
@@ -83,12 +83,16 @@ def test_a_behaviour_change_in_the_gates_retrains_and_snakemake_names_the_rules(
 def test_docstring_and_comment_edits_rebuild_nothing(built):
     project, package, env = built
     gates, trainer = package / "models" / "gates.py", package / "engine" / "trainer.py"
-    with edited(gates, '"""', '"""A docstring edit. '), edited(trainer, "import numpy as np", "import numpy as np  # a comment"):
+    with (
+        edited(gates, '"""', '"""A docstring edit. '),
+        edited(trainer, "import numpy as np", "import numpy as np  # a comment"),
+    ):
         assert plan(project, env) == {}
 
 
-@pytest.mark.parametrize("module, anchor", [("rerank.py", "def k_reciprocal_rerank("),
-                                            ("metrics.py", "def query_ranks(")])
+@pytest.mark.parametrize(
+    "module, anchor", [("rerank.py", "def k_reciprocal_rerank("), ("metrics.py", "def query_ranks(")]
+)
 def test_a_rerank_or_metrics_edit_reevaluates_without_retraining_or_reextracting(built, module, anchor):
     project, package, env = built
     with edited(package / "evaluation" / module, anchor, "_EDITED = 1\n\n\n" + anchor):

@@ -20,8 +20,27 @@ def raw() -> dict:
 
 def test_repository_params_resolve_every_entry(raw):
     params = Params(raw)
-    lab_log = ["196", "197", "198", "199", "200", "201", "202", "203", "206", "208", "209", "210",
-               "211", "212", "213", "214", "215", "216", "218"]
+    lab_log = [
+        "196",
+        "197",
+        "198",
+        "199",
+        "200",
+        "201",
+        "202",
+        "203",
+        "206",
+        "208",
+        "209",
+        "210",
+        "211",
+        "212",
+        "213",
+        "214",
+        "215",
+        "216",
+        "218",
+    ]
     assert sorted(params.experiments) == sorted(lab_log)
     assert params.resolve("212")["model"]["backbone"] == "resnet50"
 
@@ -59,11 +78,16 @@ def test_evaluation_only_variants_share_the_trained_model(raw):
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda r: r["experiments"]["213"]["model"].update(multiscal={"enabled": True}),
-         "experiment '213': unknown key 'model.multiscal'"),
+        (
+            lambda r: r["experiments"]["213"]["model"].update(multiscal={"enabled": True}),
+            "experiment '213': unknown key 'model.multiscal'",
+        ),
         (lambda r: r["experiments"]["212"].update(train={"lr": "fast"}), "experiment '212': key 'train.lr'"),
         (lambda r: r["experiments"]["212"].update(train={"lr": -0.1}), "experiment '212': key 'train.lr'"),
-        (lambda r: r["experiments"]["214"].update(base="999"), "experiment '214' has base '999', which is not registered"),
+        (
+            lambda r: r["experiments"]["214"].update(base="999"),
+            "experiment '214' has base '999', which is not registered",
+        ),
         (lambda r: r["experiments"]["212"].update(base="216"), "cyclic base chain"),
         (lambda r: r["defaults"]["model"].pop("pooling"), "missing key 'model.pooling'"),
         (lambda r: r["experiments"].update({213: r["experiments"].pop("213")}), "quote it"),
@@ -81,12 +105,14 @@ def test_bad_params_are_rejected_with_the_key(raw, mutate, expected):
 
 def _on(exp: str, section: str, **values):
     """Set values in an experiment's (or, for "defaults", the defaults') section."""
+
     def change(raw):
         entry = raw["defaults"] if exp == "defaults" else raw["experiments"][exp]
         target = entry
         for part in section.split("."):
             target = target.setdefault(part, {})
         target.update(values)
+
     return change
 
 
@@ -95,65 +121,100 @@ SILENT_MISTAKES = {  # valid key by key, but a loss, module or schedule step wou
     "start epoch past the end once scaled": (
         _on("208", "loss.aux", start_epoch=59),
         f"experiment '208' on data set 'synthetic': key 'loss.aux.start_epoch' = 59 (24 after {SYNTH}): "
-        f"at or past train.epochs = 60 (24 after {SYNTH})"),
+        f"at or past train.epochs = 60 (24 after {SYNTH})",
+    ),
     "clothes start epoch at the end": (  # on the real data sets only: unscaled
         lambda raw: (_on("212", "loss.clothes", start_epoch=60)(raw), raw["datasets"].pop("synthetic")),
         "experiment '212' on data set 'prcc': key 'loss.clothes.start_epoch' = 60: "
-        "at or past train.epochs = 60 (epochs count from 0): the clothes classifier and the adversarial loss would never start"),
-    "unsorted milestones": (_on("206", "train", milestones=[40, 20]),
-                            "experiment '206' on data set 'synthetic': key 'train.milestones' = [40, 20] "
-                            f"([16, 8] after {SYNTH}): not in increasing order"),
-    "milestone past the end": (_on("206", "train", milestones=[20, 70]),
-                               "experiment '206' on data set 'synthetic': key 'train.milestones' = [20, 70] ([8, 28] "
-                               f"after {SYNTH}): milestone(s) [28] at or past train.epochs = 60 (24 after {SYNTH})"),
-    "gamma 1": (_on("212", "train", gamma=1.0), "experiment '212' on data set 'synthetic': key 'train.gamma' = 1.0: "
-                "multiplying by 1 at each milestone changes nothing"),
+        "at or past train.epochs = 60 (epochs count from 0): the clothes classifier and the adversarial loss would never start",
+    ),
+    "unsorted milestones": (
+        _on("206", "train", milestones=[40, 20]),
+        "experiment '206' on data set 'synthetic': key 'train.milestones' = [40, 20] "
+        f"([16, 8] after {SYNTH}): not in increasing order",
+    ),
+    "milestone past the end": (
+        _on("206", "train", milestones=[20, 70]),
+        "experiment '206' on data set 'synthetic': key 'train.milestones' = [20, 70] ([8, 28] "
+        f"after {SYNTH}): milestone(s) [28] at or past train.epochs = 60 (24 after {SYNTH})",
+    ),
+    "gamma 1": (
+        _on("212", "train", gamma=1.0),
+        "experiment '212' on data set 'synthetic': key 'train.gamma' = 1.0: "
+        "multiplying by 1 at each milestone changes nothing",
+    ),
     "warmup past the end": (_on("212", "train", warmup_epochs=80), "key 'train.warmup_epochs' = 80 (32 after"),
     "validation never reached": (_on("212", "train", val_every=61), "key 'train.val_every' = 61: past train.epochs"),
-    "adversarial weight 0": (_on("212", "loss.adversarial", weight=0.0),
-                             "experiment '212' on data set 'synthetic': key 'loss.adversarial.weight' = 0.0: "
-                             "the adversarial loss is enabled but would add nothing"),
+    "adversarial weight 0": (
+        _on("212", "loss.adversarial", weight=0.0),
+        "experiment '212' on data set 'synthetic': key 'loss.adversarial.weight' = 0.0: "
+        "the adversarial loss is enabled but would add nothing",
+    ),
     "adversarial without the clothes classifier": (
-        _on("212", "loss.clothes", enabled=False), "key 'loss.adversarial.enabled' = True: the adversarial loss needs "
-        "the clothes classifier, and loss.clothes.enabled is false"),
-    "auxiliary loss weight 0": (_on("208", "loss.aux", weight=0.0),
-                                "experiment '208' on data set 'synthetic': key 'loss.aux.weight' = 0.0: loss.aux is "
-                                "enabled but would add nothing"),
-    "distillation weight 0": (_on("216", "loss.distill", weight=0.0), "experiment '216' on data set 'synthetic': "
-                              "key 'loss.distill.weight' = 0.0"),
+        _on("212", "loss.clothes", enabled=False),
+        "key 'loss.adversarial.enabled' = True: the adversarial loss needs "
+        "the clothes classifier, and loss.clothes.enabled is false",
+    ),
+    "auxiliary loss weight 0": (
+        _on("208", "loss.aux", weight=0.0),
+        "experiment '208' on data set 'synthetic': key 'loss.aux.weight' = 0.0: loss.aux is "
+        "enabled but would add nothing",
+    ),
+    "distillation weight 0": (
+        _on("216", "loss.distill", weight=0.0),
+        "experiment '216' on data set 'synthetic': key 'loss.distill.weight' = 0.0",
+    ),
     "triplet with one image per identity": (
         lambda raw: (_on("212", "loss.triplet", weight=1.0)(raw), _on("212", "train", images_per_id=1)(raw)),
-        "key 'train.images_per_id' = 1: the triplet loss (loss.triplet.weight > 0) needs two images"),
+        "key 'train.images_per_id' = 1: the triplet loss (loss.triplet.weight > 0) needs two images",
+    ),
     "triplet with one identity per batch": (
         lambda raw: (_on("212", "loss.triplet", weight=1.0)(raw), _on("212", "train", ids_per_batch=1)(raw)),
-        "key 'train.ids_per_batch' = 1: the triplet loss (loss.triplet.weight > 0) needs two identities"),
+        "key 'train.ids_per_batch' = 1: the triplet loss (loss.triplet.weight > 0) needs two identities",
+    ),
     "more ids per batch than the synthetic set trains on": (
-        _on("defaults", "train", ids_per_batch=61), "experiment '212' on data set 'synthetic': key 'train.ids_per_batch' "
-        "= 61: the data set's training split has 60 identities (datasets.synthetic.synth.train_ids)"),
-    "crop at scale 1": (_on("212", "augment.crop", scale=1.0), "key 'augment.crop.scale' = 1.0: upscaled by it, "
-                        "a 64×32 image stays 64×32"),
-    "crop at a scale too small for the image": (_on("212", "augment.crop", scale=1.005),
-                                                "key 'augment.crop.scale' = 1.005: upscaled by it, a 64×32 image"),
+        _on("defaults", "train", ids_per_batch=61),
+        "experiment '212' on data set 'synthetic': key 'train.ids_per_batch' "
+        "= 61: the data set's training split has 60 identities (datasets.synthetic.synth.train_ids)",
+    ),
+    "crop at scale 1": (
+        _on("212", "augment.crop", scale=1.0),
+        "key 'augment.crop.scale' = 1.0: upscaled by it, a 64×32 image stays 64×32",
+    ),
+    "crop at a scale too small for the image": (
+        _on("212", "augment.crop", scale=1.005),
+        "key 'augment.crop.scale' = 1.005: upscaled by it, a 64×32 image",
+    ),
     "colour jitter of strength 0": (
         _on("212", "augment.color_jitter", p=0.5, brightness=0.0, contrast=0.0),
-        "key 'augment.color_jitter.p' = 0.5: every jitter strength is 0"),
+        "key 'augment.color_jitter.p' = 0.5: every jitter strength is 0",
+    ),
 }
 
 
 OUT_OF_RANGE = {  # accepted by plain comparisons, then fatal to the arithmetic or the generators
-    "an infinite weight": (_on("212", "loss.adversarial", weight=float("inf")),
-                           "experiment '212': key 'loss.adversarial.weight' = inf: Input should be a finite number"),
-    "an infinite schedule scale": (lambda raw: raw["datasets"]["synthetic"].update(schedule_scale=float("inf")),
-                                   "datasets.synthetic: key 'schedule_scale' = inf: Input should be a finite number"),
+    "an infinite weight": (
+        _on("212", "loss.adversarial", weight=float("inf")),
+        "experiment '212': key 'loss.adversarial.weight' = inf: Input should be a finite number",
+    ),
+    "an infinite schedule scale": (
+        lambda raw: raw["datasets"]["synthetic"].update(schedule_scale=float("inf")),
+        "datasets.synthetic: key 'schedule_scale' = inf: Input should be a finite number",
+    ),
     "a schedule scale past any epoch count": (
         lambda raw: raw["datasets"]["synthetic"].update(schedule_scale=1e308),
-        "datasets.synthetic: key 'schedule_scale' = 1e+308: scales the schedule past any number of epochs"),
+        "datasets.synthetic: key 'schedule_scale' = 1e+308: scales the schedule past any number of epochs",
+    ),
     "a negative seed": (_on("212", "train", seed=-1), "experiment '212': key 'train.seed' = -1"),
-    "a seed past 64 bits": (lambda raw: raw["experiments"]["212"].update(seeds=[1, 2**64]),
-                            f"experiment '212': key 'seeds' = [1, {2**64}]: expected a non-empty list of distinct "
-                            "integers from 0 to 2**64 - 1"),
-    "a crop scale past any image size": (_on("212", "augment.crop", scale=1e308),
-                                         "key 'augment.crop.scale' = 1e+308: upscales the image past any size"),
+    "a seed past 64 bits": (
+        lambda raw: raw["experiments"]["212"].update(seeds=[1, 2**64]),
+        f"experiment '212': key 'seeds' = [1, {2**64}]: expected a non-empty list of distinct "
+        "integers from 0 to 2**64 - 1",
+    ),
+    "a crop scale past any image size": (
+        _on("212", "augment.crop", scale=1e308),
+        "key 'augment.crop.scale' = 1e+308: upscales the image past any size",
+    ),
 }
 
 
@@ -231,7 +292,9 @@ def test_an_experiment_block_given_twice_is_named_with_both_lines(tmp_path):
 def test_a_key_given_twice_at_any_depth_is_named(tmp_path):
     text = (REPO / "params.yaml").read_text().replace("    lr: 3.5e-4\n", "    lr: 3.5e-4\n    lr: 1.0e-3\n", 1)
     first = _line_of(text, "    lr: 3.5e-4")
-    with pytest.raises(CCReIDError, match=rf"key 'lr' appears twice in 'defaults.train' \(lines {first} and {first + 1}\)"):
+    with pytest.raises(
+        CCReIDError, match=rf"key 'lr' appears twice in 'defaults.train' \(lines {first} and {first + 1}\)"
+    ):
         load_params(_write_params(tmp_path, text))
     flow = (REPO / "params.yaml").read_text().replace("crop: {p: 0.5,", "crop: {p: 0.5, p: 0.1,", 1)
     with pytest.raises(CCReIDError, match=r"key 'p' appears twice in 'defaults.augment.crop' \(both on line"):
@@ -241,7 +304,8 @@ def test_a_key_given_twice_at_any_depth_is_named(tmp_path):
 def test_yaml_merge_keys_may_override_what_they_merge(tmp_path):
     """`<<: *anchor` then a key of the anchor is an override by design, not a duplicate."""
     text = (REPO / "params.yaml").read_text().replace(
-        '  "213":\n', '  "213": &full\n', 1) + '  "300":\n    <<: *full\n    note: "213 again"\n'
+        '  "213":\n', '  "213": &full\n', 1
+    ) + '  "300":\n    <<: *full\n    note: "213 again"\n'
     params = load_params(_write_params(tmp_path, text))
     assert params.resolve("300") == params.resolve("213")
 

@@ -9,8 +9,10 @@ from ccreid.core.devices import claim_gpu, pick_device
 
 
 def claim_in_child(lock_dir, count) -> subprocess.Popen:
-    code = (f"from ccreid.core.devices import claim_gpu; import sys, time; "
-            f"print(claim_gpu({count}, {str(lock_dir)!r}), flush=True); sys.stdin.read()")
+    code = (
+        f"from ccreid.core.devices import claim_gpu; import sys, time; "
+        f"print(claim_gpu({count}, {str(lock_dir)!r}), flush=True); sys.stdin.read()"
+    )
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 

@@ -30,8 +30,6 @@ def make_repo(root, params=None):
     return project
 
 
-
-
 def exp_rows(project) -> dict[str, dict]:
     """`dvc exp show --json` as {experiment name: {"run": ..., "cc.mAP": ..., ...}}."""
     shown = json.loads(run(["dvc", "exp", "show", "--json"], cwd=project).stdout)
@@ -44,8 +42,12 @@ def exp_rows(project) -> dict[str, dict]:
                 metrics = data["metrics"].get("metrics.json", {}).get("data", {})
                 rows[node["name"]] = {
                     "run": data["params"]["params.yaml"]["data"]["run"],
-                    **{f"{p}.{k}": v for p, values in metrics.items() if isinstance(values, dict)
-                       for k, v in values.items()},
+                    **{
+                        f"{p}.{k}": v
+                        for p, values in metrics.items()
+                        if isinstance(values, dict)
+                        for k, v in values.items()
+                    },
                 }
             for value in node.values():
                 visit(value)
@@ -106,8 +108,11 @@ def test_queue_runs_registry_entries(repo):
     run(["dvc", "exp", "run", "--run-all", "-j", "1"], cwd=repo)
     status = run(["dvc", "queue", "status"], cwd=repo).stdout
     if "Failed" in status or "Queued" in status or "Running" in status:
-        logs = [run(["dvc", "queue", "logs", line.split()[0]], cwd=repo, check=False).stdout
-                for line in status.splitlines() if "Failed" in line]
+        logs = [
+            run(["dvc", "queue", "logs", line.split()[0]], cwd=repo, check=False).stdout
+            for line in status.splitlines()
+            if "Failed" in line
+        ]
         raise AssertionError(status + "\n".join(logs))
     rows = exp_rows(repo)
     assert {"synthetic-214", "synthetic-215"} <= set(rows), status
@@ -119,8 +124,10 @@ def test_one_cache_for_snakemake_and_dvc(tmp_path):
     run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
     # DVC copies outputs into its cache (new mtimes), so "not rebuilt" is read off the fingerprint
     # records, which only a real rebuild rewrites, and off the training log.
-    records = {name: project / f"results/synthetic/212/{name}.fingerprint.json"
-               for name in ("model.pt", "features.h5", "metrics.json")}
+    records = {
+        name: project / f"results/synthetic/212/{name}.fingerprint.json"
+        for name in ("model.pt", "features.h5", "metrics.json")
+    }
     built = {name: path.stat().st_mtime_ns for name, path in records.items()}
     model_record = records["model.pt"].read_text()
     out = run(["dvc", "repro"], cwd=project)
@@ -168,8 +175,11 @@ def test_snakemake_and_dvc_experiments_share_results(tmp_path):
     project = make_repo(tmp_path / "project", params)
     targets = [f"results/synthetic/{exp}/metrics.json" for exp in ("212", "214")]
     run(["snakemake", "--cores", "2", *targets], cwd=project)
-    files = [project / f"results/synthetic/{exp}/{name}" for exp in ("212", "214")
-             for name in ("model.pt", "features.h5", "metrics.json")]
+    files = [
+        project / f"results/synthetic/{exp}/{name}"
+        for exp in ("212", "214")
+        for name in ("model.pt", "features.h5", "metrics.json")
+    ]
     built = {path: path.read_bytes() for path in files}
     for exp in ("212", "214"):
         out = run(["dvc", "exp", "run", "-n", f"e{exp}", "-S", f"run.exp={exp}"], cwd=project)

@@ -41,9 +41,12 @@ IN_PROGRESS = ("/.tmp-", "/.old-", "/checkpoint.pt", "/live/")
 
 def snapshot(project: Path) -> dict[str, bytes]:
     """Every file the stages write, by path."""
-    return {p.relative_to(project).as_posix(): p.read_bytes()
-            for folder in ("data/prepared", "results") for p in sorted((project / folder).rglob("*"))
-            if p.is_file()}
+    return {
+        p.relative_to(project).as_posix(): p.read_bytes()
+        for folder in ("data/prepared", "results")
+        for p in sorted((project / folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def differences(found: dict[str, bytes], expected: dict[str, bytes]) -> list[str]:
@@ -55,9 +58,15 @@ def env() -> dict:
 
 
 def under_killpoint(project: Path, mode: str, value, stage: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(KILLPOINT), mode, str(value), "--", *STAGES[stage]],
-                          cwd=project, env=env(), capture_output=True, text=True, timeout=600,
-                          start_new_session=True)  # the kill takes the stage's whole process group
+    return subprocess.run(
+        [sys.executable, str(KILLPOINT), mode, str(value), "--", *STAGES[stage]],
+        cwd=project,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )  # the kill takes the stage's whole process group
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +81,7 @@ def reference(tmp_path_factory) -> dict:
         profile = base / f"{stage}-writes.json"
         result = under_killpoint(project, "count", profile, stage)
         assert result.returncode == 0, result.stderr
-        stages[stage] = {"before": before, "after": snapshot(project),
-                         "profile": json.loads(profile.read_text())}
+        stages[stage] = {"before": before, "after": snapshot(project), "profile": json.loads(profile.read_text())}
     return stages
 
 
@@ -97,8 +105,11 @@ def test_sigkill_at_random_points_then_rerun_gives_the_undisturbed_outputs(stage
         assert victim.returncode in (0, -signal.SIGKILL), victim.stderr
         if victim.returncode == -signal.SIGKILL:
             killed.append((mode, value))
-            partial = [path for path in differences(snapshot(project), expected)
-                       if (project / path).exists() and not any(m in f"/{path}" for m in IN_PROGRESS)]
+            partial = [
+                path
+                for path in differences(snapshot(project), expected)
+                if (project / path).exists() and not any(m in f"/{path}" for m in IN_PROGRESS)
+            ]
             assert not partial, f"{stage} killed at {mode} {value} left incomplete final outputs: {partial}"
         rerun = run(["ccreid", *STAGES[stage]], cwd=project)
         resumed += "resuming from" in rerun.stderr
@@ -147,8 +158,7 @@ def test_truncated_output_is_rebuilt_not_taken_as_fresh(reference, tmp_path):
 
 # ------------------------------------------------------------------ concurrency
 def start(project: Path, args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=project, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(args, cwd=project, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 # What each stage locks while it builds (its output).
@@ -210,8 +220,11 @@ def test_two_snakemake_runs_sharing_one_data_folder_do_not_corrupt_it(reference,
     assert [process.returncode for process in runs] == [0, 0], outputs
 
     def prepared(files: dict[str, bytes]) -> dict[str, bytes]:  # Snakemake adds its timestamp file
-        return {path: data for path, data in files.items()
-                if path.startswith("data/prepared/") and not path.endswith("/.snakemake_timestamp")}
+        return {
+            path: data
+            for path, data in files.items()
+            if path.startswith("data/prepared/") and not path.endswith("/.snakemake_timestamp")
+        }
 
     assert differences(prepared(snapshot(clones[0])), prepared(reference["prepare"]["after"])) == []
     # Same data, same code: both clones trained and evaluated the same numbers.

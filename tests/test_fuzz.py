@@ -27,8 +27,7 @@ from ccreid import cli
 from ccreid.core.paths import IMAGES, PROTOCOLS, SAMPLES, SKIPPED, SUMMARY
 from ccreid.data.prepared import load_prepared
 from conftest import run, tiny_params
-from test_parsers import (CELEB_FILES, LAST_FILES, PRCC_FILES, VC_FILES, make_deepchange, make_ltcc,
-                          write_images)
+from test_parsers import CELEB_FILES, LAST_FILES, PRCC_FILES, VC_FILES, make_deepchange, make_ltcc, write_images
 
 pytestmark = pytest.mark.fuzz
 
@@ -37,8 +36,13 @@ TREE_CASES_PER_LAYOUT = 20
 
 
 def fuzz_settings(cases: int):
-    return settings(max_examples=cases, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=cases,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def call(argv: list[str]) -> tuple[int, str]:
@@ -58,15 +62,21 @@ def assert_worked_or_refused(status: int, stderr: str) -> None:
     if status == 0:
         assert "ccreid: error:" not in stderr, stderr
     else:
-        assert status == 2 and stderr.startswith("ccreid: error:") and stderr.count("ccreid: error:") == 1, \
-            (status, stderr)
+        assert status == 2 and stderr.startswith("ccreid: error:") and stderr.count("ccreid: error:") == 1, (
+            status,
+            stderr,
+        )
 
 
 # ------------------------------------------------------------------ params.yaml
 REGISTRY = list(tiny_params()["experiments"])
 ANY_VALUE = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.lists(st.integers(-3, 130), max_size=4),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(-3, 130), max_size=4),
     st.dictionaries(st.text(max_size=6), st.integers(-3, 130), max_size=2),
 )
 # Numbers of the value's own type, mostly plausible ones: the checks of meaning (epochs, weights,
@@ -74,8 +84,9 @@ ANY_VALUE = st.one_of(
 NEARBY = {
     bool: st.booleans(),
     int: st.one_of(st.integers(-2, 130), st.sampled_from([0, 1, 2**64])),
-    float: st.one_of(st.floats(-1.0, 130.0), st.sampled_from([0.0, 0.5, 1.0, 1.5, 1e-9, 1e308, float("inf"),
-                                                              float("nan")])),
+    float: st.one_of(
+        st.floats(-1.0, 130.0), st.sampled_from([0.0, 0.5, 1.0, 1.5, 1e-9, 1e308, float("inf"), float("nan")])
+    ),
 }
 
 
@@ -143,21 +154,28 @@ def test_mutated_params_work_or_are_refused_in_one_line(data):
     if edit == "duplicate a block":
         text = duplicate_a_block(text, data)
     elif edit == "cut the text":
-        text = text[:data.draw(st.integers(0, len(text)), label="cut at")]
+        text = text[: data.draw(st.integers(0, len(text)), label="cut at")]
     exp = data.draw(st.sampled_from(REGISTRY + ["999"]), label="experiment")
     command = data.draw(st.sampled_from(["write", "show", "list"]), label="command")
     with tempfile.TemporaryDirectory() as folder:
         params_file, out = Path(folder) / "params.yaml", Path(folder) / "config"
         params_file.write_text(text)
-        argv = {"write": ["config", "write", "--dataset", "synthetic", "--exp", exp, "--out", str(out)],
-                "show": ["config", "show", exp, "--dataset", "synthetic"], "list": ["config", "list"]}[command]
+        argv = {
+            "write": ["config", "write", "--dataset", "synthetic", "--exp", exp, "--out", str(out)],
+            "show": ["config", "show", exp, "--dataset", "synthetic"],
+            "list": ["config", "list"],
+        }[command]
         status, stderr = call(["--params", str(params_file), *argv])
         event(f"exit status {status}")
         assert_worked_or_refused(status, stderr)
         if edit == "duplicate a block":
             assert status == 2 and "appears twice" in stderr, stderr
         written = sorted(p.name for p in out.iterdir()) if out.exists() else []
-        assert written == (["evaluate.json", "extract.json", "prepare.json", "train.json"] if status == 0 and command == "write" else [])
+        assert written == (
+            ["evaluate.json", "extract.json", "prepare.json", "train.json"]
+            if status == 0 and command == "write"
+            else []
+        )
 
 
 # ------------------------------------------------------------------ raw data-set trees
@@ -170,6 +188,7 @@ def flat_tree(files: list[str]):
     def build(base: Path) -> Path:
         write_images(base / "raw", files)
         return base / "raw"
+
     return build
 
 
@@ -189,8 +208,22 @@ PREPARED_FILES = sorted([SAMPLES, IMAGES, PROTOCOLS, SUMMARY, SKIPPED, "fingerpr
 def mutate_tree(root: Path, data) -> None:
     files = sorted(p for p in root.rglob("*") if p.is_file())
     folders = sorted([root, *(p for p in root.rglob("*") if p.is_dir())])
-    kind = data.draw(st.sampled_from(["rename", "remove", "zero-byte", "not an image", "move", "not text",
-                                      "stray folder", "stray file", "remove folder"]), label="tree mutation")
+    kind = data.draw(
+        st.sampled_from(
+            [
+                "rename",
+                "remove",
+                "zero-byte",
+                "not an image",
+                "move",
+                "not text",
+                "stray folder",
+                "stray file",
+                "remove folder",
+            ]
+        ),
+        label="tree mutation",
+    )
     if kind == "not text":  # a layout's list files (DeepChange, LTCC): binary instead of text
         files = [p for p in files if p.suffix == ".txt"]
         kind = "not an image"
@@ -233,7 +266,9 @@ def prepare_case(folder: Path, layout: str, mutations) -> tuple[list[str], Path]
 
 
 def assert_complete_or_absent(status: int, out: Path) -> None:
-    leftovers = sorted(p.name for p in out.parent.iterdir() if not p.name.endswith(".lock")) if out.parent.exists() else []
+    leftovers = (
+        sorted(p.name for p in out.parent.iterdir() if not p.name.endswith(".lock")) if out.parent.exists() else []
+    )
     if status != 0:
         assert leftovers == [], leftovers
         return

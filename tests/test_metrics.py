@@ -10,8 +10,7 @@ from ccreid.core.errors import CCReIDError
 from ccreid.evaluation.metrics import query_ranks, rank_metrics
 
 
-def reference_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, mode, max_rank=20,
-                   sort_kind="stable"):
+def reference_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, mode, max_rank=20, sort_kind="stable"):
     """The textbook evaluation: sort each row, drop junk, read AP / CMC / INP off the matches.
     (benchmarks/eval_speed.py times it as the baseline.)"""
     aps, inps, cmc, evaluated = [], [], np.zeros(max_rank), 0
@@ -32,9 +31,14 @@ def reference_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, m
         hits = np.flatnonzero(kept)
         aps.append(np.mean(np.arange(1, len(hits) + 1) / (hits + 1)))
         inps.append(len(hits) / (hits[-1] + 1))
-        cmc[hits[0]:] += 1
-    return {"mAP": np.mean(aps), "mINP": np.mean(inps), "cmc": cmc / evaluated,
-            "queries": evaluated, "skipped": len(q_pids) - evaluated}
+        cmc[hits[0] :] += 1
+    return {
+        "mAP": np.mean(aps),
+        "mINP": np.mean(inps),
+        "cmc": cmc / evaluated,
+        "queries": evaluated,
+        "skipped": len(q_pids) - evaluated,
+    }
 
 
 def random_case(seed, num_q=120, num_g=400, ids=30):

@@ -175,9 +175,7 @@ def test_ltcc_labels_splits_protocols(tmp_path):
     assert summary["query"] == {"ids": 2, "images": 2, "cameras": 2, "outfits": 2}
 
 
-@pytest.mark.parametrize(
-    "parents", ["001_9_c9_000000", "my_code", "001_9_c9_000000/my_code/12_3_c4_x"]
-)
+@pytest.mark.parametrize("parents", ["001_9_c9_000000", "my_code", "001_9_c9_000000/my_code/12_3_c4_x"])
 def test_ltcc_parent_folders_do_not_change_labels(tmp_path, parents):
     plain = parse_ltcc(make_ltcc(tmp_path / "plain")).samples
     trapped_root = make_ltcc(tmp_path / parents)
@@ -222,9 +220,9 @@ VC_FILES = [
     "train/0001-01-01-01.jpg",
     "train/0001-03-02-01.jpg",
     "train/0002-02-01-01.jpg",
-    "query/0003-02-01-01.jpg",   # cam 2, outfit 01
-    "query/0003-04-02-01.jpg",   # cam 4, outfit 02
-    "query/0004-01-01-01.jpg",   # cam 1: in no camera subset
+    "query/0003-02-01-01.jpg",  # cam 2, outfit 01
+    "query/0003-04-02-01.jpg",  # cam 4, outfit 02
+    "query/0004-01-01-01.jpg",  # cam 1: in no camera subset
     "gallery/0003-03-01-02.jpg",  # cam 3, outfit 01 (same clothes as cam 2)
     "gallery/0003-01-01-03.jpg",
     "gallery/0004-02-01-02.jpg",
@@ -266,13 +264,15 @@ def test_vcclothes_name_not_matching(tmp_path):
 # --------------------------------------------------------------------------------- DeepChange
 
 DEEPCHANGE = {
-    "train-set": [("P00001_C01_D01_F0001.jpg", 11), ("P00001_C02_D02_F0002.jpg", 12),
-                  ("P00002_C03_D01_F0003.jpg", 13)],
+    "train-set": [("P00001_C01_D01_F0001.jpg", 11), ("P00001_C02_D02_F0002.jpg", 12), ("P00002_C03_D01_F0003.jpg", 13)],
     "val-set-query": [("P00005_C04_D03_F0004.jpg", 21)],
     "val-set-gallery": [("P00005_C04_D03_F0005.jpg", 22)],
     "test-set-query": [("P00008_C05_D04_F0006.jpg", 31), ("P00009_C06_D05_F0007.jpg", 33)],
-    "test-set-gallery": [("P00008_C05_D04_F0008.jpg", 32), ("P00008_C07_D06_F0009.jpg", 34),
-                         ("P00009_C06_D05_F0010.jpg", 33)],
+    "test-set-gallery": [
+        ("P00008_C05_D04_F0008.jpg", 32),
+        ("P00008_C07_D06_F0009.jpg", 34),
+        ("P00009_C06_D05_F0010.jpg", 33),
+    ],
 }
 
 
@@ -416,9 +416,7 @@ CELEB_FILES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "layout,folder", [("celeb", "Celeb-reID"), ("celeb_light", "Celeb-reID-light")]
-)
+@pytest.mark.parametrize("layout,folder", [("celeb", "Celeb-reID"), ("celeb_light", "Celeb-reID-light")])
 def test_celeb_labels_unique_cameras(tmp_path, layout, folder):
     root = tmp_path / folder
     write_images(root, CELEB_FILES)
@@ -477,11 +475,13 @@ def test_validate_empty_splits():
     with pytest.raises(CCReIDError, match="train"):
         validate(no_train, "x")
     only_cam1 = ParsedDataset(
-        _table([
-            ("a.png", 1, 1, "1", "train"),
-            ("q.png", 2, 1, "2", "query"),
-            ("g.png", 2, 2, "2", "gallery"),
-        ]),
+        _table(
+            [
+                ("a.png", 1, 1, "1", "train"),
+                ("q.png", 2, 1, "2", "query"),
+                ("g.png", 2, 2, "2", "gallery"),
+            ]
+        ),
         [Protocol("cc", "query", "gallery", cameras=(3, 4))],
     )
     with pytest.raises(CCReIDError, match=r"cameras \(3, 4\)"):

@@ -24,8 +24,12 @@ def test_snakemake_builds_one_result_then_does_nothing(project):
     target = "results/synthetic/212/metrics.json"
     run(["snakemake", "--cores", "2", target], cwd=project)
     check_metrics(project / target)
-    for artefact in ("data/raw/synthetic/rgb/train", "data/prepared/synthetic/images.h5",
-                     "results/synthetic/212/model.pt", "results/synthetic/212/features.h5"):
+    for artefact in (
+        "data/raw/synthetic/rgb/train",
+        "data/prepared/synthetic/images.h5",
+        "results/synthetic/212/model.pt",
+        "results/synthetic/212/features.h5",
+    ):
         assert (project / artefact).exists(), artefact
     again = run(["snakemake", "--cores", "2", "--dry-run", target], cwd=project)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -14,8 +14,6 @@ def prepare(project):
     return (project / "data/prepared/synthetic/images.h5").stat().st_mtime_ns
 
 
-
-
 def test_prepare_reruns_on_raw_data_or_size_only(project):
     run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
     first = prepare(project)

@@ -82,8 +82,9 @@ def dotted(config: dict, key: str):
 @pytest.mark.parametrize("dataset", ["prcc", "ltcc"])
 def test_resolved_baseline_on_real_data_is_cals_recipe(dataset):
     resolved = load_params(REPO / "params.yaml").run_config(dataset, "212")
-    different = {key: (dotted(resolved, key), cal) for key, cal in CAL_212_ON_PRCC.items()
-                 if dotted(resolved, key) != cal}
+    different = {
+        key: (dotted(resolved, key), cal) for key, cal in CAL_212_ON_PRCC.items() if dotted(resolved, key) != cal
+    }
     assert not different, different
 
 
@@ -94,12 +95,12 @@ def cal_recipe_params() -> dict:
     reference below gets the same normalised batch)."""
     params = tiny_params(images_per_camera=4, height=64, width=32)
     synthetic = params["datasets"]["synthetic"]
-    synthetic.update(size=[64, 32], schedule_scale=1.0,
-                     overrides={"model": {"width": 0.125, "pretrained": "none"}})
+    synthetic.update(size=[64, 32], schedule_scale=1.0, overrides={"model": {"width": 0.125, "pretrained": "none"}})
     defaults = params["defaults"]
     defaults["train"].update(ids_per_batch=4, images_per_id=4)
-    defaults["augment"].update(flip=0.0, crop={**defaults["augment"]["crop"], "p": 0.0},
-                               erasing={**defaults["augment"]["erasing"], "p": 0.0})
+    defaults["augment"].update(
+        flip=0.0, crop={**defaults["augment"]["crop"], "p": 0.0}, erasing={**defaults["augment"]["erasing"], "p": 0.0}
+    )
     return params
 
 
@@ -176,8 +177,9 @@ def test_training_steps_equal_an_independent_cal_implementation(prepared, float6
     lcfg = cfg["loss"]
     rows = trainer.sampler.epoch(0)[0]
     images = trainer.images.read(rows)
-    batch = (images.double() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) \
-        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    batch = (images.double() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     pids, clothes = trainer.labels[rows], trainer.clothes[rows]
     positive = trainer.positive_mask[pids]
     # Epoch 30: main lr 3.5e-5 after milestone 20; epoch 45: 3.5e-6 after 40. The clothes
@@ -190,8 +192,12 @@ def test_training_steps_equal_an_independent_cal_implementation(prepared, float6
         id_loss = label_smoothed_ce(out["logits"], pids, lcfg["id"]["label_smoothing"])
         clothes_loss = F.cross_entropy(cosine_logits(out["features"].detach(), clothes_weight, 16.0), clothes)
         clothes_adam.step(torch.autograd.grad(clothes_loss, [clothes_weight]), lr=3.5e-4)
-        adversarial = cal_adversarial(cosine_logits(out["features"], clothes_weight.detach(), 16.0),
-                                      clothes, positive, lcfg["adversarial"]["epsilon"])
+        adversarial = cal_adversarial(
+            cosine_logits(out["features"], clothes_weight.detach(), 16.0),
+            clothes,
+            positive,
+            lcfg["adversarial"]["epsilon"],
+        )
         total = id_loss + adversarial
         main_adam.step(torch.autograd.grad(total, main), lr=main_lr)
 
@@ -201,4 +207,3 @@ def test_training_steps_equal_an_independent_cal_implementation(prepared, float6
         ours = trainer.model.state_dict()
         for key, value in reference.state_dict().items():
             torch.testing.assert_close(ours[key], value, rtol=1e-5, atol=1e-8, msg=f"epoch {epoch}: {key}")
-

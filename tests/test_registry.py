@@ -49,16 +49,18 @@ def training_terms(model, out: dict, loss_cfg: dict) -> dict[str, torch.Tensor]:
     terms = {"id": losses.cross_entropy_label_smooth(out["logits"], PIDS, smoothing)}
     if loss_cfg["triplet"]["weight"] > 0:
         terms["triplet"] = loss_cfg["triplet"]["weight"] * losses.batch_hard_triplet(
-            features, PIDS, loss_cfg["triplet"]["margin"])
+            features, PIDS, loss_cfg["triplet"]["margin"]
+        )
     if loss_cfg["aux"]["enabled"]:
-        terms["aux"] = loss_cfg["aux"]["weight"] * losses.cross_entropy_label_smooth(
-            out["aux_logits"], PIDS, smoothing)
+        terms["aux"] = loss_cfg["aux"]["weight"] * losses.cross_entropy_label_smooth(out["aux_logits"], PIDS, smoothing)
     if loss_cfg["distill"]["enabled"]:
         terms["distill"] = loss_cfg["distill"]["weight"] * losses.distillation_kl(
-            out["aux_logits"], out["logits"], loss_cfg["distill"]["temperature"])
+            out["aux_logits"], out["logits"], loss_cfg["distill"]["temperature"]
+        )
     if loss_cfg["clothes"]["enabled"] and loss_cfg["adversarial"]["enabled"]:
         terms["adversarial"] = loss_cfg["adversarial"]["weight"] * losses.clothes_adversarial_loss(
-            model.clothes_classifier(features), CLOTHES, POSITIVE_MASK[PIDS], loss_cfg["adversarial"]["epsilon"])
+            model.clothes_classifier(features), CLOTHES, POSITIVE_MASK[PIDS], loss_cfg["adversarial"]["epsilon"]
+        )
     return terms
 
 
@@ -91,13 +93,15 @@ def test_every_experiment_trains_one_step_and_embeds(exp, overrides):
     assert ("aux_logits" in out) == (model.aux_head is not None)
 
     clothes_params = [(n, p) for n, p in model.named_parameters() if n.startswith("clothes_classifier.")]
-    main_params = [(n, p) for n, p in model.named_parameters()
-                   if p.requires_grad and not n.startswith("clothes_classifier.")]
+    main_params = [
+        (n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("clothes_classifier.")
+    ]
 
     # The clothes classifier learns on the detached embedding, from its own loss only.
     if model.clothes_classifier is not None:
         clothes_loss = losses.cross_entropy_label_smooth(
-            model.clothes_classifier(out["features"].detach()), CLOTHES, loss_cfg["clothes"]["label_smoothing"])
+            model.clothes_classifier(out["features"].detach()), CLOTHES, loss_cfg["clothes"]["label_smoothing"]
+        )
         assert math.isfinite(clothes_loss.item())
         clothes_loss.backward()
         assert_gradients(clothes_params, f"{exp}: clothes classifier")
@@ -158,8 +162,9 @@ DOC = (REPO / "docs" / "ablations.md").read_text()
 
 
 def test_every_default_key_is_documented():
-    missing = [path for path in leaves(PARAMS.raw["defaults"])
-               if not re.search(rf"(?<![\w.]){re.escape(path)}(?![\w])", DOC)]
+    missing = [
+        path for path in leaves(PARAMS.raw["defaults"]) if not re.search(rf"(?<![\w.]){re.escape(path)}(?![\w])", DOC)
+    ]
     assert not missing, f"docs/ablations.md does not mention {missing}"
 
 

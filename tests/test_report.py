@@ -34,9 +34,13 @@ def fake_queries(prefix: str, seed: int, gain: float) -> pd.DataFrame:
 def metrics_of(queries: pd.DataFrame) -> dict:
     answered = queries[queries["ap"].notna()]
     ranks = answered["first_rank"].to_numpy()
-    return {"mAP": float(answered["ap"].mean()), "mINP": float(answered["ap"].mean()) / 2,
-            **{f"R{r}": float((ranks < r).mean()) for r in (1, 5, 10, 20)},
-            "queries": len(answered), "skipped": len(queries) - len(answered)}
+    return {
+        "mAP": float(answered["ap"].mean()),
+        "mINP": float(answered["ap"].mean()) / 2,
+        **{f"R{r}": float((ranks < r).mean()) for r in (1, 5, 10, 20)},
+        "queries": len(answered),
+        "skipped": len(queries) - len(answered),
+    }
 
 
 def write_result(exp_dir: Path, seed: int, gain: float, protocols=("cc", "sc"), single_shot=False) -> dict:
@@ -48,16 +52,24 @@ def write_result(exp_dir: Path, seed: int, gain: float, protocols=("cc", "sc"), 
         metrics[protocol] = metrics_of(queries)
         tables.append(queries.assign(protocol=protocol)[["protocol", "path", "pid", "ap", "first_rank"]])
     if single_shot:
-        metrics["cc_single"] = {"mAP": 0.41, "mAP_std": 0.02, "R1": 0.37, "R1_std": 0.03,
-                                "mINP": 0.2, "mINP_std": 0.01, "queries": 117, "skipped": 3, "trials": 10}
+        metrics["cc_single"] = {
+            "mAP": 0.41,
+            "mAP_std": 0.02,
+            "R1": 0.37,
+            "R1_std": 0.03,
+            "mINP": 0.2,
+            "mINP_std": 0.01,
+            "queries": 117,
+            "skipped": 3,
+            "trials": 10,
+        }
     pd.concat(tables).to_csv(exp_dir / "per_query.csv", index=False, float_format="%.8g")
     (exp_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
 
 
 # exp -> (seed, gain): 211 answers exactly as 212, 213 clearly better; 208 (209's base) is not run.
-FAKE_RUNS = {"212": (0, 0.0), "211": (0, 0.0), "213": (0, 0.15), "214": (0, 0.14), "215": (0, 0.02),
-             "209": (0, 0.05)}
+FAKE_RUNS = {"212": (0, 0.0), "211": (0, 0.0), "213": (0, 0.15), "214": (0, 0.14), "215": (0, 0.02), "209": (0, 0.05)}
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +149,10 @@ def test_plots_are_pngs_and_the_html_embeds_them(built):
             assert image.format == "PNG" and image.width > 0 and image.height > 0
     page = (out / "report.html").read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert [base64.b64decode(data) for data in embedded] == [(out / "cmc.png").read_bytes(),
-                                                              (out / "cc_bars.png").read_bytes()]
+    assert [base64.b64decode(data) for data in embedded] == [
+        (out / "cmc.png").read_bytes(),
+        (out / "cc_bars.png").read_bytes(),
+    ]
     assert "<table>" in page and "not run" in page
 
 
@@ -193,8 +207,10 @@ def test_several_seeds_give_mean_and_std(tmp_path):
     params = Params(raw)
     assert params.runs("213") == ["213", "213@2", "213@3"]
     results = tmp_path / "synthetic"
-    written = {run: write_result(results / run, seed, gain)
-               for run, seed, gain in (("212", 0, 0.0), ("213", 0, 0.15), ("213@2", 5, 0.1), ("213@3", 9, 0.2))}
+    written = {
+        run: write_result(results / run, seed, gain)
+        for run, seed, gain in (("212", 0, 0.0), ("213", 0, 0.15), ("213@2", 5, 0.1), ("213@3", 9, 0.2))
+    }
     out = report("synthetic", params, results, tmp_path / "out", experiments=["212", "213"])
     row = next(r for r in out["rows"] if r["exp"] == "213")
     values = [written[run]["cc"]["mAP"] for run in ("213", "213@2", "213@3")]
@@ -211,9 +227,14 @@ def test_best_on_test_is_a_labelled_column_beside_the_last_epoch(tmp_path):
     209's model, so it shows 209's curve."""
     for exp in ("212", "209", "210"):
         write_result(tmp_path / exp, 0, 0.0)
-    curve = {"every": 5, "epochs": [{"epoch": 5, "cc/mAP": 0.30, "cc/R1": 0.28, "sc/mAP": 0.9, "sc/R1": 0.9},
-                                    {"epoch": 10, "cc/mAP": 0.33, "cc/R1": 0.35, "sc/mAP": 0.9, "sc/R1": 0.9},
-                                    {"epoch": 15, "cc/mAP": 0.34, "cc/R1": 0.35, "sc/mAP": 0.9, "sc/R1": 0.9}]}
+    curve = {
+        "every": 5,
+        "epochs": [
+            {"epoch": 5, "cc/mAP": 0.30, "cc/R1": 0.28, "sc/mAP": 0.9, "sc/R1": 0.9},
+            {"epoch": 10, "cc/mAP": 0.33, "cc/R1": 0.35, "sc/mAP": 0.9, "sc/R1": 0.9},
+            {"epoch": 15, "cc/mAP": 0.34, "cc/R1": 0.35, "sc/mAP": 0.9, "sc/R1": 0.9},
+        ],
+    }
     (tmp_path / "209" / "test_curve.json").write_text(json.dumps(curve))
     returned = report("synthetic", PARAMS, tmp_path, tmp_path / "report", experiments=["212", "209", "210"])
     rows = {row["exp"]: row for row in returned["rows"]}

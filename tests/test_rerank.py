@@ -60,8 +60,11 @@ def test_improves_map_when_identities_lie_on_curves():
     centres = rng.normal(size=(ids, dim)) * 1.2
     directions = rng.normal(size=(ids, 2, dim))
     t = np.linspace(-1, 1, per_id)
-    feats = (centres[:, None] + 2.5 * np.cos(t)[None, :, None] * directions[:, None, 0]
-             + 2.5 * np.sin(2 * t)[None, :, None] * directions[:, None, 1])
+    feats = (
+        centres[:, None]
+        + 2.5 * np.cos(t)[None, :, None] * directions[:, None, 0]
+        + 2.5 * np.sin(2 * t)[None, :, None] * directions[:, None, 1]
+    )
     feats = feats + 0.15 * rng.normal(size=feats.shape)
     pids = np.repeat(np.arange(ids), per_id)
     cams = np.tile(np.arange(per_id), ids)

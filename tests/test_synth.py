@@ -21,13 +21,25 @@ try:
 except ImportError:  # pragma: no cover - fallback while metrics.py is being written
     rank_metrics = None
 
-CFG = dict(seed=7, train_ids=4, val_ids=2, test_ids=20, images_per_camera=4, height=64, width=32,
-           jpeg_quality=90, palette_size=10)
+CFG = dict(
+    seed=7,
+    train_ids=4,
+    val_ids=2,
+    test_ids=20,
+    images_per_camera=4,
+    height=64,
+    width=32,
+    jpeg_quality=90,
+    palette_size=10,
+)
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +76,10 @@ def test_prcc_layout(synth):
     assert test_ids[0] == test_ids[1] == test_ids[2]
     ids["test"] = test_ids[0]
     assert {k: len(v) for k, v in ids.items()} == {
-        "train": CFG["train_ids"], "val": CFG["val_ids"], "test": CFG["test_ids"]}
+        "train": CFG["train_ids"],
+        "val": CFG["val_ids"],
+        "test": CFG["test_ids"],
+    }
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"]
     assert not ids["val"] & ids["test"]
 
@@ -83,8 +98,7 @@ def test_meta_columns_and_outfits(synth):
     # traits are constant per identity; the outfit is constant per (identity, A/B vs C)
     assert (meta.groupby("pid")[list(TRAIT_COLUMNS)].nunique() == 1).all().all()
     meta = meta.assign(slot2=meta.camera == "C")
-    assert (meta.groupby(["pid", "slot2"])[list(OUTFIT_COLUMNS) + ["outfit"]].nunique() == 1
-            ).all().all()
+    assert (meta.groupby(["pid", "slot2"])[list(OUTFIT_COLUMNS) + ["outfit"]].nunique() == 1).all().all()
     per_pid = meta.groupby(["pid", "slot2"]).outfit.first().unstack()
     assert (per_pid[False] != per_pid[True]).all()  # C always shows a different outfit
     assert meta.outfit.between(0, CFG["palette_size"] - 1).all()
@@ -98,9 +112,13 @@ def test_parse_prcc_reads_it(synth):
     assert len(samples) == len(meta)
     counts = samples.split.value_counts().to_dict()
     per = CFG["images_per_camera"]
-    assert counts == {"train": CFG["train_ids"] * 3 * per, "val": CFG["val_ids"] * 3 * per,
-                      "gallery": CFG["test_ids"] * per, "query_sc": CFG["test_ids"] * per,
-                      "query_cc": CFG["test_ids"] * per}
+    assert counts == {
+        "train": CFG["train_ids"] * 3 * per,
+        "val": CFG["val_ids"] * 3 * per,
+        "gallery": CFG["test_ids"] * per,
+        "query_sc": CFG["test_ids"] * per,
+        "query_cc": CFG["test_ids"] * per,
+    }
     cam_of = dict(zip(meta.path, meta.camera))
     for row in samples.itertuples():
         cam = cam_of[row.path]
@@ -155,11 +173,21 @@ def test_missing_key_names_it(key, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("key,value", [
-    ("train_ids", 0), ("test_ids", -1), ("images_per_camera", 0), ("palette_size", 1),
-    ("height", 0), ("jpeg_quality", 0), ("seed", -1), ("train_ids", 2.5), ("val_ids", True),
-    ("width", "48"),
-])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("train_ids", 0),
+        ("test_ids", -1),
+        ("images_per_camera", 0),
+        ("palette_size", 1),
+        ("height", 0),
+        ("jpeg_quality", 0),
+        ("seed", -1),
+        ("train_ids", 2.5),
+        ("val_ids", True),
+        ("width", "48"),
+    ],
+)
 def test_invalid_value_names_key(key, value, tmp_path):
     with pytest.raises(CCReIDError, match=key):
         synthesize(tmp_path / "s", dict(CFG, **{key: value}))
@@ -168,8 +196,7 @@ def test_invalid_value_names_key(key, value, tmp_path):
 
 # ---------------------------------------------------------------- the images themselves
 def _load(root: Path, paths) -> np.ndarray:
-    return np.stack([np.asarray(Image.open(root / p).convert("RGB"), dtype=np.float32)
-                     for p in paths])
+    return np.stack([np.asarray(Image.open(root / p).convert("RGB"), dtype=np.float32) for p in paths])
 
 
 def test_images_are_people_not_blank(synth):
@@ -180,7 +207,7 @@ def test_images_are_people_not_blank(synth):
     assert per_image_std.min() > 15  # a figure on a background, not a flat frame
     assert 40 < imgs.mean() < 200
     # the centre column (the person) differs from the image border (the background)
-    centre = imgs[:, :, CFG["width"] // 2 - 3:CFG["width"] // 2 + 3].mean(axis=(1, 2))
+    centre = imgs[:, :, CFG["width"] // 2 - 3 : CFG["width"] // 2 + 3].mean(axis=(1, 2))
     border = imgs[:, :, :3].mean(axis=(1, 2))
     assert np.abs(centre - border).sum(axis=1).mean() > 30
     # cameras differ in light: C is the dimmest
@@ -219,10 +246,16 @@ def _evaluate(root: Path, meta: pd.DataFrame, feats: np.ndarray) -> dict[str, fl
         qf = f[[row_of[p] for p in query.path]]
         gf = f[[row_of[p] for p in gallery.path]]
         dist = 1.0 - qf @ gf.T
-        args = (dist, np.array(query.pid), np.array(gallery.pid), np.array(query.camid),
-                np.array(gallery.camid),
-                np.array([clothes_code[c] for c in query.clothes]),
-                np.array([clothes_code[c] for c in gallery.clothes]), proto)
+        args = (
+            dist,
+            np.array(query.pid),
+            np.array(gallery.pid),
+            np.array(query.camid),
+            np.array(gallery.camid),
+            np.array([clothes_code[c] for c in query.clothes]),
+            np.array([clothes_code[c] for c in gallery.clothes]),
+            proto,
+        )
         metric = rank_metrics if rank_metrics is not None else _local_map
         out[proto] = metric(*args)["mAP"]
     return out
@@ -254,9 +287,11 @@ def test_raw_pixels_key_on_clothes(synth):
     """A naive pixel matcher (what an untrained model sees) does well in sc and poorly in cc."""
     root, _, meta = synth
     imgs = _load(root, meta.path)
-    small = np.stack([np.asarray(Image.fromarray(i.astype(np.uint8)).resize((12, 24),
-                                                                            Image.BILINEAR))
-                      for i in imgs]).reshape(len(imgs), -1).astype(np.float64)
+    small = (
+        np.stack([np.asarray(Image.fromarray(i.astype(np.uint8)).resize((12, 24), Image.BILINEAR)) for i in imgs])
+        .reshape(len(imgs), -1)
+        .astype(np.float64)
+    )
     small -= small.mean(axis=1, keepdims=True)
     pixels = _evaluate(root, meta, small)
     # Measured (seeds 0-2 and 7 of this cfg): sc 0.39-0.49, cc 0.08-0.15, chance ~0.08.

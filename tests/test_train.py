@@ -106,10 +106,22 @@ def test_killed_run_resumes_to_the_same_weights_metrics_and_logs(project, tmp_pa
     # after the first epoch's checkpoint.
     tcfg = run_config(engine_params())["train"]
     samples = load_prepared(project / PREPARED).samples
-    first_epoch = len(IdentitySampler(samples.loc[samples["split"] == "train", "label"].to_numpy(),
-                                      tcfg["ids_per_batch"], tcfg["images_per_id"], tcfg["seed"]).epoch(0))
-    victim = subprocess.run([sys.executable, str(KILLPOINT), "nth", "lr.tsv", str(first_epoch + 3), "--", *TRAIN[1:]],
-                            cwd=killed, env=env, capture_output=True, text=True, start_new_session=True)
+    first_epoch = len(
+        IdentitySampler(
+            samples.loc[samples["split"] == "train", "label"].to_numpy(),
+            tcfg["ids_per_batch"],
+            tcfg["images_per_id"],
+            tcfg["seed"],
+        ).epoch(0)
+    )
+    victim = subprocess.run(
+        [sys.executable, str(KILLPOINT), "nth", "lr.tsv", str(first_epoch + 3), "--", *TRAIN[1:]],
+        cwd=killed,
+        env=env,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+    )
     assert victim.returncode == -signal.SIGKILL, victim.stderr
     run_dir = killed / MODEL.parent
     steps_file = run_dir / LIVE_DIR / "plots" / "metrics" / "train" / "total.tsv"
@@ -214,8 +226,9 @@ def test_checkpoint_from_another_config_is_refused_naming_the_key(project, tmp_p
 def test_non_finite_loss_stops_naming_step_terms_and_last_checkpoint(project, tmp_path, monkeypatch):
     schedule = train_module.lr_factor
     # An infinite learning rate from the second epoch: the weights blow up in its first step.
-    monkeypatch.setattr(train_module, "lr_factor",
-                        lambda epoch, cfg: float("inf") if epoch >= 1 else schedule(epoch, cfg))
+    monkeypatch.setattr(
+        train_module, "lr_factor", lambda epoch, cfg: float("inf") if epoch >= 1 else schedule(epoch, cfg)
+    )
     model_path = tmp_path / "run" / "model.pt"
     with pytest.raises(CCReIDError) as error:
         train(project / PREPARED, run_config(engine_params()), model_path)
@@ -239,8 +252,9 @@ def test_world_shards_cover_the_global_batch_in_order():
 def _toy_loss(model, images, pids, world: World) -> torch.Tensor:
     """Identity CE on the rank's shard + triplet on the features gathered across ranks."""
     features = model(images)
-    return (torch.nn.functional.cross_entropy(features[:, :4], pids)
-            + losses.batch_hard_triplet(world.gather_with_grad(features), world.gather(pids), 0.3))
+    return torch.nn.functional.cross_entropy(features[:, :4], pids) + losses.batch_hard_triplet(
+        world.gather_with_grad(features), world.gather(pids), 0.3
+    )
 
 
 def _toy_batch():
@@ -263,8 +277,10 @@ def test_two_ranks_on_shards_get_the_single_process_gradient(tmp_path):
     _toy_loss(model, images, pids, World()).backward()
     context = mp.get_context("spawn")
     gradients = context.Queue()
-    workers = [context.Process(target=_ddp_gradient_worker, args=(rank, str(tmp_path / "init"), gradients))
-               for rank in range(2)]
+    workers = [
+        context.Process(target=_ddp_gradient_worker, args=(rank, str(tmp_path / "init"), gradients))
+        for rank in range(2)
+    ]
     for worker in workers:
         worker.start()
     # Limits against a hang only, as long as any command's in these tests: a loaded machine may
@@ -284,8 +300,22 @@ def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
     # loss on features gathered across the two ranks.
     params["datasets"]["synthetic"]["overrides"]["loss"]["triplet"] = {"weight": 1.0}
     root = copy_project(project, tmp_path / "ddp", params)
-    result = run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "ccreid",
-                  "train", "--dataset", "synthetic", "--exp", "208"], cwd=root)
+    result = run(
+        [
+            "torchrun",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "ccreid",
+            "train",
+            "--dataset",
+            "synthetic",
+            "--exp",
+            "208",
+        ],
+        cwd=root,
+    )
     assert [p.relative_to(root) for p in root.rglob("model.pt")] == [Path("results/synthetic/208/model.pt")]
     model = load_model(root / "results/synthetic/208/model.pt", torch.device("cpu"))
     assert model.aux_head is not None and model.multiscale is not None
@@ -351,9 +381,12 @@ def test_one_process_with_ghost_batchnorm_trains_as_two_ddp_ranks(project, tmp_p
     cfg = ghost_batchnorm_config()
     context = mp.get_context("spawn")
     states = context.Queue()
-    workers = [context.Process(target=_ghost_batchnorm_worker,
-                               args=(rank, str(tmp_path / "init"), str(project / PREPARED), cfg, states))
-               for rank in range(2)]
+    workers = [
+        context.Process(
+            target=_ghost_batchnorm_worker, args=(rank, str(tmp_path / "init"), str(project / PREPARED), cfg, states)
+        )
+        for rank in range(2)
+    ]
     for worker in workers:
         worker.start()
     two = states.get(timeout=300)
@@ -363,8 +396,14 @@ def test_one_process_with_ghost_batchnorm_trains_as_two_ddp_ranks(project, tmp_p
     torch.set_default_dtype(torch.float64)
     try:
         one = _train_steps(Trainer(load_prepared(project / PREPARED), cfg, torch.device("cpu")), World())
-        whole_batch = _train_steps(Trainer(load_prepared(project / PREPARED), {**cfg, "train": {**cfg["train"], "bn_batch": 0}},
-                                           torch.device("cpu")), World())
+        whole_batch = _train_steps(
+            Trainer(
+                load_prepared(project / PREPARED),
+                {**cfg, "train": {**cfg["train"], "bn_batch": 0}},
+                torch.device("cpu"),
+            ),
+            World(),
+        )
     finally:
         torch.set_default_dtype(torch.float32)
     assert two.keys() == one.keys() and any(key.endswith("running_var") for key in one)

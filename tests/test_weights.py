@@ -69,8 +69,9 @@ def test_a_file_with_the_wrong_digest_is_refused_naming_both(tmp_path, monkeypat
 
 def serve(monkeypatch, source: Path, digest: str | None) -> None:
     """Publish `source` as resnet50's weights under a file:// URL (urllib opens those too)."""
-    monkeypatch.setitem(weights.IMAGENET_WEIGHTS, "resnet50",
-                        PublishedWeights(RESNET50_FILE.name, source.resolve().as_uri(), digest))
+    monkeypatch.setitem(
+        weights.IMAGENET_WEIGHTS, "resnet50", PublishedWeights(RESNET50_FILE.name, source.resolve().as_uri(), digest)
+    )
 
 
 def test_fetch_writes_the_checked_file_once(tmp_path, monkeypatch, seeded_resnet50):
@@ -93,8 +94,11 @@ def test_a_download_with_the_wrong_digest_leaves_nothing(tmp_path, monkeypatch, 
 
 def test_no_network_names_the_url_and_the_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(weights.IMAGENET_WEIGHTS, "resnet50",
-                        PublishedWeights(RESNET50_FILE.name, "http://127.0.0.1:9/resnet50-0676ba61.pth", "0676ba61"))
+    monkeypatch.setitem(
+        weights.IMAGENET_WEIGHTS,
+        "resnet50",
+        PublishedWeights(RESNET50_FILE.name, "http://127.0.0.1:9/resnet50-0676ba61.pth", "0676ba61"),
+    )
     with pytest.raises(CCReIDError) as error:
         fetch_weights("resnet50")
     assert "http://127.0.0.1:9/resnet50-0676ba61.pth" in str(error.value) and str(RESNET50_FILE) in str(error.value)

@@ -109,8 +109,14 @@ def cmd_report(args) -> None:
 
     params = _params(args)
     results_dir = Path(args.results or Path("results") / args.dataset)
-    written = report(args.dataset, params, results_dir, Path(args.out or results_dir),
-                     cmc_experiments=args.cmc, experiments=args.experiments)
+    written = report(
+        args.dataset,
+        params,
+        results_dir,
+        Path(args.out or results_dir),
+        cmc_experiments=args.cmc,
+        experiments=args.experiments,
+    )
     print("\n".join(str(path) for path in written["files"].values()))
 
 
@@ -125,8 +131,18 @@ def cmd_queue(args) -> None:
         params.entry(exp)  # an unknown id stops before anything is queued
     for exp in experiments:
         name = f"{args.dataset}-{exp}"
-        command = ["dvc", "exp", "run", "--queue", "-n", name,
-                   "-S", f"run.dataset={args.dataset}", "-S", f"run.exp='{exp}'"]
+        command = [
+            "dvc",
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            name,
+            "-S",
+            f"run.dataset={args.dataset}",
+            "-S",
+            f"run.exp='{exp}'",
+        ]
         if subprocess.run(command).returncode != 0:
             raise CCReIDError(f"`{' '.join(command)}` failed; is this a DVC repository with dvc.yaml?")
     print(f"queued {len(experiments)} experiment(s); start them with `dvc queue start -j N`")
@@ -232,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     write.add_argument("--exp", required=True)
     write.add_argument("--out", required=True, help="folder for train.json, extract.json, evaluate.json")
     write.set_defaults(func=cmd_config_write)
-    config.add_parser("list", help="the registry: ids, bases, notes, reported numbers").set_defaults(func=cmd_config_list)
+    config.add_parser("list", help="the registry: ids, bases, notes, reported numbers").set_defaults(
+        func=cmd_config_list
+    )
     return parser
 
 

@@ -293,8 +293,12 @@ class Params:
         for name in reversed(self.chain(exp)):
             seeds = self.entry(name).get("seeds")
             if seeds is not None:
-                if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**64 for s in seeds)):
+                if (
+                    not isinstance(seeds, list)
+                    or not seeds
+                    or len(set(seeds)) != len(seeds)
+                    or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**64 for s in seeds)
+                ):
                     raise CCReIDError(
                         f"{self.source}: experiment {name!r}: key 'seeds' = {seeds!r}: "
                         "expected a non-empty list of distinct integers from 0 to 2**64 - 1"
@@ -314,9 +318,7 @@ class Params:
     def entry(self, exp: str) -> dict:
         experiments = self.raw["experiments"]
         if exp not in experiments:
-            raise CCReIDError(
-                f"unknown experiment {exp!r} in {self.source}; registered: {', '.join(experiments)}"
-            )
+            raise CCReIDError(f"unknown experiment {exp!r} in {self.source}; registered: {', '.join(experiments)}")
         entry = experiments[exp] or {}
         if not isinstance(entry, dict):
             raise CCReIDError(f"{self.source}: experiment {exp!r} must be a mapping")
@@ -331,9 +333,7 @@ class Params:
                 return chain[::-1]
             base = str(base)
             if base not in self.raw["experiments"]:
-                raise CCReIDError(
-                    f"{self.source}: experiment {chain[-1]!r} has base {base!r}, which is not registered"
-                )
+                raise CCReIDError(f"{self.source}: experiment {chain[-1]!r} has base {base!r}, which is not registered")
             if base in chain:
                 cycle = " -> ".join(chain + [base])
                 raise CCReIDError(f"{self.source}: experiment {exp!r} has a cyclic base chain: {cycle}")
@@ -361,9 +361,7 @@ class Params:
 
     def dataset(self, name: str) -> DatasetCfg:
         if name not in self.datasets:
-            raise CCReIDError(
-                f"unknown data set {name!r} in {self.source}; defined: {', '.join(self.datasets)}"
-            )
+            raise CCReIDError(f"unknown data set {name!r} in {self.source}; defined: {', '.join(self.datasets)}")
         return self.datasets[name]
 
     def run_config(self, dataset: str, exp: str) -> dict:
@@ -378,13 +376,19 @@ class Params:
             for loss in ("clothes", "aux"):
                 recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
         except OverflowError:
-            raise CCReIDError(f"{self.source}: datasets.{dataset}: key 'schedule_scale' = {data.schedule_scale!r}: "
-                              "scales the schedule past any number of epochs") from None
+            raise CCReIDError(
+                f"{self.source}: datasets.{dataset}: key 'schedule_scale' = {data.schedule_scale!r}: "
+                "scales the schedule past any number of epochs"
+            ) from None
         recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
         recipe["experiment"] = exp
         train_ids = (data.synth or {}).get("train_ids")
-        _check_meaning(recipe, unscaled, f"{self.source}: experiment {exp!r} on data set {dataset!r}",
-                       train_ids if isinstance(train_ids, int) and not isinstance(train_ids, bool) else None)
+        _check_meaning(
+            recipe,
+            unscaled,
+            f"{self.source}: experiment {exp!r} on data set {dataset!r}",
+            train_ids if isinstance(train_ids, int) and not isinstance(train_ids, bool) else None,
+        )
         train = recipe["train"]
         if train["bn_batch"] and (train["ids_per_batch"] * train["images_per_id"]) % train["bn_batch"]:
             raise CCReIDError(
@@ -433,52 +437,80 @@ def _check_meaning(run_cfg: dict, unscaled: dict, where: str, train_ids: int | N
     if train["warmup_epochs"] and train["warmup_epochs"] >= epochs:
         problem("train.warmup_epochs", f"{past_the_end}: the learning rate would never reach train.lr")
     if train["val_every"] > epochs:
-        problem("train.val_every", f"past train.epochs = {shown('train.epochs')}: validation would never run (0 turns it off)")
+        problem(
+            "train.val_every",
+            f"past train.epochs = {shown('train.epochs')}: validation would never run (0 turns it off)",
+        )
     clothes, adversarial, aux, distill = (loss[name] for name in ("clothes", "adversarial", "aux", "distill"))
     if clothes["enabled"] and clothes["start_epoch"] >= epochs:
-        problem("loss.clothes.start_epoch",
-                f"{past_the_end}: the clothes classifier and the adversarial loss would never start")
+        problem(
+            "loss.clothes.start_epoch",
+            f"{past_the_end}: the clothes classifier and the adversarial loss would never start",
+        )
     if (aux["enabled"] or distill["enabled"]) and aux["start_epoch"] >= epochs:
         problem("loss.aux.start_epoch", f"{past_the_end}: the auxiliary head's losses would never start")
     # --- losses switched on that would add nothing
     if adversarial["enabled"] and not clothes["enabled"]:
-        problem("loss.adversarial.enabled", "the adversarial loss needs the clothes classifier, and "
-                "loss.clothes.enabled is false: it would never run; enable both or neither")
+        problem(
+            "loss.adversarial.enabled",
+            "the adversarial loss needs the clothes classifier, and "
+            "loss.clothes.enabled is false: it would never run; enable both or neither",
+        )
     elif adversarial["enabled"] and adversarial["weight"] == 0:
-        problem("loss.adversarial.weight", "the adversarial loss is enabled but would add nothing; "
-                "give it a weight or set loss.adversarial.enabled: false")
+        problem(
+            "loss.adversarial.weight",
+            "the adversarial loss is enabled but would add nothing; "
+            "give it a weight or set loss.adversarial.enabled: false",
+        )
     for name, section in (("aux", aux), ("distill", distill)):
         if section["enabled"] and section["weight"] == 0:
-            problem(f"loss.{name}.weight", f"loss.{name} is enabled but would add nothing; "
-                    f"give it a weight or set loss.{name}.enabled: false")
+            problem(
+                f"loss.{name}.weight",
+                f"loss.{name} is enabled but would add nothing; give it a weight or set loss.{name}.enabled: false",
+            )
     if loss["triplet"]["weight"] > 0 and train["images_per_id"] < 2:
-        problem("train.images_per_id", "the triplet loss (loss.triplet.weight > 0) needs two images of an "
-                "identity per batch: with one it has no positive pairs")
+        problem(
+            "train.images_per_id",
+            "the triplet loss (loss.triplet.weight > 0) needs two images of an "
+            "identity per batch: with one it has no positive pairs",
+        )
     if loss["triplet"]["weight"] > 0 and train["ids_per_batch"] < 2:
-        problem("train.ids_per_batch", "the triplet loss (loss.triplet.weight > 0) needs two identities per "
-                "batch: with one it has no negatives and adds nothing")
+        problem(
+            "train.ids_per_batch",
+            "the triplet loss (loss.triplet.weight > 0) needs two identities per "
+            "batch: with one it has no negatives and adds nothing",
+        )
     # --- the batch
     if train_ids is not None and train["ids_per_batch"] > train_ids:
-        problem("train.ids_per_batch", f"the data set's training split has {train_ids} identities "
-                f"(datasets.{dataset['name']}.synth.train_ids): no P×K batch can be filled; lower it")
+        problem(
+            "train.ids_per_batch",
+            f"the data set's training split has {train_ids} identities "
+            f"(datasets.{dataset['name']}.synth.train_ids): no P×K batch can be filled; lower it",
+        )
     # --- augmentations switched on that would change nothing
     height, width = dataset["size"]
     crop = augment["crop"]
     if not math.isfinite(height * crop["scale"]):
         problem("augment.crop.scale", "upscales the image past any size; a crop scale is a small factor (CAL: 1.125)")
     elif crop["p"] > 0 and (round(height * crop["scale"]), round(width * crop["scale"])) == (height, width):
-        problem("augment.crop.scale", f"upscaled by it, a {height}×{width} image stays {height}×{width}: "
-                "the random crop (augment.crop.p > 0) would change nothing; raise it or set augment.crop.p: 0")
+        problem(
+            "augment.crop.scale",
+            f"upscaled by it, a {height}×{width} image stays {height}×{width}: "
+            "the random crop (augment.crop.p > 0) would change nothing; raise it or set augment.crop.p: 0",
+        )
     jitter = augment["color_jitter"]
     if jitter["p"] > 0 and not any(jitter[k] for k in ("brightness", "contrast", "saturation", "hue")):
-        problem("augment.color_jitter.p", "every jitter strength is 0: colour jitter would change nothing; "
-                "set a strength or augment.color_jitter.p: 0")
+        problem(
+            "augment.color_jitter.p",
+            "every jitter strength is 0: colour jitter would change nothing; "
+            "set a strength or augment.color_jitter.p: 0",
+        )
     if problems:
         raise CCReIDError("\n".join(problems))
 
 
 def split_run(run: str) -> tuple[str, int | None]:
-    """"212@2" -> ("212", 2); "212" -> ("212", None)."""
+    """ "212@2" -> ("212", 2); "212" -> ("212", None)."""
     exp, mark, seed = str(run).partition(SEED_MARK)
     if not mark:
         return exp, None

@@ -49,7 +49,7 @@ class World:
     def shard(self, rows: np.ndarray) -> np.ndarray:
         """This rank's consecutive slice of a global batch."""
         per_rank = len(rows) // self.size
-        return rows[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return rows[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def mean(self, values: torch.Tensor) -> torch.Tensor:
         """Mean over ranks (every rank gets the same result)."""

@@ -44,8 +44,10 @@ def hash_tree(root: Path) -> str:
 def hash_input(path: Path) -> str:
     path = Path(path)
     if not path.exists():
-        raise CCReIDError(f"{path}: not found; build it first with the stage that writes it "
-                          "(`snakemake <this output>` builds every input in order)")
+        raise CCReIDError(
+            f"{path}: not found; build it first with the stage that writes it "
+            "(`snakemake <this output>` builds every input in order)"
+        )
     return hash_tree(path) if path.is_dir() else hash_file(path)
 
 
@@ -88,8 +90,12 @@ def _behaviour(source: str) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, include_attributes=False)
 
@@ -138,8 +144,11 @@ def _sizes(output: Path) -> dict[str, int]:
     output = Path(output)
     if not output.is_dir():
         return {output.name: output.stat().st_size}
-    return {p.relative_to(output).as_posix(): p.stat().st_size for p in sorted(output.rglob("[!.]*"))
-            if p.is_file() and p != output / FOLDER_RECORD}
+    return {
+        p.relative_to(output).as_posix(): p.stat().st_size
+        for p in sorted(output.rglob("[!.]*"))
+        if p.is_file() and p != output / FOLDER_RECORD
+    }
 
 
 def is_fresh(output: Path, fingerprint: dict) -> bool:

@@ -92,8 +92,9 @@ class FlipCrop:
         low = source.floor().long()
         high = torch.clamp(low + 1, max=length - 1)
         weight = torch.where(cropped[:, None], source - low, torch.zeros(()))
-        return AxisSampling(torch.where(cropped[:, None], low, identity),
-                            torch.where(cropped[:, None], high, identity), weight)
+        return AxisSampling(
+            torch.where(cropped[:, None], low, identity), torch.where(cropped[:, None], high, identity), weight
+        )
 
     def draw(self, n: int, height: int, width: int) -> tuple[AxisSampling, AxisSampling]:
         """Rows (N×H) and columns (N×W) of every output pixel, drawn on the CPU."""
@@ -131,8 +132,14 @@ class RandomErasing:
     """Random erasing boxes (sampling `cal` or `kornia`, see the module docstring), filled with
     `fill` per channel."""
 
-    def __init__(self, p: float, area: tuple[float, float], aspect: tuple[float, float],
-                 sampling: str = "cal", fill: tuple[float, float, float] = (0.0, 0.0, 0.0)):
+    def __init__(
+        self,
+        p: float,
+        area: tuple[float, float],
+        aspect: tuple[float, float],
+        sampling: str = "cal",
+        fill: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ):
         self.p, self.area, self.aspect, self.sampling, self.fill = p, area, aspect, sampling, fill
 
     def _uniform(self, shape, bounds: tuple[float, float]) -> torch.Tensor:
@@ -173,7 +180,7 @@ class RandomErasing:
     def apply_(self, images: torch.Tensor, boxes: list[tuple[int, int, int, int, int]]) -> torch.Tensor:
         fill = torch.tensor(self.fill, dtype=images.dtype, device=images.device).view(3, 1, 1)
         for index, top, left, box_h, box_w in boxes:
-            images[index, :, top:top + box_h, left:left + box_w] = fill
+            images[index, :, top : top + box_h, left : left + box_w] = fill
         return images
 
 
@@ -187,18 +194,23 @@ class BatchAugment(nn.Module):
         jitter = cfg["color_jitter"]
         photometric = []
         if jitter["p"] > 0:
-            photometric.append(K.ColorJitter(jitter["brightness"], jitter["contrast"],
-                                             jitter["saturation"], jitter["hue"], p=jitter["p"]))
+            photometric.append(
+                K.ColorJitter(
+                    jitter["brightness"], jitter["contrast"], jitter["saturation"], jitter["hue"], p=jitter["p"]
+                )
+            )
         if cfg["grayscale"] > 0:
             photometric.append(K.RandomGrayscale(p=cfg["grayscale"]))
         self.photometric = nn.Sequential(*photometric) if photometric else None
         erasing = cfg["erasing"]
-        self.erasing = RandomErasing(erasing["p"], tuple(erasing["area"]), tuple(erasing["aspect"]),
-                                     erasing["sampling"], tuple(erasing["fill"]))
+        self.erasing = RandomErasing(
+            erasing["p"], tuple(erasing["area"]), tuple(erasing["aspect"]), erasing["sampling"], tuple(erasing["fill"])
+        )
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, out: torch.Tensor | None = None,
-                shard: int = 0, shards: int = 1) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, out: torch.Tensor | None = None, shard: int = 0, shards: int = 1
+    ) -> torch.Tensor:
         """Augment a uint8 batch: shard `shard` of a global batch of `shards` equal shards (the
         parameters of the whole global batch are drawn, this shard's are applied). `out`, a
         float32 batch of the same shape, is reused for the result when given."""
@@ -206,8 +218,11 @@ class BatchAugment(nn.Module):
         mine = slice(shard * n, (shard + 1) * n)
         rows, cols = self.geometry.draw(n * shards, height, width)
         rows, cols = rows[mine], cols[mine]
-        boxes = [(index - mine.start, *box) for index, *box in self.erasing.draw(n * shards, height, width)
-                 if mine.start <= index < mine.stop]
+        boxes = [
+            (index - mine.start, *box)
+            for index, *box in self.erasing.draw(n * shards, height, width)
+            if mine.start <= index < mine.stop
+        ]
         device = images.device
         if self.geometry.interpolation == "nearest":
             pixels = gather_pixels(images.contiguous(), rows.low.to(device), cols.low.to(device))

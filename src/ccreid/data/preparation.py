@@ -21,7 +21,6 @@ from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import IMAGES, PROTOCOLS, SAMPLES, SKIPPED, SUMMARY
 
 
-
 def _missing_root_message(name: str, cfg: DatasetCfg) -> str:
     how = cfg.obtain or "see docs/datasets.md for where to obtain it"
     return (
@@ -33,9 +32,7 @@ def _missing_root_message(name: str, cfg: DatasetCfg) -> str:
 def parse_dataset(name: str, cfg: DatasetCfg) -> tuple[ParsedDataset, dict]:
     """Parse and validate the raw data set; returns the parse and its summary."""
     if cfg.layout not in PARSERS:
-        raise CCReIDError(
-            f"datasets.{name}.layout = {cfg.layout!r} is unknown; use one of {', '.join(PARSERS)}"
-        )
+        raise CCReIDError(f"datasets.{name}.layout = {cfg.layout!r} is unknown; use one of {', '.join(PARSERS)}")
     root = Path(cfg.root)
     if not root.is_dir():
         raise CCReIDError(_missing_root_message(name, cfg))
@@ -95,8 +92,9 @@ def _labelled(samples: pd.DataFrame) -> pd.DataFrame:
     return samples
 
 
-def write_prepared(name: str, cfg: DatasetCfg, parsed: ParsedDataset, summary: dict, folder: Path,
-                    workers: int | None) -> dict:
+def write_prepared(
+    name: str, cfg: DatasetCfg, parsed: ParsedDataset, summary: dict, folder: Path, workers: int | None
+) -> dict:
     """Decode every image into ``folder`` and write the tables; returns the (final) summary."""
     samples = _labelled(parsed.samples.reset_index(drop=True))
     height, width = cfg.size
@@ -106,8 +104,11 @@ def write_prepared(name: str, cfg: DatasetCfg, parsed: ParsedDataset, summary: d
     bad: list[str] = []
     with h5py.File(folder / IMAGES, "w", track_order=False) as store:
         images = store.create_dataset(
-            "images", shape=(len(jobs), 3, height, width), dtype="uint8",
-            chunks=(1, 3, height, width), track_times=False,
+            "images",
+            shape=(len(jobs), 3, height, width),
+            dtype="uint8",
+            chunks=(1, 3, height, width),
+            track_times=False,
         )
         kept = np.zeros(len(jobs), dtype=bool)
         row = 0

@@ -34,9 +34,13 @@ def load_prepared(folder: Path) -> PreparedData:
         samples = pd.read_csv(folder / SAMPLES, dtype={"clothes": str, "path": str, "split": str})
         protocols = protocols_from_json((folder / PROTOCOLS).read_text())
     except (OSError, ValueError, TypeError, KeyError) as error:  # ValueError: bad CSV, JSON or text
-        raise CCReIDError(f"{folder}: damaged prepared data set ({type(error).__name__}: {error}); "
-                          "delete the folder and re-run `ccreid prepare`") from None
+        raise CCReIDError(
+            f"{folder}: damaged prepared data set ({type(error).__name__}: {error}); "
+            "delete the folder and re-run `ccreid prepare`"
+        ) from None
     missing = sorted({*SAMPLE_COLUMNS, "label", "clothes_label"} - set(samples.columns))
     if missing:
-        raise CCReIDError(f"{folder / SAMPLES}: missing column(s) {missing}; delete the folder and re-run `ccreid prepare`")
+        raise CCReIDError(
+            f"{folder / SAMPLES}: missing column(s) {missing}; delete the folder and re-run `ccreid prepare`"
+        )
     return PreparedData(samples=samples, protocols=protocols, images_path=folder / IMAGES)

@@ -72,8 +72,15 @@ from ccreid.core.paths import SYNTH_META
 from ccreid.data.layouts.prcc import CAMERAS as PRCC_CAMERAS
 
 CONFIG_KEYS = (
-    "seed", "train_ids", "val_ids", "test_ids", "images_per_camera",
-    "height", "width", "jpeg_quality", "palette_size",
+    "seed",
+    "train_ids",
+    "val_ids",
+    "test_ids",
+    "images_per_camera",
+    "height",
+    "width",
+    "jpeg_quality",
+    "palette_size",
 )
 CAMERAS = tuple(PRCC_CAMERAS)  # PRCC's camera folders: A and B outfit 1, C outfit 2
 _SS = 2  # supersampling factor: drawn at 2x, box-reduced (cheap anti-aliasing)
@@ -86,36 +93,89 @@ _TAG_PALETTE, _TAG_ID, _TAG_OUTFIT, _TAG_CAM, _TAG_IMG = 101, 102, 103, 104, 105
 # view_w: body width factor (1 frontal, < 1 side view); back_p: probability of a back view;
 # lean: mean lean (rad); occl_p: probability of an occluding bar; blur: Gaussian radius (px).
 _CAMERA_SPECS = {
-    "A": dict(gain=1.06, cast=(1.00, 1.00, 1.00), scale=1.00, shift=-0.02, view_w=1.00,
-              back_p=0.10, lean=0.00, occl_p=0.06, blur=0.0),
-    "B": dict(gain=0.94, cast=(0.92, 1.00, 1.10), scale=0.93, shift=0.06, view_w=0.70,
-              back_p=0.25, lean=-0.03, occl_p=0.12, blur=0.0),
-    "C": dict(gain=0.80, cast=(1.12, 0.98, 0.82), scale=0.87, shift=-0.05, view_w=0.88,
-              back_p=0.40, lean=0.04, occl_p=0.22, blur=0.6),
+    "A": dict(
+        gain=1.06,
+        cast=(1.00, 1.00, 1.00),
+        scale=1.00,
+        shift=-0.02,
+        view_w=1.00,
+        back_p=0.10,
+        lean=0.00,
+        occl_p=0.06,
+        blur=0.0,
+    ),
+    "B": dict(
+        gain=0.94,
+        cast=(0.92, 1.00, 1.10),
+        scale=0.93,
+        shift=0.06,
+        view_w=0.70,
+        back_p=0.25,
+        lean=-0.03,
+        occl_p=0.12,
+        blur=0.0,
+    ),
+    "C": dict(
+        gain=0.80,
+        cast=(1.12, 0.98, 0.82),
+        scale=0.87,
+        shift=-0.05,
+        view_w=0.88,
+        back_p=0.40,
+        lean=0.04,
+        occl_p=0.22,
+        blur=0.6,
+    ),
 }
 
-_HAIR_COLOURS = np.array([
-    (0.07, 0.06, 0.06),  # black
-    (0.22, 0.13, 0.07),  # dark brown
-    (0.42, 0.27, 0.13),  # brown
-    (0.83, 0.70, 0.40),  # blonde
-    (0.58, 0.22, 0.08),  # red
-    (0.62, 0.62, 0.60),  # grey
-])
+_HAIR_COLOURS = np.array(
+    [
+        (0.07, 0.06, 0.06),  # black
+        (0.22, 0.13, 0.07),  # dark brown
+        (0.42, 0.27, 0.13),  # brown
+        (0.83, 0.70, 0.40),  # blonde
+        (0.58, 0.22, 0.08),  # red
+        (0.62, 0.62, 0.60),  # grey
+    ]
+)
 _HAIR_STYLES = 5  # 0 short, 1 long, 2 buzz/bald, 3 bun, 4 bob
 _SKIN_LIGHT = np.array([0.96, 0.82, 0.70])
 _SKIN_DARK = np.array([0.30, 0.19, 0.12])
 
 TRAIT_COLUMNS = (
-    "trait_height", "trait_build", "trait_hip", "trait_leg", "trait_head_size",
-    "trait_head_aspect", "trait_skin_r", "trait_skin_g", "trait_skin_b", "trait_hair_r",
-    "trait_hair_g", "trait_hair_b", "trait_hair_style", "trait_hair_volume", "trait_lean",
+    "trait_height",
+    "trait_build",
+    "trait_hip",
+    "trait_leg",
+    "trait_head_size",
+    "trait_head_aspect",
+    "trait_skin_r",
+    "trait_skin_g",
+    "trait_skin_b",
+    "trait_hair_r",
+    "trait_hair_g",
+    "trait_hair_b",
+    "trait_hair_style",
+    "trait_hair_volume",
+    "trait_lean",
     "trait_beard",
 )
 OUTFIT_COLUMNS = (
-    "outfit_top_r", "outfit_top_g", "outfit_top_b", "outfit_bottom_r", "outfit_bottom_g",
-    "outfit_bottom_b", "outfit_accent_r", "outfit_accent_g", "outfit_accent_b", "outfit_shoe_r",
-    "outfit_shoe_g", "outfit_shoe_b", "outfit_pattern", "outfit_sleeve", "outfit_bottom_style",
+    "outfit_top_r",
+    "outfit_top_g",
+    "outfit_top_b",
+    "outfit_bottom_r",
+    "outfit_bottom_g",
+    "outfit_bottom_b",
+    "outfit_accent_r",
+    "outfit_accent_g",
+    "outfit_accent_b",
+    "outfit_shoe_r",
+    "outfit_shoe_g",
+    "outfit_shoe_b",
+    "outfit_pattern",
+    "outfit_sleeve",
+    "outfit_bottom_style",
 )
 
 
@@ -126,22 +186,27 @@ def validated(cfg) -> dict:
     out = {}
     for key in CONFIG_KEYS:
         if key not in cfg:
-            raise CCReIDError(f"synthetic data set config: missing key '{key}' "
-                              f"(required: {', '.join(CONFIG_KEYS)})")
+            raise CCReIDError(f"synthetic data set config: missing key '{key}' (required: {', '.join(CONFIG_KEYS)})")
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise CCReIDError(f"synthetic data set config: '{key}' must be an integer, "
-                              f"got {value!r}")
+            raise CCReIDError(f"synthetic data set config: '{key}' must be an integer, got {value!r}")
         out[key] = int(value)
-    minimum = {"seed": 0, "train_ids": 1, "val_ids": 0, "test_ids": 1, "images_per_camera": 1,
-               "height": 32, "width": 16, "jpeg_quality": 1, "palette_size": 2}
+    minimum = {
+        "seed": 0,
+        "train_ids": 1,
+        "val_ids": 0,
+        "test_ids": 1,
+        "images_per_camera": 1,
+        "height": 32,
+        "width": 16,
+        "jpeg_quality": 1,
+        "palette_size": 2,
+    }
     for key, low in minimum.items():
         if out[key] < low:
-            raise CCReIDError(f"synthetic data set config: '{key}' must be >= {low}, "
-                              f"got {out[key]}")
+            raise CCReIDError(f"synthetic data set config: '{key}' must be >= {low}, got {out[key]}")
     if out["jpeg_quality"] > 100:
-        raise CCReIDError(f"synthetic data set config: 'jpeg_quality' must be <= 100, "
-                          f"got {out['jpeg_quality']}")
+        raise CCReIDError(f"synthetic data set config: 'jpeg_quality' must be <= 100, got {out['jpeg_quality']}")
     return out
 
 
@@ -164,13 +229,17 @@ def _palette(seed: int, size: int) -> list[dict]:
     rng = np.random.default_rng([seed, _TAG_PALETTE, size])
     palette = []
     for _ in range(size):
-        palette.append(dict(
-            top=_cloth_colour(rng), bottom=_cloth_colour(rng), accent=_cloth_colour(rng),
-            shoe=np.clip(rng.uniform(0.05, 0.9) + rng.normal(0, 0.05, 3), 0, 1),
-            pattern=int(rng.choice(4, p=[0.4, 0.25, 0.2, 0.15])),  # plain, stripes, logo, 2-tone
-            sleeve=int(rng.random() < 0.5),  # 0 short, 1 long
-            bottom_style=int(rng.choice(3, p=[0.6, 0.2, 0.2])),  # trousers, shorts, skirt
-        ))
+        palette.append(
+            dict(
+                top=_cloth_colour(rng),
+                bottom=_cloth_colour(rng),
+                accent=_cloth_colour(rng),
+                shoe=np.clip(rng.uniform(0.05, 0.9) + rng.normal(0, 0.05, 3), 0, 1),
+                pattern=int(rng.choice(4, p=[0.4, 0.25, 0.2, 0.15])),  # plain, stripes, logo, 2-tone
+                sleeve=int(rng.random() < 0.5),  # 0 short, 1 long
+                bottom_style=int(rng.choice(3, p=[0.6, 0.2, 0.2])),  # trousers, shorts, skirt
+            )
+        )
     return palette
 
 
@@ -180,11 +249,18 @@ def _identity(seed: int, pid: int) -> dict:
     skin = np.clip(_SKIN_LIGHT * (1 - tone) + _SKIN_DARK * tone + rng.normal(0, 0.02, 3), 0, 1)
     hair = np.clip(_HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] + rng.normal(0, 0.04, 3), 0, 1)
     return dict(
-        height=rng.uniform(0.78, 0.97), build=rng.uniform(0.15, 0.33), hip=rng.uniform(0.68, 1.08),
-        leg=rng.uniform(0.40, 0.55), head_size=rng.uniform(0.125, 0.185),
-        head_aspect=rng.uniform(0.66, 0.98), skin=skin, hair=hair,
-        hair_style=int(rng.integers(_HAIR_STYLES)), hair_volume=rng.random(),
-        lean=rng.normal(0, 0.035), beard=int(rng.random() < 0.25),
+        height=rng.uniform(0.78, 0.97),
+        build=rng.uniform(0.15, 0.33),
+        hip=rng.uniform(0.68, 1.08),
+        leg=rng.uniform(0.40, 0.55),
+        head_size=rng.uniform(0.125, 0.185),
+        head_aspect=rng.uniform(0.66, 0.98),
+        skin=skin,
+        hair=hair,
+        hair_style=int(rng.integers(_HAIR_STYLES)),
+        hair_volume=rng.random(),
+        lean=rng.normal(0, 0.035),
+        beard=int(rng.random() < 0.25),
     )
 
 
@@ -203,13 +279,24 @@ def _outfits(seed: int, pid: int, palette: list[dict]) -> list[tuple[int, dict]]
 
 
 def _trait_values(t: dict) -> list[float]:
-    return [t["height"], t["build"], t["hip"], t["leg"], t["head_size"], t["head_aspect"],
-            *t["skin"], *t["hair"], t["hair_style"], t["hair_volume"], t["lean"], t["beard"]]
+    return [
+        t["height"],
+        t["build"],
+        t["hip"],
+        t["leg"],
+        t["head_size"],
+        t["head_aspect"],
+        *t["skin"],
+        *t["hair"],
+        t["hair_style"],
+        t["hair_volume"],
+        t["lean"],
+        t["beard"],
+    ]
 
 
 def _outfit_values(o: dict) -> list[float]:
-    return [*o["top"], *o["bottom"], *o["accent"], *o["shoe"], o["pattern"], o["sleeve"],
-            o["bottom_style"]]
+    return [*o["top"], *o["bottom"], *o["accent"], *o["shoe"], o["pattern"], o["sleeve"], o["bottom_style"]]
 
 
 # ---------------------------------------------------------------- camera backgrounds
@@ -267,16 +354,23 @@ def _limb(x0, y0, x1, y1, w0, w1):
     dx, dy = x1 - x0, y1 - y0
     n = math.hypot(dx, dy) or 1.0
     px, py = -dy / n, dx / n
-    return np.array([(x0 + px * w0 / 2, y0 + py * w0 / 2), (x1 + px * w1 / 2, y1 + py * w1 / 2),
-                     (x1 - px * w1 / 2, y1 - py * w1 / 2), (x0 - px * w0 / 2, y0 - py * w0 / 2)])
+    return np.array(
+        [
+            (x0 + px * w0 / 2, y0 + py * w0 / 2),
+            (x1 + px * w1 / 2, y1 + py * w1 / 2),
+            (x1 - px * w1 / 2, y1 - py * w1 / 2),
+            (x0 - px * w0 / 2, y0 - py * w0 / 2),
+        ]
+    )
 
 
 def _colour(rgb) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.clip(np.round(np.asarray(rgb) * 255), 0, 255))
 
 
-def _draw_person(draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, cam: dict,
-                 rng: np.random.Generator) -> bool:
+def _draw_person(
+    draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, cam: dict, rng: np.random.Generator
+) -> bool:
     """Draw one person on the supersampled canvas (_SS*h × _SS*w); True if it is a back view."""
     back = bool(rng.random() < cam["back_p"])
     view_w = cam["view_w"] * rng.uniform(0.93, 1.05)
@@ -311,8 +405,10 @@ def _draw_person(draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, ca
     # long hair behind the body (front view)
     if style == 1 and not back:
         hl = ys + torso_len * (0.15 + 0.25 * vol)
-        shape([(cx - head_w * 0.62, hcy), (cx + head_w * 0.62, hcy),
-               (cx + head_w * 0.70, hl), (cx - head_w * 0.70, hl)], hair)
+        shape(
+            [(cx - head_w * 0.62, hcy), (cx + head_w * 0.62, hcy), (cx + head_w * 0.70, hl), (cx - head_w * 0.70, hl)],
+            hair,
+        )
 
     # legs (pose: spread and stride), shoes
     spread = rng.uniform(0.0, 0.14)
@@ -331,16 +427,26 @@ def _draw_person(draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, ca
             if o["bottom_style"] == 1:  # shorts
                 xm = x0 + (x1 - x0) * 0.42
                 shape(_limb(x0, yh, xm, yh + leg_len * 0.42, leg_w * 1.05, leg_w), bottom_c)
-        shape(_ellipse(x1 + (0 if view_w > 0.8 else 0.25 * leg_w), yf - 0.015 * hb,
-                       leg_w * 0.62, 0.028 * hb, 10), shoe_c)
+        shape(
+            _ellipse(x1 + (0 if view_w > 0.8 else 0.25 * leg_w), yf - 0.015 * hb, leg_w * 0.62, 0.028 * hb, 10), shoe_c
+        )
     # pelvis / skirt
     if o["bottom_style"] == 2:
         sk = yh + leg_len * rng.uniform(0.38, 0.48)
-        shape([(cx - hw / 2, yh - 0.03 * hb), (cx + hw / 2, yh - 0.03 * hb),
-               (cx + hw * 0.72, sk), (cx - hw * 0.72, sk)], bottom_c)
+        shape(
+            [(cx - hw / 2, yh - 0.03 * hb), (cx + hw / 2, yh - 0.03 * hb), (cx + hw * 0.72, sk), (cx - hw * 0.72, sk)],
+            bottom_c,
+        )
     else:
-        shape([(cx - hw / 2, yh - 0.03 * hb), (cx + hw / 2, yh - 0.03 * hb),
-               (cx + hw / 2, yh + 0.06 * hb), (cx - hw / 2, yh + 0.06 * hb)], bottom_c)
+        shape(
+            [
+                (cx - hw / 2, yh - 0.03 * hb),
+                (cx + hw / 2, yh - 0.03 * hb),
+                (cx + hw / 2, yh + 0.06 * hb),
+                (cx - hw / 2, yh + 0.06 * hb),
+            ],
+            bottom_c,
+        )
 
     # arms: a shoulder point, a swing angle; sleeves cover the upper arm or all of it
     arm_w = max(sw * 0.22, 0.035 * hb)
@@ -370,9 +476,14 @@ def _draw_person(draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, ca
         draw_arm(*arms[0])
 
     # torso with its pattern
-    torso = [(cx - sw / 2, ys + 0.02 * hb), (cx - sw / 2 + 0.03 * hb, ys),
-             (cx + sw / 2 - 0.03 * hb, ys), (cx + sw / 2, ys + 0.02 * hb),
-             (cx + hw / 2, yh + 0.005 * hb), (cx - hw / 2, yh + 0.005 * hb)]
+    torso = [
+        (cx - sw / 2, ys + 0.02 * hb),
+        (cx - sw / 2 + 0.03 * hb, ys),
+        (cx + sw / 2 - 0.03 * hb, ys),
+        (cx + sw / 2, ys + 0.02 * hb),
+        (cx + hw / 2, yh + 0.005 * hb),
+        (cx - hw / 2, yh + 0.005 * hb),
+    ]
     shape(torso, top_c)
 
     def half_width(y):
@@ -383,15 +494,30 @@ def _draw_person(draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, ca
         band = torso_len / 8
         for k in range(1, 8, 2):
             y0, y1 = ys + k * band, ys + (k + 1) * band * 0.97
-            shape([(cx - half_width(y0), y0), (cx + half_width(y0), y0),
-                   (cx + half_width(y1), y1), (cx - half_width(y1), y1)], accent_c)
+            shape(
+                [
+                    (cx - half_width(y0), y0),
+                    (cx + half_width(y0), y0),
+                    (cx + half_width(y1), y1),
+                    (cx - half_width(y1), y1),
+                ],
+                accent_c,
+            )
     elif o["pattern"] == 2 and not back:  # chest logo
         y0, y1 = ys + torso_len * 0.22, ys + torso_len * 0.48
         bw = sw * 0.22
         shape([(cx - bw, y0), (cx + bw, y0), (cx + bw, y1), (cx - bw, y1)], accent_c)
     elif o["pattern"] == 3:  # two-tone: right half
-        shape([(cx, ys), (cx + sw / 2 - 0.03 * hb, ys), (cx + sw / 2, ys + 0.02 * hb),
-               (cx + hw / 2, yh + 0.005 * hb), (cx, yh + 0.005 * hb)], accent_c)
+        shape(
+            [
+                (cx, ys),
+                (cx + sw / 2 - 0.03 * hb, ys),
+                (cx + sw / 2, ys + 0.02 * hb),
+                (cx + hw / 2, yh + 0.005 * hb),
+                (cx, yh + 0.005 * hb),
+            ],
+            accent_c,
+        )
 
     if side_view:
         draw_arm(*arms[1])
@@ -406,8 +532,15 @@ def _draw_person(draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, ca
         shape(_ellipse(cx, hcy - head_h * 0.02, cap_rx, head_h / 2 * 1.04), hair)
         if style == 1:
             hl = ys + torso_len * (0.15 + 0.25 * vol)
-            shape([(cx - head_w * 0.62, hcy), (cx + head_w * 0.62, hcy),
-                   (cx + head_w * 0.66, hl), (cx - head_w * 0.66, hl)], hair)
+            shape(
+                [
+                    (cx - head_w * 0.62, hcy),
+                    (cx + head_w * 0.62, hcy),
+                    (cx + head_w * 0.66, hl),
+                    (cx - head_w * 0.66, hl),
+                ],
+                hair,
+            )
         elif style == 4:
             shape(_ellipse(cx, hcy + head_h * 0.06, cap_rx * 1.15, head_h / 2 * 1.05), hair)
     else:
@@ -416,29 +549,34 @@ def _draw_person(draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, ca
         if style == 2:  # buzz cut: a thin rim
             shape(_ellipse(cx, hcy - head_h * 0.03, head_w / 2 * 1.01, head_h / 2 * 1.0), hair)
         elif style != 4:
-            shape(_ellipse(cx, hcy - head_h * (0.10 + 0.06 * vol), cap_rx,
-                           head_h / 2 * (0.72 + 0.15 * vol)), hair)
+            shape(_ellipse(cx, hcy - head_h * (0.10 + 0.06 * vol), cap_rx, head_h / 2 * (0.72 + 0.15 * vol)), hair)
         shape(_ellipse(cx, hcy + head_h * 0.07, head_w / 2, head_h / 2 * 0.9), skin)
         if t["beard"]:  # lower face in the hair colour
-            beard = [(-0.48, 0.16), (-0.30, 0.26), (0.30, 0.26), (0.48, 0.16), (0.28, 0.50),
-                     (-0.28, 0.50)]
+            beard = [(-0.48, 0.16), (-0.30, 0.26), (0.30, 0.26), (0.48, 0.16), (0.28, 0.50), (-0.28, 0.50)]
             shape([(cx + head_w * bx, hcy + head_h * by) for bx, by in beard], hair)
         if style == 1:  # long hair falls over the shoulders in front
             hl = ys + torso_len * (0.15 + 0.25 * vol)
             for side in (-1, 1):
-                shape([(cx + side * head_w * 0.35, hcy - head_h * 0.2),
-                       (cx + side * head_w * 0.62, hcy - head_h * 0.1),
-                       (cx + side * head_w * 0.78, hl), (cx + side * head_w * 0.45, hl)], hair)
+                shape(
+                    [
+                        (cx + side * head_w * 0.35, hcy - head_h * 0.2),
+                        (cx + side * head_w * 0.62, hcy - head_h * 0.1),
+                        (cx + side * head_w * 0.78, hl),
+                        (cx + side * head_w * 0.45, hl),
+                    ],
+                    hair,
+                )
     if style == 3:  # bun on top
         shape(_ellipse(cx, top - head_h * 0.08, head_w * 0.24, head_h * 0.2, 10), hair)
     return back
 
 
-def _render(h: int, w: int, t: dict, o: dict, cam_name: str, bg: np.ndarray,
-            rng: np.random.Generator, quality: int) -> tuple[bytes, bool, bool]:
+def _render(
+    h: int, w: int, t: dict, o: dict, cam_name: str, bg: np.ndarray, rng: np.random.Generator, quality: int
+) -> tuple[bytes, bool, bool]:
     cam = _CAMERA_SPECS[cam_name]
     off = int(rng.integers(0, w))
-    back_img = bg[:, off:off + w] * rng.uniform(0.92, 1.08)
+    back_img = bg[:, off : off + w] * rng.uniform(0.92, 1.08)
     back_img = back_img + rng.normal(0, 0.02, 3).astype(np.float32)
     canvas = np.clip(back_img * 255, 0, 255).astype(np.uint8)
     canvas = canvas.repeat(_SS, axis=0).repeat(_SS, axis=1)
@@ -465,8 +603,7 @@ def _render(h: int, w: int, t: dict, o: dict, cam_name: str, bg: np.ndarray,
     arr = arr * (light * cast).astype(np.float32) + rng.normal(0, 3.0, arr.shape).astype(np.float32)
     out = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "RGB")
     buf = io.BytesIO()
-    out.save(buf, format="JPEG", quality=quality, subsampling=2, optimize=False,
-             progressive=False)
+    out.save(buf, format="JPEG", quality=quality, subsampling=2, optimize=False, progressive=False)
     return buf.getvalue(), back, occluded
 
 
@@ -483,8 +620,18 @@ def generate(tmp: Path, c: dict):
     width_pid = max(3, len(str(next_pid - 1)))
     width_n = max(3, len(str(n_img)))
 
-    header = ["path", "split", "pid", "camera", "outfit", "slot", "back_view", "occluded",
-              *TRAIT_COLUMNS, *OUTFIT_COLUMNS]
+    header = [
+        "path",
+        "split",
+        "pid",
+        "camera",
+        "outfit",
+        "slot",
+        "back_view",
+        "occluded",
+        *TRAIT_COLUMNS,
+        *OUTFIT_COLUMNS,
+    ]
     rows = []
     counts = {"train": 0, "val": 0, "gallery": 0, "query_sc": 0, "query_cc": 0}
     for split, pids in splits:
@@ -512,18 +659,27 @@ def generate(tmp: Path, c: dict):
                 folder.mkdir(exist_ok=True)
                 for n in range(1, n_img + 1):
                     rng = np.random.default_rng([seed, _TAG_IMG, pid, ci, n])
-                    data, back, occluded = _render(h, w, traits, outfit, cam, backgrounds[cam],
-                                                   rng, c["jpeg_quality"])
+                    data, back, occluded = _render(h, w, traits, outfit, cam, backgrounds[cam], rng, c["jpeg_quality"])
                     name = f"{n:0{width_n}d}.jpg"
                     if split != "test":
                         name = f"{cam}_{name}"
                     path = folder / name
                     path.write_bytes(data)
                     counts[role] += 1
-                    rows.append([path.relative_to(tmp).as_posix(), split, pid, cam, palette_index,
-                                 slot + 1, int(back), int(occluded),
-                                 *(f"{v:.6f}" for v in trait_vals),
-                                 *(f"{v:.6f}" for v in outfit_vals)])
+                    rows.append(
+                        [
+                            path.relative_to(tmp).as_posix(),
+                            split,
+                            pid,
+                            cam,
+                            palette_index,
+                            slot + 1,
+                            int(back),
+                            int(occluded),
+                            *(f"{v:.6f}" for v in trait_vals),
+                            *(f"{v:.6f}" for v in outfit_vals),
+                        ]
+                    )
     with open(tmp / SYNTH_META, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(header)

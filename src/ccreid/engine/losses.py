@@ -6,9 +6,7 @@ import torch
 import torch.nn.functional as F
 
 
-def cross_entropy_label_smooth(
-    logits: torch.Tensor, targets: torch.Tensor, epsilon: float
-) -> torch.Tensor:
+def cross_entropy_label_smooth(logits: torch.Tensor, targets: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Cross-entropy against (1 - epsilon) * one_hot + epsilon / K (Szegedy et al., CVPR 2016)."""
     return F.cross_entropy(logits, targets, label_smoothing=epsilon)
 
@@ -54,9 +52,7 @@ def batch_hard_triplet(features: torch.Tensor, pids: torch.Tensor, margin: float
     return F.relu(hardest_positive - hardest_negative + margin).mean()
 
 
-def distillation_kl(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
-) -> torch.Tensor:
+def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(softmax(teacher / T) || softmax(student / T)) * T^2, batch mean (Hinton et al., 2015).
 
     The teacher (main head) is detached: only the student (auxiliary head) learns from it. T^2

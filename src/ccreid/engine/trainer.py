@@ -125,8 +125,14 @@ class TrainingOutputs(nn.Module):
 class Trainer:
     """Holds the model, optimizers and data of one training process."""
 
-    def __init__(self, data: PreparedData, run_cfg: dict, device: torch.device, world: World = World(),
-                 monitors: dict | None = None):
+    def __init__(
+        self,
+        data: PreparedData,
+        run_cfg: dict,
+        device: torch.device,
+        world: World = World(),
+        monitors: dict | None = None,
+    ):
         self.cfg, self.device, self.world = run_cfg, device, world
         train = data.samples[data.samples["split"] == "train"]
         if train.empty:
@@ -166,7 +172,8 @@ class Trainer:
         ccfg = run_cfg["loss"]["clothes"]
         self.clothes_optimizer = (
             torch.optim.Adam(self.clothes_params, lr=ccfg["lr"], weight_decay=ccfg["weight_decay"])
-            if self.clothes_params else None
+            if self.clothes_params
+            else None
         )
         amp = tcfg["amp"] if device.type == "cuda" else "off"
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -181,7 +188,8 @@ class Trainer:
         ignored = [f"model.{name}" for name, _ in model.named_parameters() if name.startswith("clothes_classifier.")]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(network, ignored)
         return DistributedDataParallel(
-            network, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            network,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
             find_unused_parameters=model.aux_head is not None,  # unused before the aux start epoch
         )
 
@@ -210,8 +218,9 @@ class Trainer:
         terms) when one is not finite."""
         lcfg = self.cfg["loss"]
         index = torch.from_numpy(rows)
-        self._input = batch = self.augment(images.to(self.device, non_blocking=True), out=self._input,
-                                           shard=self.world.rank, shards=self.world.size)
+        self._input = batch = self.augment(
+            images.to(self.device, non_blocking=True), out=self._input, shard=self.world.rank, shards=self.world.size
+        )
         if self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
         pids = self.labels[index].to(self.device)
@@ -219,23 +228,29 @@ class Trainer:
         with_aux = self.model.aux_head is not None and epoch >= lcfg["aux"]["start_epoch"]
         with self._autocast():
             # Losses in full precision: AMP's half-precision outputs upcast, others as they are.
-            out = {key: value.to(torch.promote_types(value.dtype, torch.float32))
-                   for key, value in self.network(batch, with_aux=with_aux).items()}
+            out = {
+                key: value.to(torch.promote_types(value.dtype, torch.float32))
+                for key, value in self.network(batch, with_aux=with_aux).items()
+            }
         features = out["features"]
         terms = {"id": losses.cross_entropy_label_smooth(out["logits"], pids, lcfg["id"]["label_smoothing"])}
         if lcfg["triplet"]["weight"] > 0:
             terms["triplet"] = lcfg["triplet"]["weight"] * losses.batch_hard_triplet(
-                self.world.gather_with_grad(features), self.world.gather(pids), lcfg["triplet"]["margin"])
+                self.world.gather_with_grad(features), self.world.gather(pids), lcfg["triplet"]["margin"]
+            )
         if with_aux and lcfg["aux"]["enabled"]:
             terms["aux"] = lcfg["aux"]["weight"] * losses.cross_entropy_label_smooth(
-                out["aux_logits"], pids, lcfg["id"]["label_smoothing"])
+                out["aux_logits"], pids, lcfg["id"]["label_smoothing"]
+            )
         if with_aux and lcfg["distill"]["enabled"]:
             terms["distill"] = lcfg["distill"]["weight"] * losses.distillation_kl(
-                out["aux_logits"], out["logits"], lcfg["distill"]["temperature"])
+                out["aux_logits"], out["logits"], lcfg["distill"]["temperature"]
+            )
         monitored = {}
         if self.clothes_optimizer is not None and epoch >= lcfg["clothes"]["start_epoch"]:
             clothes_loss = losses.cross_entropy_label_smooth(
-                self.model.clothes_classifier(features.detach()), clothes, lcfg["clothes"]["label_smoothing"])
+                self.model.clothes_classifier(features.detach()), clothes, lcfg["clothes"]["label_smoothing"]
+            )
             self.clothes_optimizer.zero_grad(set_to_none=True)
             clothes_loss.backward()
             self.world.average_gradients(self.clothes_params)
@@ -243,8 +258,11 @@ class Trainer:
             monitored["clothes_classifier"] = clothes_loss
             if lcfg["adversarial"]["enabled"]:
                 terms["adversarial"] = lcfg["adversarial"]["weight"] * losses.clothes_adversarial_loss(
-                    self.model.clothes_classifier(features), clothes,
-                    self.positive_mask[pids], lcfg["adversarial"]["epsilon"])
+                    self.model.clothes_classifier(features),
+                    clothes,
+                    self.positive_mask[pids],
+                    lcfg["adversarial"]["epsilon"],
+                )
         loss = sum(terms.values())
         # Averaged over ranks, so every rank sees the same values and stops together.
         logged = self._mean_over_ranks(terms | {"total": loss} | monitored)
@@ -303,7 +321,8 @@ def _load_checkpoint(path: Path, run_cfg: dict, world_size: int) -> dict | None:
     changed = fingerprint.differences(state["config"], train_section(run_cfg))
     if changed:
         raise CCReIDError(
-            f"{path}: checkpoint comes from a different training config:\n  " + "\n  ".join(changed)
+            f"{path}: checkpoint comes from a different training config:\n  "
+            + "\n  ".join(changed)
             + "\nDelete it (or its folder) to train from scratch with the new config."
         )
     if state["world_size"] != world_size:

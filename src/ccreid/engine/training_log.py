@@ -37,8 +37,9 @@ class TrainingLog:
 
         if resume_step is not None:
             _truncate_history(Path(live_dir) / "plots" / "metrics", resume_step)
-        self.live = Live(dir=str(live_dir), resume=resume_step is not None, save_dvc_exp=False,
-                         dvcyaml=None, report=None)
+        self.live = Live(
+            dir=str(live_dir), resume=resume_step is not None, save_dvc_exp=False, dvcyaml=None, report=None
+        )
         if resume_step is not None:
             self.live.step = resume_step
 
@@ -87,10 +88,12 @@ class TrainingLog:
         figures = " ".join(f"{k}={v:.4f}" for k, v in means.items())
         figures += "".join(f" val_{k}={v:.4f}" for k, v in validation.items())
         figures += "".join(f" test_{k}={v:.4f}" for k, v in test.items())
-        print(f"epoch {self.epoch + 1}/{self.total_epochs} {figures} ({images / max(seconds, 1e-9):.0f} img/s)",
-              file=sys.stderr, flush=True)
+        print(
+            f"epoch {self.epoch + 1}/{self.total_epochs} {figures} ({images / max(seconds, 1e-9):.0f} img/s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.live is not None:
             self.live.end()
-

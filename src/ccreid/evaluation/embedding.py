@@ -22,7 +22,7 @@ def embed(model: torch.nn.Module, images: torch.Tensor, eval_cfg: dict, device: 
     dtype = AUTOCAST_DTYPES.get(eval_cfg["amp"]) if device.type == "cuda" else None
     batch_size = eval_cfg["batch_size"]
     for start in range(0, len(images), batch_size):
-        batch = to_normalized_float(images[start:start + batch_size].to(device))
+        batch = to_normalized_float(images[start : start + batch_size].to(device))
         if device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):

@@ -55,7 +55,9 @@ def read_features(path: Path) -> tuple[dict[str, dict], list[Protocol]]:
     for protocol in protocols:
         for split in (protocol.query, protocol.gallery):
             if split not in splits:
-                raise CCReIDError(f"{path}: split {split!r} of protocol {protocol.name!r} is missing; re-run `ccreid extract`")
+                raise CCReIDError(
+                    f"{path}: split {split!r} of protocol {protocol.name!r} is missing; re-run `ccreid extract`"
+                )
             if len(splits[split]["feats"]) == 0:
                 raise CCReIDError(f"{path}: split {split!r} is empty; protocol {protocol.name!r} cannot be evaluated")
     return splits, protocols

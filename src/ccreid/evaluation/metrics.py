@@ -37,6 +37,7 @@ def distances(query: torch.Tensor, gallery: torch.Tensor, metric: str) -> torch.
     squared = (query * query).sum(1, keepdim=True) + (gallery * gallery).sum(1)[None, :] - 2.0 * similarity
     return squared.clamp_min(0.0).sqrt()
 
+
 MODES = ("standard", "cc", "sc")
 # Distances per chunk: on CPU small enough that a chunk's temporaries stay in the core's L2 cache
 # (each op then runs from cache instead of memory); on a GPU large enough to fill it.
@@ -128,9 +129,7 @@ def _one_cpu_thread():
         torch.set_num_threads(threads)
 
 
-def _query_ranks(
-    distmat, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, mode, chunk_elements, device
-):
+def _query_ranks(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, mode, chunk_elements, device):
     if mode not in MODES:
         raise CCReIDError(f"unknown evaluation mode {mode!r}; use one of {', '.join(MODES)}")
     if mode != "standard" and (q_clothes is None or g_clothes is None):
@@ -141,9 +140,7 @@ def _query_ranks(
     q_pid, g_pid = _as_tensor(q_pids, torch.int64, device), _as_tensor(g_pids, torch.int64, device)
     q_cam, g_cam = _as_tensor(q_camids, torch.int64, device), _as_tensor(g_camids, torch.int64, device)
     if len(q_pid) != num_q or len(g_pid) != num_g or len(q_cam) != num_q or len(g_cam) != num_g:
-        raise CCReIDError(
-            f"distmat is {num_q}x{num_g} but got {len(q_pid)} query / {len(g_pid)} gallery labels"
-        )
+        raise CCReIDError(f"distmat is {num_q}x{num_g} but got {len(q_pid)} query / {len(g_pid)} gallery labels")
     q_clo = g_clo = None
     if mode != "standard":
         q_clo = _as_tensor(q_clothes, torch.int64, device)
@@ -157,9 +154,7 @@ def _query_ranks(
 
     # The same-pid items of every query (a handful each): goods, junk, and their distances.
     same_pid, same_pid_real = _same_pid_items(q_pid, g_pid)
-    good = _is_good(
-        mode, same_pid_real, q_cam, g_cam[same_pid], q_clo, None if g_clo is None else g_clo[same_pid]
-    )
+    good = _is_good(mode, same_pid_real, q_cam, g_cam[same_pid], q_clo, None if g_clo is None else g_clo[same_pid])
     num_good = good.sum(1)
     k = int(num_good.max())
     if k == 0:
@@ -290,8 +285,7 @@ def summarize(ap: torch.Tensor, first: torch.Tensor, inp: torch.Tensor, max_rank
     skipped = int(len(ap) - evaluated)
     if evaluated == 0:
         raise CCReIDError(
-            f"no query has a valid gallery match ({skipped} skipped): check the protocol's "
-            "query and gallery splits"
+            f"no query has a valid gallery match ({skipped} skipped): check the protocol's query and gallery splits"
         )
     first_ok = first[answered]
     cmc = torch.stack([(first_ok <= r).double().mean() for r in range(max_rank)])
@@ -323,7 +317,15 @@ def rank_metrics(
     ``chunk_elements`` bounds how many distances are processed at once (memory).
     """
     ap, first, inp, _ = query_ranks(
-        distmat, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, mode,
-        chunk_elements=chunk_elements, device=device,
+        distmat,
+        q_pids,
+        g_pids,
+        q_camids,
+        g_camids,
+        q_clothes,
+        g_clothes,
+        mode,
+        chunk_elements=chunk_elements,
+        device=device,
     )
     return summarize(ap, first, inp, max_rank)

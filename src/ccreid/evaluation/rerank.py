@@ -38,9 +38,7 @@ def k_reciprocal_rerank(
     neighbours = dist.topk(max(k1 + 1, k2), dim=1, largest=False).indices  # sorted, p itself first
 
     nearest, half_nearest = neighbours[:, : k1 + 1], neighbours[:, : half + 1]
-    expanded = _expand(
-        _reciprocal_neighbours(nearest), nearest, _reciprocal_neighbours(half_nearest), half_nearest
-    )
+    expanded = _expand(_reciprocal_neighbours(nearest), nearest, _reciprocal_neighbours(half_nearest), half_nearest)
     weights = torch.where(expanded, torch.exp(-dist), torch.zeros((), device=dist.device))
     weights /= weights.sum(1, keepdim=True)
     if k2 > 1:  # local query expansion: average over the k2 nearest neighbours
@@ -65,8 +63,9 @@ def _reciprocal_neighbours(nearest: torch.Tensor) -> torch.Tensor:
     return forward & forward.T
 
 
-def _expand(reciprocal: torch.Tensor, nearest: torch.Tensor, half_reciprocal: torch.Tensor,
-            half_nearest: torch.Tensor) -> torch.Tensor:
+def _expand(
+    reciprocal: torch.Tensor, nearest: torch.Tensor, half_reciprocal: torch.Tensor, half_nearest: torch.Tensor
+) -> torch.Tensor:
     """R*(p, k1) as an N x N mask: R(p, k1) plus each R(q, k1/2), q in R(p, k1), overlapping it enough.
 
     ``nearest`` / ``half_nearest``: each item's k1+1 / k1/2+1 nearest, which hold R(p, k1) / R(p, k1/2).

@@ -29,8 +29,16 @@ def _ranks(query: dict, gallery: dict, protocol: Protocol, eval_cfg: dict):
         dist = k_reciprocal_rerank(query["feats"], gallery["feats"])
     else:
         dist = distances(query["feats"], gallery["feats"], eval_cfg["distance"])
-    return query_ranks(dist, query["pids"], gallery["pids"], query["camids"], gallery["camids"],
-                       query["clothes"], gallery["clothes"], mode=protocol.mode)
+    return query_ranks(
+        dist,
+        query["pids"],
+        gallery["pids"],
+        query["camids"],
+        gallery["camids"],
+        query["clothes"],
+        gallery["clothes"],
+        mode=protocol.mode,
+    )
 
 
 def _headline(ap, first, inp) -> tuple[dict, np.ndarray]:
@@ -46,8 +54,9 @@ def _single_shot_draw(gallery: dict, rng: np.random.Generator) -> np.ndarray:
     return np.array(sorted(rng.choice(np.flatnonzero(pids == pid)) for pid in np.unique(pids)))
 
 
-def protocol_metrics(splits: dict[str, dict], protocols: list[Protocol], eval_cfg: dict,
-                     torch_device: torch.device) -> tuple[dict, list, dict]:
+def protocol_metrics(
+    splits: dict[str, dict], protocols: list[Protocol], eval_cfg: dict, torch_device: torch.device
+) -> tuple[dict, list, dict]:
     """Headline metrics per protocol, per-query tables and CMC curves."""
     metrics, per_query, cmc_curves = {}, [], {}
     for protocol in protocols:
@@ -61,16 +70,22 @@ def protocol_metrics(splits: dict[str, dict], protocols: list[Protocol], eval_cf
         if not protocol.single_shot:
             ap, first, inp, _ = _ranks(query_t, _to_device(gallery, torch_device), protocol, eval_cfg)
             metrics[protocol.name], cmc_curves[protocol.name] = _headline(ap, first, inp)
-            per_query.append(pd.DataFrame({
-                "protocol": protocol.name, "path": query["paths"], "pid": query["pids"],
-                "ap": ap.cpu().numpy(), "first_rank": first.cpu().numpy(),
-            }))
+            per_query.append(
+                pd.DataFrame(
+                    {
+                        "protocol": protocol.name,
+                        "path": query["paths"],
+                        "pid": query["pids"],
+                        "ap": ap.cpu().numpy(),
+                        "first_rank": first.cpu().numpy(),
+                    }
+                )
+            )
             continue
         trials = []
         for trial in range(protocol.trials):
             keep = _single_shot_draw(gallery, np.random.default_rng(trial))
-            ap, first, inp, _ = _ranks(query_t, _to_device(_subset(gallery, keep), torch_device),
-                                       protocol, eval_cfg)
+            ap, first, inp, _ = _ranks(query_t, _to_device(_subset(gallery, keep), torch_device), protocol, eval_cfg)
             trials.append(_headline(ap, first, inp)[0])
         table = pd.DataFrame(trials)
         metrics[protocol.name] = (

@@ -34,7 +34,7 @@ def _resampled_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndar
     for start in range(0, n_resamples, block_rows):
         rows = min(block_rows, n_resamples - start)
         indices = rng.integers(0, count, size=(rows, count))
-        means[start:start + rows] = values[indices].mean(axis=1)
+        means[start : start + rows] = values[indices].mean(axis=1)
     return means
 
 
@@ -51,12 +51,19 @@ def bootstrap_mean(values, n_resamples: int = 2000, seed: int = 0, confidence: f
     values = _as_values(values, "values")
     means = _resampled_means(values, n_resamples, seed)
     low, high = _percentile_interval(means, confidence)
-    return {"mean": float(values.mean()), "low": low, "high": high,
-            "n": len(values), "n_resamples": n_resamples, "confidence": confidence}
+    return {
+        "mean": float(values.mean()),
+        "low": low,
+        "high": high,
+        "n": len(values),
+        "n_resamples": n_resamples,
+        "confidence": confidence,
+    }
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_resamples: int = 2000, seed: int = 0,
-                     confidence: float = 0.95) -> dict:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> dict:
     """Mean difference b − a over the same queries (same order) and its percentile interval.
 
     Resampling the per-query differences is resampling the queries with both experiments kept

@@ -35,8 +35,10 @@ class Split:
     @classmethod
     def read(cls, data: PreparedData, rows: np.ndarray) -> Split:
         part = data.samples.loc[rows]
-        labels = {name: torch.tensor(part[column].to_numpy(np.int64))
-                  for name, column in (("pids", "pid"), ("camids", "camid"), ("clothes", "clothes_label"))}
+        labels = {
+            name: torch.tensor(part[column].to_numpy(np.int64))
+            for name, column in (("pids", "pid"), ("camids", "camid"), ("clothes", "clothes_label"))
+        }
         return cls(read_rows(data.images_path, rows), labels)
 
 
@@ -51,14 +53,21 @@ class Monitor:
     def evaluate(self, model: torch.nn.Module, eval_cfg: dict, device: torch.device) -> dict[str, float]:
         """mAP and R1 of `model` (left in eval mode) per protocol, under the run's evaluation settings."""
         model.eval()
-        feats = {name: torch.as_tensor(embed(model, split.images, eval_cfg, device))
-                 for name, split in self.splits.items()}
+        feats = {
+            name: torch.as_tensor(embed(model, split.images, eval_cfg, device)) for name, split in self.splits.items()
+        }
         metrics = {}
         for name, (query, gallery, mode) in self.protocols.items():
             q, g = self.splits[query].labels, self.splits[gallery].labels
             ap, first, inp, _ = query_ranks(
                 distances(feats[query], feats[gallery], eval_cfg["distance"]),
-                q["pids"], g["pids"], q["camids"], g["camids"], q["clothes"], g["clothes"], mode=mode,
+                q["pids"],
+                g["pids"],
+                q["camids"],
+                g["camids"],
+                q["clothes"],
+                g["clothes"],
+                mode=mode,
             )
             summary = summarize(ap, first, inp, max_rank=1)
             prefix = f"{name}/" if name else ""
@@ -86,8 +95,9 @@ def validation_set(data: PreparedData, dataset: dict) -> Monitor:
             f"train.val_every > 0 but data set {dataset['name']!r} (layout {dataset['layout']}) has no "
             "validation queries and gallery; set train.val_every: 0"
         )
-    return Monitor({"query": Split.read(data, query), "gallery": Split.read(data, gallery)},
-                   {"": ("query", "gallery", mode)})
+    return Monitor(
+        {"query": Split.read(data, query), "gallery": Split.read(data, gallery)}, {"": ("query", "gallery", mode)}
+    )
 
 
 def test_monitor(data: PreparedData) -> Monitor:
@@ -109,8 +119,11 @@ def test_monitor(data: PreparedData) -> Monitor:
 
     for protocol in data.protocols:
         if protocol.name != VAL_PROTOCOL and not protocol.single_shot:
-            protocols[protocol.name] = (split_of(protocol, protocol.query), split_of(protocol, protocol.gallery),
-                                        protocol.mode)
+            protocols[protocol.name] = (
+                split_of(protocol, protocol.query),
+                split_of(protocol, protocol.gallery),
+                protocol.mode,
+            )
     return Monitor(splits, protocols)
 
 

@@ -20,5 +20,4 @@ def check_names(run_cfg: dict) -> None:
         raise CCReIDError(f"experiment {run_cfg['experiment']!r}: {error}") from None
 
 
-__all__ = ["BACKBONES", "GATES", "POOLINGS", "ReIDModel", "build_backbone", "build_gate", "build_model",
-           "check_names"]
+__all__ = ["BACKBONES", "GATES", "POOLINGS", "ReIDModel", "build_backbone", "build_gate", "build_model", "check_names"]

@@ -33,6 +33,7 @@ BACKBONES: dict[str, Callable[[int, float], nn.Module]] = {
 def _channels(channels: tuple[int, ...], width: float) -> tuple[int, ...]:
     return tuple(max(4, int(round(c * width))) for c in channels)
 
+
 # Keys of the published files that the backbone does not have: the ImageNet classifier (and,
 # for OSNet, its 512-d fc embedding layer, which our re-id head replaces).
 CLASSIFIER_PREFIXES = ("fc.", "classifier.")
@@ -64,9 +65,7 @@ def load_weight_file(backbone: nn.Module, path: str | Path) -> None:
     "state_dict" / "model" / "model_state_dict", optionally saved from DataParallel ("module.")."""
     path = Path(path)
     if not path.is_file():
-        raise CCReIDError(
-            f"model.pretrained: no weight file at {path} (expected 'none', 'imagenet' or a file path)"
-        )
+        raise CCReIDError(f"model.pretrained: no weight file at {path} (expected 'none', 'imagenet' or a file path)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt file, pickle with arbitrary objects, not a torch file ...
@@ -108,8 +107,7 @@ def load_state_dict_checked(backbone: nn.Module, state_dict: dict, source: str) 
     ]
     if problems:
         raise CCReIDError(
-            f"model.pretrained: {source} does not fit backbone {type(backbone).__name__}: "
-            + "; ".join(problems)
+            f"model.pretrained: {source} does not fit backbone {type(backbone).__name__}: " + "; ".join(problems)
         )
     backbone.load_state_dict(state_dict, strict=False)
 

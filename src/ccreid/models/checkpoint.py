@@ -101,8 +101,13 @@ def load_model(model_path: Path, device: torch.device) -> torch.nn.Module:
 def _plain_numpy_state(state: tuple) -> dict:
     """np.random.get_state() without its ndarray (which weights_only loading refuses)."""
     name, keys, position, has_gauss, cached_gaussian = state
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "position": int(position),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached_gaussian),
+    }
 
 
 def _numpy_state(plain: dict) -> tuple:

@@ -50,9 +50,7 @@ class SpatialGate(nn.Module):
         self.sigmoid = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        descriptors = torch.cat(
-            [x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True).values], dim=1
-        )
+        descriptors = torch.cat([x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True).values], dim=1)
         return self.sigmoid(self.conv1(descriptors)) * x
 
 

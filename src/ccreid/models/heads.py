@@ -87,9 +87,7 @@ class CorrectionModule(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         hidden_dim = dim // 4
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim)
-        )
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
@@ -128,8 +126,9 @@ class AuxiliaryHead(nn.Module):
     """Deep-supervision identity head on the mid-level map: pool -> BN neck -> linear, with the
     main head's bias settings."""
 
-    def __init__(self, in_channels: int, num_ids: int, pooling: str, neck_bias: bool = True,
-                 classifier_bias: bool = True):
+    def __init__(
+        self, in_channels: int, num_ids: int, pooling: str, neck_bias: bool = True, classifier_bias: bool = True
+    ):
         super().__init__()
         self.pool = build_pooling(pooling)
         self.neck = BNNeck(in_channels * self.pool.expansion, neck_bias)

@@ -26,9 +26,7 @@ class MultiScaleModule(nn.Sequential):
         if blocks < 1:
             raise CCReIDError(f"model.multiscale.blocks must be at least 1, got {blocks}")
         if channels % 4:
-            raise CCReIDError(
-                f"the multi-scale module needs a width divisible by 4, got {channels} channels"
-            )
+            raise CCReIDError(f"the multi-scale module needs a width divisible by 4, got {channels} channels")
         gate_at_width = partial(build_gate, gate, reduction=reduction)
         super().__init__(*(OSBlock(channels, channels, gate=gate_at_width) for _ in range(blocks)))
         init_osnet_weights(self)

@@ -242,13 +242,9 @@ class OSNetAIN(OSNetBackbone):
             OSBlockAIN(channels[0], channels[1], IN=True), OSBlockAIN(channels[1], channels[1], IN=True)
         )
         self.pool2 = transition(channels[1])
-        self.conv3 = nn.Sequential(
-            OSBlockAIN(channels[1], channels[2]), OSBlockAIN(channels[2], channels[2], IN=True)
-        )
+        self.conv3 = nn.Sequential(OSBlockAIN(channels[1], channels[2]), OSBlockAIN(channels[2], channels[2], IN=True))
         self.pool3 = transition(channels[2])
-        self.conv4 = nn.Sequential(
-            OSBlockAIN(channels[2], channels[3], IN=True), OSBlockAIN(channels[3], channels[3])
-        )
+        self.conv4 = nn.Sequential(OSBlockAIN(channels[2], channels[3], IN=True), OSBlockAIN(channels[3], channels[3]))
         self.conv5 = Conv1x1(channels[3], channels[3])
         init_osnet_weights(self)
 

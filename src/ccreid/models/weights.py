@@ -33,10 +33,13 @@ class PublishedWeights:
 # params.yaml `model.backbone` -> its ImageNet weights (`model.pretrained: imagenet`).
 IMAGENET_WEIGHTS = {
     "resnet50": PublishedWeights(
-        "resnet50-0676ba61.pth", ResNet50_Weights.IMAGENET1K_V1.url, "0676ba61"),  # what CAL loads
+        "resnet50-0676ba61.pth", ResNet50_Weights.IMAGENET1K_V1.url, "0676ba61"
+    ),  # what CAL loads
     "resnet50_ibn_a": PublishedWeights(
         "resnet50_ibn_a-d9d0bb7b.pth",
-        "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet50_ibn_a-d9d0bb7b.pth", "d9d0bb7b"),
+        "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet50_ibn_a-d9d0bb7b.pth",
+        "d9d0bb7b",
+    ),
     "osnet_x1_0": PublishedWeights("osnet_x1_0_imagenet.pth", None, None),
     "osnet_ain_x1_0": PublishedWeights("osnet_ain_x1_0_imagenet.pth", None, None),
 }

@@ -178,8 +178,11 @@ def _best_on_test(curve_path: Path, main: str) -> dict:
         best = max(epochs, key=lambda row: row[f"{main}/R1"])  # first of equal maxima, as CAL's `>`
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise CCReIDError(f"{curve_path}: not a ccreid test curve ({error}); re-run `ccreid train`") from None
-    return {f"test_best_{main}_mAP": best[f"{main}/mAP"], f"test_best_{main}_R1": best[f"{main}/R1"],
-            "test_best_epoch": best["epoch"]}
+    return {
+        f"test_best_{main}_mAP": best[f"{main}/mAP"],
+        f"test_best_{main}_R1": best[f"{main}/R1"],
+        "test_best_epoch": best["epoch"],
+    }
 
 
 def _experiment_row(exp: str, entry: dict, results: dict[str, Result], protocols: Protocols) -> dict:
@@ -203,17 +206,25 @@ def _experiment_row(exp: str, entry: dict, results: dict[str, Result], protocols
         answered = _answered(result.queries(main))
         for metric in HEADLINE:
             interval = bootstrap_mean(_per_query_values(answered, metric), **BOOTSTRAP)
-            row |= {f"{main}_{metric}": result.metrics[main][metric],
-                    f"{main}_{metric}_low": interval["low"], f"{main}_{metric}_high": interval["high"]}
+            row |= {
+                f"{main}_{metric}": result.metrics[main][metric],
+                f"{main}_{metric}_low": interval["low"],
+                f"{main}_{metric}_high": interval["high"],
+            }
         row[f"{main}_queries"] = result.metrics[main]["queries"]
         if base in results and main in results[base].metrics:
             before, after = _paired_queries(results[base], result, main)
             for metric in HEADLINE:
-                delta = paired_bootstrap(_per_query_values(before, metric), _per_query_values(after, metric),
-                                         **BOOTSTRAP)
+                delta = paired_bootstrap(
+                    _per_query_values(before, metric), _per_query_values(after, metric), **BOOTSTRAP
+                )
                 key = f"delta_{main}_{metric}"
-                row |= {key: delta["diff"], f"{key}_low": delta["low"], f"{key}_high": delta["high"],
-                        f"{key}_excludes_0": bool(delta["low"] > 0 or delta["high"] < 0)}
+                row |= {
+                    key: delta["diff"],
+                    f"{key}_low": delta["low"],
+                    f"{key}_high": delta["high"],
+                    f"{key}_excludes_0": bool(delta["low"] > 0 or delta["high"] < 0),
+                }
     if protocols.second in result.metrics:
         row |= {f"{protocols.second}_{metric}": result.metrics[protocols.second][metric] for metric in HEADLINE}
     for name in protocols.single_shot:
@@ -237,6 +248,7 @@ def _with_interval(key: str) -> Callable[[dict], str]:
         if _missing(row.get(key)):
             return ""
         return f"{_pct(row[key])} [{_pct(row[f'{key}_low'])}, {_pct(row[f'{key}_high'])}]"
+
     return cell
 
 
@@ -247,12 +259,14 @@ def _delta(key: str) -> Callable[[dict], str]:
         low, value, high = (100 * row[k] for k in (f"{key}_low", key, f"{key}_high"))
         marker = " *" if row[f"{key}_excludes_0"] else ""
         return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]{marker}"
+
     return cell
 
 
 def _mean_std(key: str) -> Callable[[dict], str]:
     def cell(row: dict) -> str:
         return "" if _missing(row.get(key)) else f"{_pct(row[key])} ± {_pct(row[f'{key}_std'])}"
+
     return cell
 
 
@@ -261,11 +275,13 @@ def _best_on_test_cell(main: str) -> Callable[[dict], str]:
         if _missing(row.get(f"test_best_{main}_R1")):
             return ""
         return f"{_pct(row[f'test_best_{main}_mAP'])} / {_pct(row[f'test_best_{main}_R1'])} @ {row['test_best_epoch']}"
+
     return cell
 
 
-def _display_columns(protocols: Protocols, with_seeds: bool,
-                     with_test_curves: bool = False) -> list[tuple[str, Callable[[dict], str]]]:
+def _display_columns(
+    protocols: Protocols, with_seeds: bool, with_test_curves: bool = False
+) -> list[tuple[str, Callable[[dict], str]]]:
     """(header, cell formatter) of the human-readable table: report.md and report.html."""
     main, second = protocols.main, protocols.second
     main_map = _with_interval(f"{main}_mAP")
@@ -277,8 +293,9 @@ def _display_columns(protocols: Protocols, with_seeds: bool,
         (f"{main} R1 [95% CI]", _with_interval(f"{main}_R1")),
     ]
     if second:
-        columns += [(f"{second} {metric}", lambda row, key=f"{second}_{metric}": _pct(row.get(key)))
-                    for metric in HEADLINE]
+        columns += [
+            (f"{second} {metric}", lambda row, key=f"{second}_{metric}": _pct(row.get(key))) for metric in HEADLINE
+        ]
     columns += [(f"Δ {main} {metric} vs base [95% CI]", _delta(f"delta_{main}_{metric}")) for metric in HEADLINE]
     columns += [
         ("Reported on", lambda row: row["reported_dataset"]),
@@ -291,14 +308,17 @@ def _display_columns(protocols: Protocols, with_seeds: bool,
         columns += [(f"best on test (as CAL reports; optimistic): {main} mAP / R1 @ epoch", _best_on_test_cell(main))]
     if with_seeds:
         columns += [("Seeds", lambda row: str(row.get("seeds") or ""))]
-        columns += [(f"{main} {metric} over seeds (mean ± std)", _seeds_mean_std(f"{main}_{metric}_seeds"))
-                    for metric in HEADLINE]
+        columns += [
+            (f"{main} {metric} over seeds (mean ± std)", _seeds_mean_std(f"{main}_{metric}_seeds"))
+            for metric in HEADLINE
+        ]
     return columns
 
 
 def _seeds_mean_std(key: str) -> Callable[[dict], str]:
     def cell(row: dict) -> str:
         return "" if _missing(row.get(f"{key}_mean")) else f"{_pct(row[f'{key}_mean'])} ± {_pct(row[f'{key}_std'])}"
+
     return cell
 
 
@@ -313,10 +333,13 @@ def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results:
 
     multi = named(main) + (f" and {named(second)}" if second else "")
     if protocols.single_shot:
-        trials = sorted({r.metrics[name]["trials"] for r in results.values()
-                         for name in protocols.single_shot if name in r.metrics})
-        single = (f"Single-shot protocols (one random gallery image per identity, mean ± std over "
-                  f"{'/'.join(map(str, trials))} seeded draws): {', '.join(protocols.single_shot)}.")
+        trials = sorted(
+            {r.metrics[name]["trials"] for r in results.values() for name in protocols.single_shot if name in r.metrics}
+        )
+        single = (
+            f"Single-shot protocols (one random gallery image per identity, mean ± std over "
+            f"{'/'.join(map(str, trials))} seeded draws): {', '.join(protocols.single_shot)}."
+        )
     else:
         single = "Single-shot protocols: none evaluated."
     return [
@@ -328,11 +351,15 @@ def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results:
         f"bootstrap {confidence}% interval; * marks an interval that excludes 0.",
         f"Reported: the lab log's numbers (clothes-changing setting) on the data set in 'Reported on'; "
         f"they are not comparable with ours where that data set is not {dataset}.",
-    ] + ([
-        f"Best on test: the test protocols evaluated during training (eval.test_every); the epoch with the "
-        f"best {main} R1 and its mAP, as CAL selects and papers report. Selected on the test set, so "
-        f"optimistic; the other columns are the last epoch's model."
-    ] if any(row.get("test_best_epoch") for row in rows) else [])
+    ] + (
+        [
+            f"Best on test: the test protocols evaluated during training (eval.test_every); the epoch with the "
+            f"best {main} R1 and its mAP, as CAL selects and papers report. Selected on the test set, so "
+            f"optimistic; the other columns are the last epoch's model."
+        ]
+        if any(row.get("test_best_epoch") for row in rows)
+        else []
+    )
 
 
 def _markdown(title: str, header: list[str], table: list[list[str]], images: list[str]) -> str:
@@ -351,14 +378,21 @@ def _html(title: str, header: list[str], table: list[list[str]], images: dict[st
 
     body = [f"<h1>{html.escape(title)}</h1>", "<ul>"] + [f"<li>{html.escape(item)}</li>" for item in header]
     body += ["</ul>", "<table>", cells("th", table[0])] + [cells("td", row) for row in table[1:]] + ["</table>"]
-    body += [f'<p><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
-             for name, png in images.items()]
-    style = ("body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse;font-size:0.85em}"
-             " th,td{border:1px solid #bbb;padding:0.25em 0.5em;vertical-align:top} th{background:#eee}"
-             " td:nth-child(2){max-width:28em} img{max-width:100%}")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{style}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    body += [
+        f'<p><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
+        for name, png in images.items()
+    ]
+    style = (
+        "body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse;font-size:0.85em}"
+        " th,td{border:1px solid #bbb;padding:0.25em 0.5em;vertical-align:top} th{background:#eee}"
+        " td:nth-child(2){max-width:28em} img{max-width:100%}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{style}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
 
 
 # --- plots -----------------------------------------------------------------------------------
@@ -394,8 +428,14 @@ def _cmc_figure(dataset: str, protocol: str, curves: dict[str, np.ndarray]) -> F
     axes = figure.add_subplot()
     for exp, cmc in curves.items():
         style = {"color": "black", "linestyle": "--", "linewidth": 2} if exp == BASELINE else {}
-        axes.plot(CMC_RANKS, 100 * cmc, marker="o", markersize=3,
-                  label=f"{exp}{' (baseline)' if exp == BASELINE else ''}: R1 {100 * cmc[0]:.1f}%", **style)
+        axes.plot(
+            CMC_RANKS,
+            100 * cmc,
+            marker="o",
+            markersize=3,
+            label=f"{exp}{' (baseline)' if exp == BASELINE else ''}: R1 {100 * cmc[0]:.1f}%",
+            **style,
+        )
     axes.set_xticks([1, 5, 10, 15, 20])
     axes.set_xlim(1, CMC_RANKS[-1])
     axes.set_ylim(0, min(100, 100 * max(cmc[-1] for cmc in curves.values()) + 5))
@@ -428,8 +468,10 @@ def _bars_figure(dataset: str, protocol: str, rows: list[dict]) -> Figure:
     axes.set_xlim(centre - half_span, centre + half_span)
     axes.set_xlabel("Experiment")
     axes.set_ylabel(f"{protocol} (%)")
-    axes.set_title(f"{protocol} mAP and Rank-1 per experiment, data set {dataset}\n"
-                   f"error bars: {round(100 * BOOTSTRAP['confidence'])}% bootstrap interval over queries")
+    axes.set_title(
+        f"{protocol} mAP and Rank-1 per experiment, data set {dataset}\n"
+        f"error bars: {round(100 * BOOTSTRAP['confidence'])}% bootstrap interval over queries"
+    )
     axes.grid(axis="y", alpha=0.3)
     axes.set_axisbelow(True)
     axes.set_ylim(0, min(100, max(1.0, 1.2 * max(tops))))  # headroom keeps the legend off the error bars
@@ -463,8 +505,7 @@ def ablation_report(
     experiments = experiments or params.experiments
     for exp in experiments:
         params.entry(exp)  # an unknown id is an error naming it
-    results = {exp: result for exp in experiments
-               if (result := _load_result(results_dir / exp)) is not None}
+    results = {exp: result for exp in experiments if (result := _load_result(results_dir / exp)) is not None}
     if not results:
         raise CCReIDError(
             f"{results_dir}: no experiment has a {METRICS} yet; run the pipeline for data set "
@@ -491,8 +532,11 @@ def ablation_report(
         "cc_bars.png": _png(_bars_figure(dataset, main, plotted)),
     }
 
-    columns = _display_columns(protocols, with_seeds=any(row.get("seeds") for row in rows),
-                               with_test_curves=any(row.get("test_best_epoch") for row in rows))
+    columns = _display_columns(
+        protocols,
+        with_seeds=any(row.get("seeds") for row in rows),
+        with_test_curves=any(row.get("test_best_epoch") for row in rows),
+    )
     table = [[header for header, _ in columns]] + [[cell(row) for _, cell in columns] for row in rows]
     title = f"Ablation report: {dataset}"
     header = _header_lines(dataset, protocols, rows, results)

@@ -29,8 +29,7 @@ from ccreid.evaluation.scoring import RANKS, protocol_metrics
 def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | None = None) -> dict:
     features_path, out_path = Path(features_path), Path(out_path)
     config = {key: eval_cfg[key] for key in EVAL_KEYS}
-    expected = fingerprint.make_fingerprint(__name__, stage_code("evaluate"), config,
-                                            {"features": features_path})
+    expected = fingerprint.make_fingerprint(__name__, stage_code("evaluate"), config, {"features": features_path})
     with exclusive(out_path, companions=(out_path.with_name(PER_QUERY), out_path.with_name(CMC))):
         if fingerprint.is_fresh(out_path, expected):
             return json.loads(out_path.read_text())

@@ -23,8 +23,9 @@ from ccreid.models.checkpoint import load_model
 def extract(prepared_dir: Path, model_path: Path, eval_cfg: dict, out_path: Path, device: str | None = None) -> Path:
     prepared_dir, model_path, out_path = Path(prepared_dir), Path(model_path), Path(out_path)
     config = {key: eval_cfg[key] for key in EXTRACT_KEYS}
-    expected = fingerprint.make_fingerprint(__name__, stage_code("extract"), config,
-                                            {"prepared": prepared_dir / FOLDER_RECORD, "model": model_path})
+    expected = fingerprint.make_fingerprint(
+        __name__, stage_code("extract"), config, {"prepared": prepared_dir / FOLDER_RECORD, "model": model_path}
+    )
     with exclusive(out_path):
         if fingerprint.is_fresh(out_path, expected):
             return out_path

@@ -20,7 +20,8 @@ def prepare(name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = Non
     out_dir = Path(out_dir)
     parsed, summary = parse_dataset(name, cfg)
     expected = fingerprint.make_fingerprint(
-        __name__, stage_code("prepare"),
+        __name__,
+        stage_code("prepare"),
         {"layout": cfg.layout, "size": list(cfg.size), "on_bad_image": cfg.on_bad_image},
         {"raw": Path(cfg.root)},
     )
@@ -28,8 +29,7 @@ def prepare(name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = Non
         if fingerprint.is_fresh(out_dir, expected):
             return json.loads((out_dir / SUMMARY).read_text())
         height, width = cfg.size
-        require_free_space(out_dir.parent, len(parsed.samples) * 3 * height * width,
-                           f"preparing data set {name!r}")
+        require_free_space(out_dir.parent, len(parsed.samples) * 3 * height * width, f"preparing data set {name!r}")
         with atomic_dir(out_dir) as tmp:
             summary = write_prepared(name, cfg, parsed, summary, tmp, workers)
             fingerprint.record(tmp, expected)

@@ -53,7 +53,9 @@ def _monitors(data, run_cfg: dict, world: World) -> dict:
     return importlib.import_module(MONITORS).training_monitors(data, run_cfg)
 
 
-def _train(prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, world: World, device: str | None) -> None:
+def _train(
+    prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, world: World, device: str | None
+) -> None:
     torch_device = pick_device(device, world.local_rank if world.distributed else None)
     torch.set_num_threads(run_cfg["train"]["cpu_threads"])
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -66,10 +68,15 @@ def _train(prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, 
             trainer.close()
         if world.is_main:
             if run_cfg["eval"]["test_every"]:
-                atomic_write_json(model_path.parent / TEST_CURVE, {
-                    "note": "test protocols evaluated during training (eval.test_every); selecting an "
-                            "epoch by them is selection on the test set",
-                    "every": run_cfg["eval"]["test_every"], "epochs": test_curve})
+                atomic_write_json(
+                    model_path.parent / TEST_CURVE,
+                    {
+                        "note": "test protocols evaluated during training (eval.test_every); selecting an "
+                        "epoch by them is selection on the test set",
+                        "every": run_cfg["eval"]["test_every"],
+                        "epochs": test_curve,
+                    },
+                )
             final = {"model": trainer.model.state_dict(), "config": train_section(run_cfg), **trainer.meta}
             with fingerprint.rebuilding(model_path, expected):
                 save_model(final, model_path)

@@ -45,7 +45,9 @@ def _read_list(list_file: Path) -> list[tuple[str, int, int]]:
     try:
         text = list_file.read_text()
     except UnicodeDecodeError as error:
-        raise CCReIDError(f"{list_file}: not a text list file ({error}); restore it from the published archive.") from None
+        raise CCReIDError(
+            f"{list_file}: not a text list file ({error}); restore it from the published archive."
+        ) from None
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -54,8 +56,7 @@ def _read_list(list_file: Path) -> list[tuple[str, int, int]]:
         found = LINE.fullmatch(line)
         if found is None:
             raise CCReIDError(
-                f"{list_file}, line {number}: expected `<image file name>,<tracklet id>`, "
-                f"found {line!r}."
+                f"{list_file}, line {number}: expected `<image file name>,<tracklet id>`, found {line!r}."
             )
         entries.append((found["name"].strip(), int(found["tracklet"]), number))
     return entries

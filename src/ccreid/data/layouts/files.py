@@ -26,7 +26,8 @@ def require_dir(path: Path, dataset: str, hint: str = "") -> Path:
 def require_root(root: Path, dataset: str, holds: str) -> Path:
     """The data set's root folder itself; the message says what the root must hold."""
     return require_dir(
-        Path(root), dataset,
+        Path(root),
+        dataset,
         hint=f"set datasets.<name>.root in params.yaml to the folder that holds {holds}",
     )
 

@@ -48,9 +48,7 @@ class NamePattern:
         return found
 
 
-def label_images(
-    images: Iterable[Path], split: str, pattern: NamePattern, labeller: Labeller
-) -> list[Row]:
+def label_images(images: Iterable[Path], split: str, pattern: NamePattern, labeller: Labeller) -> list[Row]:
     """One row per image, labels parsed from each file name by `pattern` and `labeller`."""
     return [(image, *labeller(pattern.match(image)), split) for image in images]
 
@@ -77,10 +75,7 @@ def one_camera_per_image(rows: list[Row]) -> list[Row]:
     For data sets without camera labels (LaST, Celeb-reID): with distinct cameras the standard
     rule marks nothing as junk, so every other image of the identity counts as a match.
     """
-    return [
-        (path, pid, index, clothes, split)
-        for index, (path, pid, _, clothes, split) in enumerate(rows)
-    ]
+    return [(path, pid, index, clothes, split) for index, (path, pid, _, clothes, split) in enumerate(rows)]
 
 
 def flat_split_rows(

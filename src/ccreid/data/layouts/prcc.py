@@ -41,9 +41,7 @@ def parse_prcc(root: Path) -> ParsedDataset:
             for image in list_images(pid_dir):
                 camera = image.name[0].upper()
                 if camera not in CAMERAS:
-                    raise CCReIDError(
-                        f"{image}: PRCC train/val file names start with the camera letter A, B or C"
-                    )
+                    raise CCReIDError(f"{image}: PRCC train/val file names start with the camera letter A, B or C")
                 rows.append((image, pid, CAMERAS[camera], _clothes_key(pid, camera), split))
     test_dir = require_dir(rgb / "test", "PRCC")
     for camera, split in TEST_SPLITS.items():

@@ -19,9 +19,7 @@ UNANSWERABLE = "unanswerable_queries"
 EXAMPLES = 3
 
 
-def protocol_samples(
-    samples: pd.DataFrame, protocol: Protocol
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def protocol_samples(samples: pd.DataFrame, protocol: Protocol) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Query and gallery rows of `protocol`, restricted to its cameras when it names some."""
     query = samples[samples["split"] == protocol.query]
     gallery = samples[samples["split"] == protocol.gallery]
@@ -66,8 +64,7 @@ def _examples(samples: pd.DataFrame, pids: list[int]) -> str:
 def _check_protocol(samples: pd.DataFrame, protocol: Protocol, dataset: str) -> None:
     if protocol.mode not in MODES:
         raise CCReIDError(
-            f"{dataset}: protocol {protocol.name!r} has mode {protocol.mode!r}; "
-            f"expected one of {', '.join(MODES)}."
+            f"{dataset}: protocol {protocol.name!r} has mode {protocol.mode!r}; expected one of {', '.join(MODES)}."
         )
     for split in (protocol.query, protocol.gallery):
         if not (samples["split"] == split).any():
@@ -143,10 +140,7 @@ def format_summary(summary: dict) -> str:
     header = ("split", *SUMMARY_FIELDS)
     table = [header] + [(s, *(str(summary[s][f]) for f in SUMMARY_FIELDS)) for s in splits]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = [
-        "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
-        for row in table
-    ]
+    lines = ["  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]) for row in table]
     unanswerable = {k: v for k, v in summary.get(UNANSWERABLE, {}).items() if v}
     if unanswerable:
         counts = ", ".join(f"{name} {n}" for name, n in unanswerable.items())
