@@ -30,18 +30,19 @@ def built(tmp_path_factory):
     return project, project / "src" / "ccreid", env
 
 
-def planned(project: Path, env: dict) -> dict[str, list[str]]:
-    """The outputs per rule that `snakemake -n` would build (the target rule `all` left out).
-    Read from the plan, not from `--list-changes params`: Snakemake 9.27 lists the last output of
-    every job there, changed or not (its ParamsChange keeps the file of an empty change)."""
+def planned(project: Path, env: dict) -> dict[str, list[list[str]]]:
+    """The jobs per rule that `snakemake -n` would run, each as its outputs (the target rule
+    `all` left out). Read from the plan, not from `--list-changes params`: Snakemake 9.27 lists
+    the last output of every job there, changed or not (its ParamsChange keeps the file of an
+    empty change)."""
     out = run(["snakemake", "-n", "--cores", "2"], cwd=project, env=env).stdout
-    jobs: dict[str, list[str]] = {}
+    jobs: dict[str, list[list[str]]] = {}
     rule = None
     for line in out.splitlines():
         if line.startswith("rule ") and line.endswith(":"):
             rule = line[len("rule ") : -1]
-        elif rule and line.strip().startswith("output:") and rule != "all":
-            jobs.setdefault(rule, []).extend(path.strip() for path in line.split(":", 1)[1].split(","))
+        elif rule and rule != "all" and line.strip().startswith("output:"):
+            jobs.setdefault(rule, []).append([path.strip() for path in line.split(":", 1)[1].split(",")])
     return jobs
 
 
@@ -76,7 +77,7 @@ def test_a_behaviour_change_in_the_gates_retrains_and_snakemake_names_the_rules(
         jobs = planned(project, env)
         reasons = run(["snakemake", "-n", "--cores", "2"], cwd=project, env=env).stdout
     assert {"train", "extract", "evaluate"} <= set(jobs), jobs
-    assert f"{RUN_DIR}/model.pt" in jobs["train"]
+    assert [f"{RUN_DIR}/model.pt"] in jobs["train"]
     assert "Params have changed since last execution" in reasons
 
 
@@ -110,7 +111,7 @@ def test_a_metrics_edit_retrains_the_runs_that_evaluate_during_training(built):
         run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)
         with edited(package / "evaluation" / "metrics.py", "def query_ranks(", "_EDITED = 1\n\n\ndef query_ranks("):
             jobs = planned(project, env)
-        assert jobs["train"] == [f"{RUN_DIR}/model.pt"], jobs
+        assert jobs["train"] == [[f"{RUN_DIR}/model.pt"]], jobs
     finally:
         (project / "params.yaml").write_text(original)
         run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)

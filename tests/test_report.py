@@ -246,3 +246,32 @@ def test_best_on_test_is_a_labelled_column_beside_the_last_epoch(tmp_path):
     assert "selected on the test set" in (tmp_path / "report" / "report.md").read_text().lower()
     csv = pd.read_csv(tmp_path / "report" / "report.csv", dtype={"exp": str}).set_index("exp")
     assert csv.loc["209", "test_best_cc_R1"] == 0.35
+
+
+def test_seed_spread_enters_the_intervals_and_the_difference_mark(tmp_path):
+    """213's first seed is lucky: over queries alone it is clearly better than 212, over the
+    three seeds of each it is not (issue: the * marks were noise between runs)."""
+    import yaml
+
+    from ccreid.core.config import Params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    gains = {"212": 0.0, "212@2": 0.03, "212@3": 0.0, "213": 0.05, "213@2": -0.03, "213@3": 0.02}
+    results = tmp_path / "synthetic"
+    for run, gain in gains.items():  # the same queries (seed 0) in every run, answered with a run's gain
+        write_result(results / run, 0, gain + 0.1)
+
+    one = report("synthetic", Params(raw), results, tmp_path / "one", experiments=["212", "213"])
+    raw["experiments"]["212"]["seeds"] = [1, 2, 3]  # 213 inherits them
+    three = report("synthetic", Params(raw), results, tmp_path / "three", experiments=["212", "213"])
+
+    single, several = (next(r for r in out["rows"] if r["exp"] == "213") for out in (one, three))
+    assert single["cc_runs"] == 1 and several["cc_runs"] == 3
+    assert single["delta_cc_mAP_excludes_0"] and not several["delta_cc_mAP_excludes_0"]
+    assert several["delta_cc_mAP_low"] < 0 < several["delta_cc_mAP_high"]
+    assert several["cc_mAP"] == pytest.approx(several["cc_mAP_seeds_mean"])
+    width = {name: row["cc_mAP_high"] - row["cc_mAP_low"] for name, row in (("one", single), ("three", several))}
+    assert width["three"] > 1.5 * width["one"]
+    assert "ignores training variance" in (tmp_path / "one/report.md").read_text()
+    header = (tmp_path / "three/report.md").read_text()
+    assert "seed-to-seed spread" in header and "ignores training variance" not in header

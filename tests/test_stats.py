@@ -71,3 +71,54 @@ def test_bad_inputs_are_user_errors(a, b):
 def test_mean_std_over_seeds():
     assert stats.mean_std([0.5, 0.6, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1), "n": 3}
     assert stats.mean_std([0.4]) == {"mean": 0.4, "std": 0.0, "n": 1}
+
+
+# ------------------------------------------------------------------ several training seeds
+def seeded_runs(rng: np.random.Generator, seeds: int, queries: int, seed_sd: float, shift: float = 0.0):
+    """Per-query APs of `seeds` training runs on the same queries: each run shifted by its own
+    seed effect (spread seed_sd), on top of query difficulty shared by every run."""
+    difficulty = rng.beta(2, 5, queries)
+    return np.stack([difficulty + shift + rng.normal(0, seed_sd) + rng.normal(0, 0.05, queries) for _ in range(seeds)])
+
+
+def test_seed_spread_widens_the_interval_and_one_run_is_the_query_bootstrap():
+    runs = seeded_runs(np.random.default_rng(5), seeds=5, queries=300, seed_sd=0.05)
+    across = stats.bootstrap_mean(runs)
+    within = stats.bootstrap_mean(runs[0])
+    assert across["runs"] == 5 and within["runs"] == 1
+    assert across["mean"] == pytest.approx(runs.mean())
+    # Query sampling alone gives a narrower interval than with a seed spread of 5 points.
+    assert across["high"] - across["low"] > 1.5 * (within["high"] - within["low"])
+    assert stats.bootstrap_mean(runs[:1]) == within
+
+
+def test_a_difference_within_seed_noise_is_not_marked_though_queries_alone_would_mark_it():
+    """The issue's case: one seed each, a seed effect looks like a method effect."""
+    rng = np.random.default_rng(6)
+    base = seeded_runs(rng, seeds=3, queries=400, seed_sd=0.04)
+    exp = base + rng.normal(0, 0.04, size=(3, 1))  # no method effect: only other seeds
+    exp[0] += 0.03 - (exp[0].mean() - base[0].mean())  # seed 1 happens to be 3 points better
+    single = stats.paired_bootstrap(base[0], exp[0])
+    several = stats.paired_bootstrap(base, exp)
+    assert single["low"] > 0  # the query bootstrap of one seed marks it
+    assert several["low"] < 0 < several["high"]  # the seeds' spread does not
+
+
+def test_seeded_coverage_of_a_real_method_effect():
+    rng = np.random.default_rng(7)
+    covered, repeats, shift = 0, 100, 0.03
+    for _ in range(repeats):
+        difficulty = rng.beta(2, 5, 200)
+        base = np.stack([difficulty + rng.normal(0, 0.02) + rng.normal(0, 0.05, 200) for _ in range(5)])
+        exp = np.stack([difficulty + shift + rng.normal(0, 0.02) + rng.normal(0, 0.05, 200) for _ in range(5)])
+        result = stats.paired_bootstrap(base, exp, n_resamples=400)
+        covered += result["low"] <= shift <= result["high"]
+    # The bootstrap over 5 seeds underestimates their spread by (n-1)/n: coverage a bit under 95%.
+    assert 0.80 <= covered / repeats <= 1.0
+
+
+def test_several_runs_draws_do_not_depend_on_the_block_size(monkeypatch):
+    runs = seeded_runs(np.random.default_rng(8), seeds=3, queries=100, seed_sd=0.02)
+    whole = stats.paired_bootstrap(runs[:2], runs, n_resamples=300)
+    monkeypatch.setattr(stats, "BLOCK_ELEMENTS", 100 * 3 * 7)
+    assert stats.paired_bootstrap(runs[:2], runs, n_resamples=300) == whole

@@ -1,9 +1,13 @@
-"""Uncertainty of ranking metrics: bootstrap over queries, and the spread over seeds.
+"""Uncertainty of ranking metrics: bootstrap over queries and over training seeds.
 
 A 1-point mAP difference between two ablations may be noise from which queries happen to be in
-the test set. Both experiments are evaluated on the same queries, so the paired bootstrap
-resamples queries once and reads both experiments off the same draw: the interval of the
-difference then reflects only how differently the two models treat the same queries.
+the test set, or from which seed trained the model. Values come as one row per training run
+(seed) and one column per query, every run on the same queries. Each bootstrap resample draws
+the queries with replacement (the same draw for every run, and for both experiments of a
+difference: paired) and, when there are several runs, the runs with replacement; the statistic
+is the mean over the drawn runs of the mean over the drawn queries. With several seeds the
+interval therefore holds seed-to-seed spread as well as query sampling; with one run it is the
+plain query bootstrap and ignores training variance.
 """
 
 from __future__ import annotations
@@ -17,24 +21,35 @@ BLOCK_ELEMENTS = 1 << 22
 
 
 def _as_values(values, name: str) -> np.ndarray:
+    """Per-query values as runs × queries (a 1-D array is one run)."""
     array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1 or len(array) == 0:
-        raise CCReIDError(f"{name}: expected a non-empty 1-D array of per-query values, got shape {array.shape}")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.size == 0:
+        raise CCReIDError(f"{name}: expected per-query values (1-D, or runs × queries), got shape {np.shape(values)}")
     if np.isnan(array).any():
         raise CCReIDError(f"{name}: contains NaN (drop skipped queries before the bootstrap)")
     return array
 
 
-def _resampled_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    """Means of `n_resamples` samples drawn with replacement, drawn block by block."""
+def _resampled_means(runs: list[np.ndarray], n_resamples: int, seed: int) -> list[np.ndarray]:
+    """Per resample and per matrix (runs × queries, same queries): the mean over drawn runs of
+    the mean over drawn queries. Queries are drawn once for all matrices, block by block; runs
+    per matrix from a stream of their own, so neither draw depends on the block size."""
     rng = np.random.default_rng(seed)
-    count = len(values)
-    block_rows = max(1, BLOCK_ELEMENTS // count)
-    means = np.empty(n_resamples)
+    run_rng = np.random.default_rng([seed, 1])
+    picks = [run_rng.integers(0, len(m), size=(n_resamples, len(m))) if len(m) > 1 else None for m in runs]
+    count = runs[0].shape[1]
+    block_rows = max(1, BLOCK_ELEMENTS // (count * max(len(m) for m in runs)))
+    means = [np.empty(n_resamples) for _ in runs]
     for start in range(0, n_resamples, block_rows):
         rows = min(block_rows, n_resamples - start)
         indices = rng.integers(0, count, size=(rows, count))
-        means[start : start + rows] = values[indices].mean(axis=1)
+        for matrix, pick, out in zip(runs, picks, means):
+            per_run = matrix[:, indices].mean(axis=2).T  # rows × runs
+            if pick is not None:
+                per_run = np.take_along_axis(per_run, pick[start : start + rows], axis=1)
+            out[start : start + rows] = per_run.mean(axis=1)
     return means
 
 
@@ -47,15 +62,17 @@ def _percentile_interval(means: np.ndarray, confidence: float) -> tuple[float, f
 
 
 def bootstrap_mean(values, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95) -> dict:
-    """The mean of per-query values (AP, or 1.0/0.0 for a rank-1 hit) and its percentile interval."""
+    """The mean of per-query values (AP, or 1.0/0.0 for a rank-1 hit; runs × queries for several
+    seeds) and its percentile interval."""
     values = _as_values(values, "values")
-    means = _resampled_means(values, n_resamples, seed)
+    (means,) = _resampled_means([values], n_resamples, seed)
     low, high = _percentile_interval(means, confidence)
     return {
         "mean": float(values.mean()),
         "low": low,
         "high": high,
-        "n": len(values),
+        "n": values.shape[1],
+        "runs": len(values),
         "n_resamples": n_resamples,
         "confidence": confidence,
     }
@@ -64,17 +81,25 @@ def bootstrap_mean(values, n_resamples: int = 2000, seed: int = 0, confidence: f
 def paired_bootstrap(
     a: np.ndarray, b: np.ndarray, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
 ) -> dict:
-    """Mean difference b − a over the same queries (same order) and its percentile interval.
+    """Mean difference b − a over the same queries (same order; runs × queries for several
+    seeds, the two may have different numbers of runs) and its percentile interval.
 
-    Resampling the per-query differences is resampling the queries with both experiments kept
-    together, which is what makes the bootstrap paired.
+    Drawing the queries once for both is what makes the bootstrap paired.
     """
     a, b = _as_values(a, "a"), _as_values(b, "b")
-    if a.shape != b.shape:
-        raise CCReIDError(f"paired bootstrap needs the same queries in both: got {len(a)} and {len(b)} values")
-    result = bootstrap_mean(b - a, n_resamples, seed, confidence)
-    result["diff"] = result.pop("mean")
-    return result
+    if a.shape[1] != b.shape[1]:
+        raise CCReIDError(f"paired bootstrap needs the same queries in both: got {a.shape[1]} and {b.shape[1]} values")
+    before, after = _resampled_means([a, b], n_resamples, seed)
+    low, high = _percentile_interval(after - before, confidence)
+    return {
+        "diff": float(b.mean() - a.mean()),
+        "low": low,
+        "high": high,
+        "n": a.shape[1],
+        "runs": (len(a), len(b)),
+        "n_resamples": n_resamples,
+        "confidence": confidence,
+    }
 
 
 def mean_std(values) -> dict:
@@ -82,6 +107,9 @@ def mean_std(values) -> dict:
 
     One value has no spread to estimate: its std is reported as 0.
     """
-    values = _as_values(values, "values")
+    matrix = _as_values(values, "values")
+    if len(matrix) != 1:
+        raise CCReIDError(f"values: expected one value per seed (1-D), got shape {matrix.shape}")
+    values = matrix[0]
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return {"mean": float(values.mean()), "std": std, "n": len(values)}

@@ -119,17 +119,23 @@ def _per_query_values(queries: pd.DataFrame, metric: str) -> np.ndarray:
     return (queries["first_rank"] == 0).to_numpy(dtype=float)
 
 
-def _paired_queries(base: Result, exp: Result, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The two experiments' queries in the same order, restricted to those answered in both."""
-    before, after = base.queries(protocol), exp.queries(protocol)
-    if set(before.index) != set(after.index):
-        raise CCReIDError(
-            f"{base.per_query_path} and {exp.per_query_path} hold different {protocol!r} queries; "
-            "were they evaluated on the same data set version? Re-run `ccreid evaluate` for both"
-        )
-    before = before.loc[after.index]
-    both = before["ap"].notna().to_numpy() & after["ap"].notna().to_numpy()
-    return before[both], after[both]
+def _aligned(runs: list[Result], protocol: str) -> list[pd.DataFrame]:
+    """The runs' queries in one order, restricted to those answered in every run."""
+    tables = [run.queries(protocol) for run in runs]
+    for run, table in zip(runs[1:], tables[1:]):
+        if set(table.index) != set(tables[0].index):
+            raise CCReIDError(
+                f"{runs[0].per_query_path} and {run.per_query_path} hold different {protocol!r} queries; "
+                "were they evaluated on the same data set version? Re-run `ccreid evaluate` for both"
+            )
+    tables = [table.loc[tables[0].index] for table in tables]
+    answered = np.logical_and.reduce([table["ap"].notna().to_numpy() for table in tables])
+    return [table[answered] for table in tables]
+
+
+def _run_values(tables: list[pd.DataFrame], metric: str) -> np.ndarray:
+    """Runs × queries: what each query contributes to the metric in each run."""
+    return np.stack([_per_query_values(table, metric) for table in tables])
 
 
 def _interval_keys(key: str) -> list[str]:
@@ -141,7 +147,7 @@ def _csv_columns(protocols: Protocols) -> list[str]:
     columns = ["exp", "note", "base", "status"]
     for metric in HEADLINE:
         columns += _interval_keys(f"{main}_{metric}")
-    columns.append(f"{main}_queries")
+    columns += [f"{main}_queries", f"{main}_runs"]
     if protocols.second:
         columns += [f"{protocols.second}_{metric}" for metric in HEADLINE]
     for metric in HEADLINE:
@@ -185,39 +191,44 @@ def _best_on_test(curve_path: Path, main: str) -> dict:
     }
 
 
-def _experiment_row(exp: str, entry: dict, results: dict[str, Result], protocols: Protocols) -> dict:
-    """One experiment's table row, keyed by the CSV column names; absent keys stay empty."""
+def _experiment_row(exp: str, entry: dict, runs: dict[str, list[Result]], protocols: Protocols) -> dict:
+    """One experiment's table row, keyed by the CSV column names; absent keys stay empty.
+    `runs`: each experiment's results, one per training seed that has them (its own first)."""
     reported = entry.get("reported") or {}
     base = str(entry["base"]) if entry.get("base") is not None else ""
     row = {
         "exp": exp,
         "note": " ".join(str(entry.get("note", "")).split()),
         "base": base,
-        "status": "run" if exp in results else NOT_RUN,
+        "status": "run" if exp in runs else NOT_RUN,
         "reported_dataset": reported.get("dataset", ""),
         "reported_mAP": reported.get("mAP"),
         "reported_R1": reported.get("R1"),
     }
-    result = results.get(exp)
-    if result is None:
+    if exp not in runs:
         return row
+    result = runs[exp][0]
     main = protocols.main
+    mine = [run for run in runs[exp] if main in run.metrics]
     if main in result.metrics:
-        answered = _answered(result.queries(main))
+        tables = _aligned(mine, main)
         for metric in HEADLINE:
-            interval = bootstrap_mean(_per_query_values(answered, metric), **BOOTSTRAP)
+            interval = bootstrap_mean(_run_values(tables, metric), **BOOTSTRAP)
+            # One run: metrics.json's value; several: the mean over seeds the interval is about.
+            value = result.metrics[main][metric] if len(mine) == 1 else interval["mean"]
             row |= {
-                f"{main}_{metric}": result.metrics[main][metric],
+                f"{main}_{metric}": value,
                 f"{main}_{metric}_low": interval["low"],
                 f"{main}_{metric}_high": interval["high"],
             }
         row[f"{main}_queries"] = result.metrics[main]["queries"]
-        if base in results and main in results[base].metrics:
-            before, after = _paired_queries(results[base], result, main)
+        row[f"{main}_runs"] = len(mine)
+        theirs = [run for run in runs.get(base, []) if main in run.metrics]
+        if theirs:
+            tables = _aligned(theirs + mine, main)
+            before, after = tables[: len(theirs)], tables[len(theirs) :]
             for metric in HEADLINE:
-                delta = paired_bootstrap(
-                    _per_query_values(before, metric), _per_query_values(after, metric), **BOOTSTRAP
-                )
+                delta = paired_bootstrap(_run_values(before, metric), _run_values(after, metric), **BOOTSTRAP)
                 key = f"delta_{main}_{metric}"
                 row |= {
                     key: delta["diff"],
@@ -307,7 +318,7 @@ def _display_columns(
     if with_test_curves:
         columns += [(f"best on test (as CAL reports; optimistic): {main} mAP / R1 @ epoch", _best_on_test_cell(main))]
     if with_seeds:
-        columns += [("Seeds", lambda row: str(row.get("seeds") or ""))]
+        columns += [("Seeds", lambda row: str(row.get("seeds") or (1 if row["status"] == "run" else "")))]
         columns += [
             (f"{main} {metric} over seeds (mean ± std)", _seeds_mean_std(f"{main}_{metric}_seeds"))
             for metric in HEADLINE
@@ -320,6 +331,20 @@ def _seeds_mean_std(key: str) -> Callable[[dict], str]:
         return "" if _missing(row.get(f"{key}_mean")) else f"{_pct(row[f'{key}_mean'])} ± {_pct(row[f'{key}_std'])}"
 
     return cell
+
+
+def _variance_note(rows: list[dict], main: str) -> str:
+    """How the intervals were drawn, and what they leave out."""
+    counts = [row[f"{main}_runs"] for row in rows if not _missing(row.get(f"{main}_runs"))]
+    several = (
+        "Experiments with several training seeds (column Seeds): the value is the mean over seeds, and "
+        "each resample draws the seeds with replacement and the queries with replacement, so the interval "
+        "holds seed-to-seed spread as well as query sampling. "
+    )
+    single = "Experiments with one seed: the interval is over queries only and ignores training variance."
+    if counts and min(counts) > 1:
+        return several.rstrip()
+    return (several if counts and max(counts) > 1 else "") + single
 
 
 def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results: dict[str, Result]) -> list[str]:
@@ -345,10 +370,11 @@ def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results:
     return [
         f"Data set: {dataset}; {run} of {len(rows)} registered experiments have results.",
         f"Multi-shot protocols (whole gallery): {multi}. {single}",
-        f"All numbers are percentages. [low, high]: {confidence}% percentile bootstrap interval of the mean "
-        f"over queries ({BOOTSTRAP['n_resamples']} resamples, seed {BOOTSTRAP['seed']}).",
+        f"All numbers are percentages. [low, high]: {confidence}% percentile bootstrap interval "
+        f"({BOOTSTRAP['n_resamples']} resamples, seed {BOOTSTRAP['seed']}). " + _variance_note(rows, main),
         f"Δ vs base: difference to the base experiment in {main} over the same queries, with a paired "
-        f"bootstrap {confidence}% interval; * marks an interval that excludes 0.",
+        f"bootstrap {confidence}% interval (queries drawn once for both; each experiment's seeds drawn "
+        f"on their own); * marks an interval that excludes 0.",
         f"Reported: the lab log's numbers (clothes-changing setting) on the data set in 'Reported on'; "
         f"they are not comparable with ours where that data set is not {dataset}.",
     ] + (
@@ -512,12 +538,15 @@ def ablation_report(
             f"{dataset!r} first (e.g. `snakemake --cores all results/{dataset}/{BASELINE}/metrics.json`)"
         )
     protocols = _pick_protocols(results)
+    runs = {
+        exp: [result, *(r for run in params.runs(exp)[1:] if (r := _load_result(results_dir / run)) is not None)]
+        for exp, result in results.items()
+    }
     rows = []
     for exp in experiments:
-        seed_runs = [r for run in params.runs(exp)[1:] if (r := _load_result(results_dir / run)) is not None]
-        row = _experiment_row(exp, params.entry(exp), results, protocols)
+        row = _experiment_row(exp, params.entry(exp), runs, protocols)
         if exp in results:
-            row |= _seed_columns([results[exp], *seed_runs], protocols.main)
+            row |= _seed_columns(runs[exp], protocols.main)
             # The curve lives with the trained model, which evaluation-only variants share.
             owner = model_owner(params, dataset, exp) if dataset in params.datasets else exp
             row |= _best_on_test(results_dir / owner / TEST_CURVE, protocols.main)
