@@ -107,6 +107,11 @@ class LossCfg(Strict):
 
 
 # --- training --------------------------------------------------------------------------------
+# channels_last: the NHWC layout fast convolution kernels want on GPUs; auto = on CUDA only.
+# It changes which kernels run, so float results may differ: part of the fingerprints.
+MemoryFormat = Literal["auto", "channels_last", "contiguous"]
+
+
 class TrainCfg(Strict):
     seed: Seed
     epochs: PositiveInt
@@ -117,7 +122,8 @@ class TrainCfg(Strict):
     warmup_epochs: NonNegativeInt
     ids_per_batch: PositiveInt
     images_per_id: PositiveInt
-    amp: Precision
+    amp: Precision  # autocast on any device: bf16 | fp16 (with the grad scaler) | off
+    memory_format: MemoryFormat
     # BatchNorm statistics over consecutive sub-batches of this size (ghost BatchNorm): the
     # shards that DDP ranks without SyncBN would see. 0 = the whole per-process batch.
     bn_batch: NonNegativeInt
@@ -170,7 +176,8 @@ class EvalCfg(Strict):
     flip: bool
     single_shot: bool
     batch_size: PositiveInt
-    amp: Precision  # extraction precision on CUDA (CPU: float32)
+    amp: Precision  # extraction precision, on any device
+    memory_format: MemoryFormat
     # Evaluate the test protocols every N epochs while training (as CAL does; 0 = off): logged,
     # and the report's "best on test" column. Never picks the model: metrics.json is the last epoch.
     test_every: NonNegativeInt

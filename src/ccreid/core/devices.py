@@ -18,6 +18,14 @@ import torch
 
 _claimed = []  # open lock files: the claim lasts as long as the process
 
+# train.amp / eval.amp: autocast precision; "off" runs float32. Autocast runs on CPU and CUDA alike.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def channels_last(memory_format: str, device: torch.device) -> bool:
+    """Whether a run uses the NHWC layout (train.memory_format, eval.memory_format)."""
+    return memory_format == "channels_last" or (memory_format == "auto" and device.type == "cuda")
+
 
 def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
     """Index of the first of `count` GPUs that no other process has claimed (0 when all are)."""

@@ -14,10 +14,10 @@ def canonical_json(value: Any) -> str:
 
 
 TRAIN_SECTIONS = ("model", "loss", "train", "augment")
-EXTRACT_KEYS = ("flip", "batch_size", "amp", "cpu_threads")  # eval keys that change the features
+EXTRACT_KEYS = ("flip", "batch_size", "amp", "memory_format", "cpu_threads")  # eval keys that change the features
 EVAL_KEYS = ("distance", "rerank", "single_shot")  # eval keys that change only the metrics
 # eval keys training reads when eval.test_every evaluates the test protocols during training.
-TEST_DURING_TRAINING_KEYS = ("test_every", "distance", "flip", "batch_size", "amp")
+TEST_DURING_TRAINING_KEYS = ("test_every", "distance", "flip", "batch_size", "amp", "memory_format")
 
 
 # train keys that change how training runs but never the trained weights.

@@ -6,8 +6,8 @@ optimizer; the clothes-adversarial loss pushes the backbone with the freshly upd
 
 Input: the P×K sampler's batches (deterministic from the seed and the epoch), read ahead by
 ccreid.data.loader from memory or from images.h5, augmented on the training device
-(ccreid.data.augment). On CUDA: pinned host batches, non-blocking copies, AMP (train.amp) and
-channels_last.
+(ccreid.data.augment). On any device: autocast (train.amp, fp16 with the grad scaler) and channels_last
+(train.memory_format); on CUDA only: pinned host batches and non-blocking copies.
 
 Exact resume: after every epoch a checkpoint is written atomically (model, both optimizers, the
 AMP scaler, every process's RNG states, epoch and step). Started again with the same command a
@@ -42,6 +42,7 @@ from ccreid.core import fingerprint
 from ccreid.engine import losses
 from ccreid.data.augment import BatchAugment
 from ccreid.core.sections import train_section
+from ccreid.core.devices import AUTOCAST_DTYPES, channels_last
 from ccreid.core.distributed import World
 from ccreid.core.errors import CCReIDError
 from ccreid.data.loader import Prefetcher, open_training_images
@@ -161,7 +162,8 @@ class Trainer:
         # (ccreid.data.augment), so N processes train as one process with train.bn_batch does.
         self.model = build_model(run_cfg["model"], run_cfg["loss"], num_ids, num_clothes).to(device)
         self.meta = {"num_ids": num_ids, "num_clothes": num_clothes}
-        if device.type == "cuda":
+        self.channels_last = channels_last(tcfg["memory_format"], device)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.network = self._wrap(self.model)
         self.augment = BatchAugment(run_cfg["augment"]).to(device)
@@ -175,9 +177,9 @@ class Trainer:
             if self.clothes_params
             else None
         )
-        amp = tcfg["amp"] if device.type == "cuda" else "off"
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self.autocast_dtype = AUTOCAST_DTYPES.get(tcfg["amp"])
+        # fp16's narrow range needs loss scaling; the scaler is a no-op pass-through otherwise.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=tcfg["amp"] == "fp16")
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         network = TrainingOutputs(model, self.cfg["train"]["bn_batch"])
@@ -221,7 +223,7 @@ class Trainer:
         self._input = batch = self.augment(
             images.to(self.device, non_blocking=True), out=self._input, shard=self.world.rank, shards=self.world.size
         )
-        if self.device.type == "cuda":
+        if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         pids = self.labels[index].to(self.device)
         clothes = self.clothes[index].to(self.device)

@@ -7,23 +7,24 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ccreid.core.devices import AUTOCAST_DTYPES, channels_last
 from ccreid.data.augment import to_normalized_float
 from ccreid.data.images import read_rows
 from ccreid.data.prepared import PreparedData
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 @torch.no_grad()
 def embed(model: torch.nn.Module, images: torch.Tensor, eval_cfg: dict, device: torch.device) -> np.ndarray:
     """L2-normalised embeddings of uint8 images, averaged with their mirror image when eval.flip;
-    eval.amp sets the precision on CUDA (CPU: float32)."""
+    eval.amp sets the autocast precision and eval.memory_format the layout, on any device."""
     out = []
-    dtype = AUTOCAST_DTYPES.get(eval_cfg["amp"]) if device.type == "cuda" else None
+    dtype = AUTOCAST_DTYPES.get(eval_cfg["amp"])
+    nhwc = channels_last(eval_cfg["memory_format"], device)
+    if nhwc:
+        model = model.to(memory_format=torch.channels_last)
     batch_size = eval_cfg["batch_size"]
     for start in range(0, len(images), batch_size):
         batch = to_normalized_float(images[start : start + batch_size].to(device))
-        if device.type == "cuda":
+        if nhwc:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             feats = model(batch).float()
