@@ -74,11 +74,11 @@ class CALRandomErasing:
 
 
 class JPEGDataset(Dataset):
-    def __init__(self, paths: list[Path]):
+    def __init__(self, paths: list[Path], size: tuple[int, int] = (HEIGHT, WIDTH)):
         self.paths = paths
         self.transform = T.Compose(
             [
-                T.Resize((HEIGHT, WIDTH)),
+                T.Resize(size),
                 CALRandomCrop(0.5),
                 T.RandomHorizontalFlip(0.5),
                 T.ToTensor(),
