@@ -13,10 +13,11 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
-_claimed = []  # open lock files: the claim lasts as long as the process
+_claimed: list[TextIO] = []  # open lock files: the claim lasts as long as the process
 
 
 def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
