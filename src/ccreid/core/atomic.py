@@ -49,11 +49,12 @@ def _naming_a_full_disk(target: Path):
         ) from None
 
 
-def _size(n_bytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n_bytes < 1024 or unit == "GiB":
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n_bytes < 1024:
             return f"{n_bytes:,.0f} {unit}" if unit == "B" else f"{n_bytes:,.1f} {unit}"
         n_bytes /= 1024
+    return f"{n_bytes:,.1f} GiB"
 
 
 def require_free_space(folder: Path, needed_bytes: int, what: str) -> None:

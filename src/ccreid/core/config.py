@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -350,8 +351,9 @@ class Params:
         """The recipe of an experiment (or of a run `<exp>@<seed>`): defaults deep-merged with each
         override along its base chain; train.seed is the run's seed (an experiment's first seed)."""
         exp, seed = split_run(run)
-        if seed is None and self.seeds(exp):
-            seed = self.seeds(exp)[0]
+        seeds = self.seeds(exp)
+        if seed is None and seeds:
+            seed = seeds[0]
         recipe = copy.deepcopy(self.raw["defaults"])
         for name in self.chain(exp):
             entry = self.entry(name)
@@ -569,7 +571,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 self._record_paths(item, f"{path}[{index}]")
 
     def construct_mapping(self, node, deep=False):
-        first_lines = {}
+        first_lines: dict[Hashable, int] = {}  # key -> line of its first occurrence
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` overrides on purpose
                 continue

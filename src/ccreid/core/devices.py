@@ -13,10 +13,11 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
-_claimed = []  # open lock files: the claim lasts as long as the process
+_claimed: list[TextIO] = []  # open lock files: the claim lasts as long as the process
 
 # train.amp / eval.amp: autocast precision; "off" runs float32. Autocast runs on CPU and CUDA alike.
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -74,7 +74,9 @@ class World:
         if not self.distributed:
             return tensor
         # The functional collective is differentiable (backward: reduce-scatter of the gradients).
-        return functional_collectives.all_gather_single(tensor.contiguous(), 0, dist.group.WORLD)
+        world = dist.group.WORLD
+        assert world is not None  # set once the process group is initialised, as it is when distributed
+        return functional_collectives.all_gather_single(tensor.contiguous(), 0, world)
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         if not self.distributed:

@@ -66,10 +66,17 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imported_ccreid_modules(name: str) -> set[str]:
+def _existing_module_file(name: str) -> Path:
+    """The source file of a module known to be a ccreid module (a stage's own, or one it imports)."""
     source = _module_file(name)
+    assert source is not None, f"{name} is not a ccreid module"
+    return source
+
+
+def _imported_ccreid_modules(name: str) -> set[str]:
+    source = _existing_module_file(name)
     package = name if source.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -114,7 +121,7 @@ def code_hash(*modules: str) -> str:
     digest = hashlib.sha256()
     for name in sorted(seen):
         digest.update(name.encode() + b"\0")
-        digest.update(_behaviour(_module_file(name).read_text()).encode())
+        digest.update(_behaviour(_existing_module_file(name).read_text()).encode())
     return digest.hexdigest()[:16]
 
 

@@ -68,8 +68,8 @@ def _decode(job: tuple[str, int, int]) -> np.ndarray | str:
     """One image as 3×H×W uint8, or the error text when it cannot be decoded."""
     path, height, width = job
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        with Image.open(path) as source:
+            image = source.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
             return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
     except Exception as error:  # noqa: BLE001 — any decoder failure means a bad file
         return f"{type(error).__name__}: {error}"

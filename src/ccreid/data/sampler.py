@@ -41,7 +41,7 @@ class IdentitySampler:
             if len(rows) < self.k:
                 rows = np.concatenate([rows, rng.choice(rows, self.k - len(rows), replace=True)])
             groups[label] = [rows[i : i + self.k] for i in range(0, len(rows) - self.k + 1, self.k)]
-        batches = []
+        batches: list[np.ndarray] = []
         while True:
             available = [label for label, chunks in groups.items() if chunks]
             if len(available) < self.p:

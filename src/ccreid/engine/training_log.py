@@ -17,6 +17,7 @@ def _truncate_history(metrics_dir: Path, step: int) -> None:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t")
             fields, rows = reader.fieldnames, [row for row in reader if int(row["step"]) < step]
+        assert fields is not None, f"{path}: no header"  # DVCLive writes the header with the first row
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fields, delimiter="\t", lineterminator="\n")
             writer.writeheader()
@@ -44,7 +45,9 @@ class TrainingLog:
             self.live.step = resume_step
 
     def start_epoch(self, epoch: int, batches: int) -> None:
-        self.epoch, self.batches, self.sums, self.started = epoch, batches, {}, time.perf_counter()
+        self.epoch, self.batches = epoch, batches
+        self.sums: dict[str, float] = {}
+        self.started = time.perf_counter()
         self.bar = None
         self._step_open = False
         if self.live is not None and self.interactive:
@@ -54,6 +57,7 @@ class TrainingLog:
 
     def _close_step(self) -> None:
         if self._step_open:
+            assert self.live is not None  # a step is only opened while logging
             self.live.next_step()
             self._step_open = False
 

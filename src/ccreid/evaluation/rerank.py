@@ -20,6 +20,8 @@ inverted index over its non-zero entries, joined with the queries' entries), as 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 EXPANSION_OVERLAP = 2 / 3  # R(q, k1/2) joins R*(p, k1) when it overlaps R(p, k1) by more than this
@@ -42,7 +44,8 @@ def k_reciprocal_rerank(
     weights = torch.where(expanded, torch.exp(-dist), torch.zeros((), device=dist.device))
     weights /= weights.sum(1, keepdim=True)
     if k2 > 1:  # local query expansion: average over the k2 nearest neighbours
-        weights = sum(weights.index_select(0, neighbours[:, t]) for t in range(k2)) / k2
+        # sum() of k2 >= 2 tensors is a tensor (its int start only types as int | Tensor)
+        weights = cast(torch.Tensor, sum(weights.index_select(0, neighbours[:, t]) for t in range(k2))) / k2
 
     overlap = _min_sums(weights[:num_q], weights[num_q:])  # sum_k min(V_q[k], V_g[k])
     jaccard = 1 - overlap / (2 - overlap)

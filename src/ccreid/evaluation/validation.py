@@ -56,7 +56,7 @@ class Monitor:
         feats = {
             name: torch.as_tensor(embed(model, split.images, eval_cfg, device)) for name, split in self.splits.items()
         }
-        metrics = {}
+        metrics: dict[str, float] = {}
         for name, (query, gallery, mode) in self.protocols.items():
             q, g = self.splits[query].labels, self.splits[gallery].labels
             ap, first, inp, _ = query_ranks(

@@ -15,13 +15,14 @@ import torch
 from torch import nn
 
 from ccreid.core.errors import CCReIDError, registered
+from ccreid.models.base import Backbone
 from ccreid.models.osnet import CHANNELS_X1_0, OSNet, OSNetAIN
 from ccreid.models.resnet import ResNet50, TinyResNet
 from ccreid.models.weights import require_weights
 
 # name -> builder(last_stride, width). OSNet keeps its published output stride 16 (conv4 and
 # conv5 do not downsample), so last_stride does not apply to it.
-BACKBONES: dict[str, Callable[[int, float], nn.Module]] = {
+BACKBONES: dict[str, Callable[[int, float], Backbone]] = {
     "resnet50": lambda last_stride, width: ResNet50(last_stride, width=width),
     "resnet50_ibn_a": lambda last_stride, width: ResNet50(last_stride, ibn=True, width=width),
     "osnet_x1_0": lambda last_stride, width: OSNet(_channels(CHANNELS_X1_0, width)),
@@ -44,7 +45,7 @@ NESTING_KEYS = ("state_dict", "model", "model_state_dict")
 MAX_NAMES_IN_MESSAGE = 10
 
 
-def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, width: float = 1.0) -> nn.Module:
+def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, width: float = 1.0) -> Backbone:
     """Build backbone `name`; pretrained: "none", "imagenet" (the published file under
     data/weights/, see ccreid.models.weights) or the path of a local weight file.
 

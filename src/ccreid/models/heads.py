@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,7 +11,13 @@ from torch import nn
 from ccreid.core.errors import registered
 
 
-class AvgPool(nn.Module):
+class GlobalPooling(nn.Module):
+    """B x C x H x W -> B x (expansion * C)."""
+
+    expansion: int
+
+
+class AvgPool(GlobalPooling):
     """Global average pooling (the lab log's "池化mean"). B x C x H x W -> B x C."""
 
     expansion = 1
@@ -18,7 +26,7 @@ class AvgPool(nn.Module):
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
 
-class MaxPool(nn.Module):
+class MaxPool(GlobalPooling):
     """Global max pooling. B x C x H x W -> B x C."""
 
     expansion = 1
@@ -27,7 +35,7 @@ class MaxPool(nn.Module):
         return F.adaptive_max_pool2d(x, 1).flatten(1)
 
 
-class GeMPool(nn.Module):
+class GeMPool(GlobalPooling):
     """Generalised-mean pooling (Radenovic et al., TPAMI 2018): (mean x^p)^(1/p), p learnt.
 
     p = 1 is average pooling, p -> infinity max pooling; p starts at 3.
@@ -45,7 +53,7 @@ class GeMPool(nn.Module):
         return F.adaptive_avg_pool2d(powered, 1).flatten(1).pow(1.0 / self.p)
 
 
-class MaxAvgPool(nn.Module):
+class MaxAvgPool(GlobalPooling):
     """[global max, global avg] concatenated (CAL's pooling): B x C x H x W -> B x 2C."""
 
     expansion = 2
@@ -55,10 +63,10 @@ class MaxAvgPool(nn.Module):
 
 
 # params.yaml `model.pooling` -> pooling module; `expansion` = output channels / input channels.
-POOLINGS = {"avg": AvgPool, "max": MaxPool, "gem": GeMPool, "maxavg": MaxAvgPool}
+POOLINGS: dict[str, type[GlobalPooling]] = {"avg": AvgPool, "max": MaxPool, "gem": GeMPool, "maxavg": MaxAvgPool}
 
 
-def build_pooling(name: str) -> nn.Module:
+def build_pooling(name: str) -> GlobalPooling:
     return registered(POOLINGS, name, "model.pooling", "pooling")()
 
 
@@ -88,8 +96,9 @@ class CorrectionModule(nn.Module):
         super().__init__()
         hidden_dim = dim // 4
         self.mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        last = cast(nn.Linear, self.mlp[-1])
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return embedding + self.mlp(embedding)

@@ -8,11 +8,13 @@ building block of the multi-scale module (ccreid.models.multiscale).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ccreid.models.base import Backbone
 
 
 class ConvLayer(nn.Module):
@@ -110,8 +112,14 @@ class OmniScaleBlock(nn.Module):
     """
 
     IN_inside_residual = False
+    # Built by the subclasses; declared for the shared forward.
+    conv1: nn.Module
+    gate: nn.Module
+    conv3: nn.Module
+    downsample: nn.Module | None
+    IN: nn.Module | None
 
-    def streams(self) -> Sequence[nn.Module]:
+    def streams(self) -> Iterable[nn.Module]:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,7 +159,7 @@ class OSBlock(OmniScaleBlock):
         self.downsample = Conv1x1Linear(in_channels, out_channels) if in_channels != out_channels else None
         self.IN = nn.InstanceNorm2d(out_channels, affine=True) if IN else None
 
-    def streams(self) -> Sequence[nn.Module]:
+    def streams(self) -> Iterable[nn.Module]:
         return (self.conv2a, self.conv2b, self.conv2c, self.conv2d)
 
 
@@ -171,7 +179,7 @@ class OSBlockAIN(OmniScaleBlock):
         self.downsample = Conv1x1Linear(in_channels, out_channels) if in_channels != out_channels else None
         self.IN = nn.InstanceNorm2d(out_channels, affine=True) if IN else None
 
-    def streams(self) -> Sequence[nn.Module]:
+    def streams(self) -> Iterable[nn.Module]:
         return self.conv2
 
 
@@ -195,8 +203,17 @@ def init_osnet_weights(module: nn.Module) -> None:
 CHANNELS_X1_0 = (64, 256, 384, 512)
 
 
-class OSNetBackbone(nn.Module):
+class OSNetBackbone(Backbone):
     """Stem conv1 + maxpool, stages conv2..conv4, 1x1 conv5. Output stride 16, no classifier."""
+
+    # Built by the subclasses; declared for the shared forward.
+    conv1: nn.Module
+    maxpool: nn.Module
+    conv4: nn.Sequential
+    conv5: nn.Module
+
+    def stages_to_conv3(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (conv4 map, conv5 map); both are 512-channel at x1.0."""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ccreid.models.backbones import build_backbone
+from ccreid.models.base import Backbone
 from ccreid.models.heads import (
     AuxiliaryHead,
     BNNeck,
@@ -29,7 +30,7 @@ from ccreid.models.multiscale import MultiScaleModule
 class ReIDModel(nn.Module):
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         num_ids: int,
         *,
         pooling: str = "maxavg",

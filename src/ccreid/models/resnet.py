@@ -6,17 +6,32 @@ Parameter names are those of the published checkpoints (torchvision's `resnet50`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from ccreid.models.base import Backbone
 
-class ResNetStages(nn.Module):
+
+class ResNetStages(Backbone):
     """forward / forward_features shared by every ResNet-layout backbone.
 
     Subclasses define conv1, bn1, relu, maxpool, layer1..layer4, `mid_channels` (layer3's width)
     and `out_channels` (layer4's width).
     """
+
+    # Declared so the forward passes type-check (nn.Module's __getattr__ types as Tensor | Module).
+    conv1: nn.Conv2d
+    bn1: nn.Module
+    relu: nn.ReLU
+    maxpool: nn.Module
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (layer3 map, layer4 map)."""
@@ -35,8 +50,9 @@ def set_last_stride(layer4: nn.Sequential, stride: int) -> None:
     Tricks", CVPR-W 2019; the CAL recipe); the weights are unchanged, so ImageNet files still load.
     """
     first = layer4[0]
-    first.conv2.stride = (stride, stride)
-    first.downsample[0].stride = (stride, stride)
+    cast(nn.Conv2d, first.conv2).stride = (stride, stride)
+    shortcut = cast(nn.Sequential, first.downsample)  # layer4 changes width: it has a shortcut conv
+    cast(nn.Conv2d, shortcut[0]).stride = (stride, stride)
 
 
 class IBN(nn.Module):
@@ -48,12 +64,13 @@ class IBN(nn.Module):
 
     def __init__(self, planes: int, ratio: float = 0.5):
         super().__init__()
-        self.half = int(planes * ratio)
-        self.IN = nn.InstanceNorm2d(self.half, affine=True)
-        self.BN = nn.BatchNorm2d(planes - self.half)
+        # Not `half`: that would shadow nn.Module.half().
+        self.instance_channels = int(planes * ratio)
+        self.IN = nn.InstanceNorm2d(self.instance_channels, affine=True)
+        self.BN = nn.BatchNorm2d(planes - self.instance_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        instance_part, batch_part = torch.split(x, [self.half, x.shape[1] - self.half], dim=1)
+        instance_part, batch_part = torch.split(x, [self.instance_channels, x.shape[1] - self.instance_channels], dim=1)
         return torch.cat([self.IN(instance_part.contiguous()), self.BN(batch_part.contiguous())], 1)
 
 
@@ -71,15 +88,15 @@ class ResNet50(ResNetStages, ResNet):
         del self.avgpool, self.fc
         if width != 1.0:
             self._rebuild_narrow(width)
-        self.mid_channels = self.layer3[-1].conv3.out_channels
-        self.out_channels = self.layer4[-1].conv3.out_channels
+        self.mid_channels = cast(nn.Conv2d, self.layer3[-1].conv3).out_channels
+        self.out_channels = cast(nn.Conv2d, self.layer4[-1].conv3).out_channels
         set_last_stride(self.layer4, last_stride)
         if ibn:
             # IBN-a: the first norm of every bottleneck in layer1-3 becomes IBN; layer4 stays BN
             # because the deep layers must keep the discriminative (style-carrying) statistics.
             for layer in (self.layer1, self.layer2, self.layer3):
                 for block in layer:
-                    block.bn1 = IBN(block.bn1.num_features)
+                    block.bn1 = IBN(cast(nn.BatchNorm2d, block.bn1).num_features)
 
     def _rebuild_narrow(self, width: float) -> None:
         planes = [max(4, int(round(p * width))) for p in (64, 128, 256, 512)]
@@ -87,7 +104,7 @@ class ResNet50(ResNetStages, ResNet):
         self.conv1 = nn.Conv2d(3, planes[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(planes[0])
         for index, (count, plane) in enumerate(zip([3, 4, 6, 3], planes), start=1):
-            setattr(self, f"layer{index}", self._make_layer(Bottleneck, plane, count, stride=1 if index == 1 else 2))
+            setattr(self, f"layer{index}", super()._make_layer(Bottleneck, plane, count, stride=1 if index == 1 else 2))
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -100,7 +117,7 @@ class TinyResNet(ResNetStages):
     64x32 input still leaves an 8x4 final map at last stride 1.
     """
 
-    def __init__(self, last_stride: int = 1, widths: tuple[int, int, int, int] = (16, 32, 64, 128)):
+    def __init__(self, last_stride: int = 1, widths: Sequence[int] = (16, 32, 64, 128)):
         super().__init__()
         self.mid_channels, self.out_channels = widths[2], widths[3]
         self.conv1 = nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False)

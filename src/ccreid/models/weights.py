@@ -118,6 +118,7 @@ def fetch_weights(backbone: str, root: Path = WEIGHTS_DIR) -> Path:
         return path
     if weights.url is None:
         require_weights(backbone, root)  # raises: only the user can place this one
+    assert weights.url is not None  # require_weights above raised: the file is absent
     import torch.hub  # torch's own downloader (progress, redirects); the digest is checked below
 
     path.parent.mkdir(parents=True, exist_ok=True)
