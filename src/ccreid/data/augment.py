@@ -192,7 +192,7 @@ class BatchAugment(nn.Module):
         crop = cfg["crop"]
         self.geometry = FlipCrop(cfg["flip"], crop["p"], crop["scale"], crop["interpolation"])
         jitter = cfg["color_jitter"]
-        photometric = []
+        photometric: list[nn.Module] = []
         if jitter["p"] > 0:
             photometric.append(
                 K.ColorJitter(
@@ -219,8 +219,8 @@ class BatchAugment(nn.Module):
         rows, cols = self.geometry.draw(n * shards, height, width)
         rows, cols = rows[mine], cols[mine]
         boxes = [
-            (index - mine.start, *box)
-            for index, *box in self.erasing.draw(n * shards, height, width)
+            (index - mine.start, top, left, box_h, box_w)
+            for index, top, left, box_h, box_w in self.erasing.draw(n * shards, height, width)
             if mine.start <= index < mine.stop
         ]
         device = images.device

@@ -63,6 +63,7 @@ import csv
 import io
 import math
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -88,12 +89,25 @@ _SS = 2  # supersampling factor: drawn at 2x, box-reduced (cheap anti-aliasing)
 # Seed-sequence tags, so that the streams of palette, identities, cameras and images never collide.
 _TAG_PALETTE, _TAG_ID, _TAG_OUTFIT, _TAG_CAM, _TAG_IMG = 101, 102, 103, 104, 105
 
+
 # ---------------------------------------------------------------- cameras (fixed design)
 # gain: brightness; cast: RGB multipliers; scale: body size; shift: mean x shift (fraction of W);
 # view_w: body width factor (1 frontal, < 1 side view); back_p: probability of a back view;
 # lean: mean lean (rad); occl_p: probability of an occluding bar; blur: Gaussian radius (px).
-_CAMERA_SPECS = {
-    "A": dict(
+class CameraSpec(TypedDict):
+    gain: float
+    cast: tuple[float, float, float]
+    scale: float
+    shift: float
+    view_w: float
+    back_p: float
+    lean: float
+    occl_p: float
+    blur: float
+
+
+_CAMERA_SPECS: dict[str, CameraSpec] = {
+    "A": CameraSpec(
         gain=1.06,
         cast=(1.00, 1.00, 1.00),
         scale=1.00,
@@ -104,7 +118,7 @@ _CAMERA_SPECS = {
         occl_p=0.06,
         blur=0.0,
     ),
-    "B": dict(
+    "B": CameraSpec(
         gain=0.94,
         cast=(0.92, 1.00, 1.10),
         scale=0.93,
@@ -115,7 +129,7 @@ _CAMERA_SPECS = {
         occl_p=0.12,
         blur=0.0,
     ),
-    "C": dict(
+    "C": CameraSpec(
         gain=0.80,
         cast=(1.12, 0.98, 0.82),
         scale=0.87,
@@ -304,7 +318,7 @@ def _smooth_noise(rng, h, w, cells) -> np.ndarray:
     """Low-frequency noise in [-1, 1] (h × w), bilinear upsampling of a coarse grid."""
     gh, gw = max(2, h // cells), max(2, w // cells)
     grid = rng.uniform(-1, 1, (gh, gw)).astype(np.float32)
-    img = Image.fromarray(grid, mode="F").resize((w, h), Image.BILINEAR)
+    img = Image.fromarray(grid, mode="F").resize((w, h), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.float32)
 
 
@@ -365,11 +379,12 @@ def _limb(x0, y0, x1, y1, w0, w1):
 
 
 def _colour(rgb) -> tuple[int, int, int]:
-    return tuple(int(v) for v in np.clip(np.round(np.asarray(rgb) * 255), 0, 255))
+    red, green, blue = (int(v) for v in np.clip(np.round(np.asarray(rgb) * 255), 0, 255))
+    return red, green, blue
 
 
 def _draw_person(
-    draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, cam: dict, rng: np.random.Generator
+    draw: ImageDraw.ImageDraw, h: int, w: int, t: dict, o: dict, cam: CameraSpec, rng: np.random.Generator
 ) -> bool:
     """Draw one person on the supersampled canvas (_SS*h × _SS*w); True if it is a back view."""
     back = bool(rng.random() < cam["back_p"])

@@ -30,6 +30,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -250,8 +251,10 @@ class Trainer:
             )
         monitored = {}
         if self.clothes_optimizer is not None and epoch >= lcfg["clothes"]["start_epoch"]:
+            classifier = self.model.clothes_classifier
+            assert classifier is not None  # the clothes optimizer exists only with it
             clothes_loss = losses.cross_entropy_label_smooth(
-                self.model.clothes_classifier(features.detach()), clothes, lcfg["clothes"]["label_smoothing"]
+                classifier(features.detach()), clothes, lcfg["clothes"]["label_smoothing"]
             )
             self.clothes_optimizer.zero_grad(set_to_none=True)
             clothes_loss.backward()
@@ -260,12 +263,12 @@ class Trainer:
             monitored["clothes_classifier"] = clothes_loss
             if lcfg["adversarial"]["enabled"]:
                 terms["adversarial"] = lcfg["adversarial"]["weight"] * losses.clothes_adversarial_loss(
-                    self.model.clothes_classifier(features),
+                    classifier(features),
                     clothes,
                     self.positive_mask[pids],
                     lcfg["adversarial"]["epsilon"],
                 )
-        loss = sum(terms.values())
+        loss = cast(torch.Tensor, sum(terms.values()))  # terms always holds "id": a tensor
         # Averaged over ranks, so every rank sees the same values and stops together.
         logged = self._mean_over_ranks(terms | {"total": loss} | monitored)
         if not all(math.isfinite(value) for value in logged.values()):

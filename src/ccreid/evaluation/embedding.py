@@ -12,6 +12,7 @@ from ccreid.data.augment import to_normalized_float
 from ccreid.data.images import read_rows
 from ccreid.data.prepared import PreparedData
 
+
 @torch.no_grad()
 def embed(model: torch.nn.Module, images: torch.Tensor, eval_cfg: dict, device: torch.device) -> np.ndarray:
     """L2-normalised embeddings of uint8 images, averaged with their mirror image when eval.flip;

@@ -23,6 +23,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from typing import TypedDict
 from pathlib import Path
 from typing import Callable
 
@@ -36,9 +37,17 @@ from ccreid.core.paths import METRICS, PER_QUERY, TEST_CURVE
 from ccreid.evaluation.stats import bootstrap_mean, mean_std, paired_bootstrap
 
 BASELINE = "212"
+
+
+class BootstrapSettings(TypedDict):
+    n_resamples: int
+    seed: int
+    confidence: float
+
+
 MAX_CMC_OTHERS = 5
 CMC_RANKS = np.arange(1, 21)
-BOOTSTRAP = {"n_resamples": 2000, "seed": 0, "confidence": 0.95}
+BOOTSTRAP = BootstrapSettings(n_resamples=2000, seed=0, confidence=0.95)
 HEADLINE = ("mAP", "R1")
 PROTOCOL_MEANING = {
     "cc": "clothes-changing",
@@ -96,7 +105,7 @@ def _load_result(exp_dir: Path) -> Result | None:
 
 def _pick_protocols(results: dict[str, Result]) -> Protocols:
     """Protocol roles from the names in metrics.json; single-shot entries carry `trials`."""
-    single_shot = {}
+    single_shot: dict[str, bool] = {}
     for result in results.values():
         for name, values in result.metrics.items():
             single_shot.setdefault(name, "trials" in values)
@@ -254,6 +263,10 @@ def _pct(value) -> str:
     return "" if _missing(value) else f"{100 * value:.2f}"
 
 
+def _percent(key: str) -> Callable[[dict], str]:
+    return lambda row: _pct(row.get(key))
+
+
 def _with_interval(key: str) -> Callable[[dict], str]:
     def cell(row: dict) -> str:
         if _missing(row.get(key)):
@@ -304,9 +317,7 @@ def _display_columns(
         (f"{main} R1 [95% CI]", _with_interval(f"{main}_R1")),
     ]
     if second:
-        columns += [
-            (f"{second} {metric}", lambda row, key=f"{second}_{metric}": _pct(row.get(key))) for metric in HEADLINE
-        ]
+        columns += [(f"{second} {metric}", _percent(f"{second}_{metric}")) for metric in HEADLINE]
     columns += [(f"Δ {main} {metric} vs base [95% CI]", _delta(f"delta_{main}_{metric}")) for metric in HEADLINE]
     columns += [
         ("Reported on", lambda row: row["reported_dataset"]),
@@ -453,14 +464,16 @@ def _cmc_figure(dataset: str, protocol: str, curves: dict[str, np.ndarray]) -> F
     figure = Figure(figsize=(8.5, 5), layout="constrained")
     axes = figure.add_subplot()
     for exp, cmc in curves.items():
-        style = {"color": "black", "linestyle": "--", "linewidth": 2} if exp == BASELINE else {}
+        baseline = exp == BASELINE
         axes.plot(
             CMC_RANKS,
             100 * cmc,
             marker="o",
             markersize=3,
-            label=f"{exp}{' (baseline)' if exp == BASELINE else ''}: R1 {100 * cmc[0]:.1f}%",
-            **style,
+            label=f"{exp}{' (baseline)' if baseline else ''}: R1 {100 * cmc[0]:.1f}%",
+            color="black" if baseline else None,
+            linestyle="--" if baseline else None,
+            linewidth=2 if baseline else None,
         )
     axes.set_xticks([1, 5, 10, 15, 20])
     axes.set_xlim(1, CMC_RANKS[-1])
