@@ -27,7 +27,9 @@ ACCOUNT = "ccreid"  # .ci/slurm-up creates it and puts root in it
 EXPERIMENTS = ("212", "210")
 # Byte-compared between the SLURM and the local run: every metrics.json, the model, the report.
 COMPARED = [f"results/synthetic/{exp}/metrics.json" for exp in EXPERIMENTS] + [
-    "results/synthetic/212/model.pt", "results/synthetic/report.md"]
+    "results/synthetic/212/model.pt",
+    "results/synthetic/report.md",
+]
 
 
 def registry() -> dict:
@@ -68,8 +70,11 @@ def fit_profile_to_node(project: Path) -> dict:
 def slurm_cluster():
     up = subprocess.run([str(REPO / ".ci/slurm-up")], capture_output=True, text=True, timeout=1200)
     if up.returncode != 0:
-        pytest.fail(f".ci/slurm-up failed ({up.returncode}); it needs root and apt-get (Debian's slurm-wlm, "
-                    f"slurmdbd, munge, mariadb-server):\n{up.stdout}\n{up.stderr}", pytrace=False)
+        pytest.fail(
+            f".ci/slurm-up failed ({up.returncode}); it needs root and apt-get (Debian's slurm-wlm, "
+            f"slurmdbd, munge, mariadb-server):\n{up.stdout}\n{up.stderr}",
+            pytrace=False,
+        )
     yield up.stdout
     down = subprocess.run([str(REPO / ".ci/slurm-down")], capture_output=True, text=True, timeout=300)
     assert down.returncode == 0, f".ci/slurm-down failed:\n{down.stdout}\n{down.stderr}"
@@ -96,7 +101,8 @@ def test_registry_through_slurm_equals_a_local_run(slurm_cluster, tmp_path):
     submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.", log)
     assert Counter(finished[job] for job, _, _ in submitted) == local_jobs, log
     assert set(finished) - {job for job, _, _ in submitted} == {
-        job for job, rule in finished.items() if rule == "all"}, log
+        job for job, rule in finished.items() if rule == "all"
+    }, log
     slurm_rule = {slurm_id: finished[job] for job, slurm_id, _ in submitted}
     assert len(slurm_rule) == len(submitted)  # one SLURM job id per Snakemake job
 
@@ -107,13 +113,28 @@ def test_registry_through_slurm_equals_a_local_run(slurm_cluster, tmp_path):
 
     # SLURM's accounting: each job completed, as the run's job name, in the partition the profile asks for.
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
-    sacct = run(["sacct", "-X", "--parsable2", "--noheader", "--format=JobIDRaw,State,Partition,Account",
-                 "--starttime", since, "--name", run_id], cwd=on_slurm).stdout
+    sacct = run(
+        [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            "--format=JobIDRaw,State,Partition,Account",
+            "--starttime",
+            since,
+            "--name",
+            run_id,
+        ],
+        cwd=on_slurm,
+    ).stdout
     records = {job: rest for job, *rest in (line.split("|") for line in sacct.splitlines())}
     assert set(records) == set(slurm_rule), sacct
     for slurm_id, rule in slurm_rule.items():
-        partition = profile["set-resources"].get(rule, {}).get(
-            "slurm_partition", profile["default-resources"]["slurm_partition"])
+        partition = (
+            profile["set-resources"]
+            .get(rule, {})
+            .get("slurm_partition", profile["default-resources"]["slurm_partition"])
+        )
         assert records[slurm_id] == ["COMPLETED", partition, ACCOUNT], (rule, sacct)
     assert {"cpu", "gpu"} <= {partition for _, partition, _ in records.values()}
 
