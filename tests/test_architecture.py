@@ -76,6 +76,19 @@ CLOSURES = {
         "evaluation.stats",
         "reporting.ablation",
     },
+    # Ranked lists rank the gallery as evaluation does: the metrics and the prepared images.
+    "rank_list": {
+        "core.atomic",
+        "core.errors",
+        "core.paths",
+        "data.images",
+        "data.layouts.base",
+        "data.prepared",
+        "evaluation.features",
+        "evaluation.metrics",
+        "evaluation.rerank",
+        "reporting.ranked_lists",
+    },
 }
 WITH_MODELS = {"train", "extract", "weights"}
 # What must never be in a stage's closure: evaluation code does not retrain or re-extract,

@@ -120,6 +120,20 @@ def cmd_report(args) -> None:
     print("\n".join(str(path) for path in written["files"].values()))
 
 
+def cmd_rank_list(args) -> None:
+    from ccreid.stages.rank_list import rank_list
+
+    params = _params(args)
+    names = [args.exp] + ([args.against] if args.against else [])
+    runs = [
+        (exp, paths.features_path(args.dataset, exp), params.run_config(args.dataset, exp)["eval"]) for exp in names
+    ]
+    out = Path(args.out or paths.run_dir(args.dataset, args.exp) / paths.RANKED_DIR)
+    prepared = Path(args.prepared or paths.prepared_dir(args.dataset))
+    for path in rank_list(args.dataset, prepared, runs, out, queries=args.queries, seed=args.seed):
+        print(path)
+
+
 def cmd_queue(args) -> None:
     """Queue registry entries as DVC experiments (one row each in `dvc exp show`)."""
     import subprocess
@@ -234,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.add_argument("--experiments", nargs="+", help="only these experiments (default: the registry)")
     p.add_argument("--cmc", nargs="+", help="experiments drawn in cmc.png")
+
+    p = stage("rank-list", cmd_rank_list, "draw an experiment's ranked lists (one PNG per protocol)")
+    p.add_argument("--against", help="another experiment (e.g. the base) drawn beside it on the same queries")
+    p.add_argument("--queries", type=int, default=8, help="queries drawn (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the query sample (default: 0)")
+    p.add_argument("--prepared", help="prepared folder (default: data/prepared/<dataset>)")
+    p.add_argument("--out", help="output folder (default: results/<dataset>/<exp>/ranked)")
 
     p = stage("queue", cmd_queue, "queue registry entries as DVC experiments (`dvc queue start` runs them)", exp=False)
     p.add_argument("--experiments", nargs="+", help="only these experiments (default: the registry)")

@@ -34,6 +34,15 @@ CMC = "cmc.csv"
 
 # ccreid report: results/<dataset>/
 REPORT_FILES = ("report.md", "report.csv", "report.html", "cmc.png", "cc_bars.png")
+REPORT_RANKED_DIR = "ranked"  # <exp>_<protocol>.png: the compared experiments' ranked lists, vs base
+REPORT_CURVES_DIR = "curves"  # <exp>.png: training curves of each run
+
+# ccreid rank-list: results/<dataset>/<exp>/ranked/<protocol>[_vs_<exp>].png
+RANKED_DIR = "ranked"
+
+
+def ranked_list_name(protocol: str, against: str | None = None) -> str:
+    return f"{protocol}_vs_{against}.png" if against else f"{protocol}.png"
 
 
 def prepared_dir(dataset: str) -> Path:
