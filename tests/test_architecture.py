@@ -75,6 +75,17 @@ CLOSURES = {
         "core.sections",
         "evaluation.stats",
         "reporting.ablation",
+        # The report draws ranked lists (the ranking evaluation scores, from the prepared images),
+        # config differences and training curves.
+        "data.images",
+        "data.layouts.base",
+        "data.prepared",
+        "evaluation.features",
+        "evaluation.metrics",
+        "evaluation.rerank",
+        "reporting.config_diff",
+        "reporting.ranked_lists",
+        "reporting.training_curves",
     },
     # Ranked lists rank the gallery as evaluation does: the metrics and the prepared images.
     "rank_list": {

@@ -3,6 +3,7 @@ out, first-match rank as the metrics count it), and `ccreid rank-list` draws rea
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -113,3 +114,21 @@ def test_rank_list_of_an_experiment_without_features_is_one_clear_error(project)
         ["python", "-m", "ccreid", "rank-list", "--dataset", "synthetic", "--exp", "214"], cwd=project, check=False
     )
     assert failed.returncode == 2 and "features.h5" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_the_report_embeds_the_ranked_lists_of_the_compared_experiments(project):
+    for exp in ("212", "213"):
+        run(["python", "-m", "ccreid", "evaluate", "--dataset", "synthetic", "--exp", exp], cwd=project)
+    run(["python", "-m", "ccreid", "report", "--dataset", "synthetic", "--cmc", "213"], cwd=project)
+    out = project / "results/synthetic"
+    assert sorted(p.name for p in (out / "ranked").iterdir()) == ["213_cc.png", "213_sc.png"]
+    drawn = (out / "ranked/213_cc.png").read_bytes()
+    # 213 beside its base 212 on the same queries: the same picture as rank-list --against draws.
+    run(["python", "-m", "ccreid", "rank-list", "--dataset", "synthetic", "--exp", "213", "--against", "212"], cwd=project)
+    _, _, (_, width) = colours(drawn)
+    _, _, (_, width_against) = colours((out / "213/ranked/cc_vs_212.png").read_bytes())
+    assert width == width_against
+    md = (out / "report.md").read_text()
+    assert "### 213 vs 212" in md and "![ranked/213_cc.png](ranked/213_cc.png)" in md
+    page = (out / "report.html").read_text()
+    assert base64.b64encode(drawn).decode() in page

@@ -109,6 +109,8 @@ def cmd_report(args) -> None:
 
     params = _params(args)
     results_dir = Path(args.results or Path("results") / args.dataset)
+    # Ranked lists need the prepared images: those given, else the data set's when prepared.
+    prepared = Path(args.prepared) if args.prepared else paths.prepared_dir(args.dataset)
     written = report(
         args.dataset,
         params,
@@ -116,6 +118,7 @@ def cmd_report(args) -> None:
         Path(args.out or results_dir),
         cmc_experiments=args.cmc,
         experiments=args.experiments,
+        prepared_dir=prepared if args.prepared or (prepared / paths.IMAGES).is_file() else None,
     )
     print("\n".join(str(path) for path in written["files"].values()))
 
@@ -166,6 +169,16 @@ def cmd_config_show(args) -> None:
     params = _params(args)
     resolved = params.run_config(args.dataset, args.exp) if args.dataset else params.resolve(args.exp)
     print(yaml.safe_dump(resolved, sort_keys=False), end="")
+
+
+def cmd_config_diff(args) -> None:
+    from ccreid.reporting.config_diff import change_lines, experiment_changes
+
+    params = _params(args)
+    if args.dataset:
+        params.dataset(args.dataset)
+    lines = change_lines(experiment_changes(params, args.old, args.new, args.dataset))
+    print("\n".join(lines) if lines else f"{args.old} and {args.new}: no difference in the resolved config")
 
 
 SYNTHETIC_DVC_DATASET = "synthetic"  # the data set dvc.yaml's synth stage writes
@@ -248,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.add_argument("--experiments", nargs="+", help="only these experiments (default: the registry)")
     p.add_argument("--cmc", nargs="+", help="experiments drawn in cmc.png")
+    p.add_argument(
+        "--prepared", help="prepared folder for the ranked lists (default: data/prepared/<dataset> if there)"
+    )
 
     p = stage("rank-list", cmd_rank_list, "draw an experiment's ranked lists (one PNG per protocol)")
     p.add_argument("--against", help="another experiment (e.g. the base) drawn beside it on the same queries")
@@ -264,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("exp")
     show.add_argument("--dataset", help="also apply this data set's schedule scale")
     show.set_defaults(func=cmd_config_show)
+    diff = config.add_parser("diff", help="the resolved config keys that differ between two experiments")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.add_argument("--dataset", help="compare the configs run on this data set (its overrides and scale)")
+    diff.set_defaults(func=cmd_config_diff)
     write = config.add_parser("write", help="write the config each stage reads, one JSON per stage")
     write.add_argument("--dataset", required=True)
     write.add_argument("--exp", required=True)

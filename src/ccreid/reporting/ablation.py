@@ -33,8 +33,21 @@ from matplotlib.figure import Figure
 
 from ccreid.core.config import model_owner
 from ccreid.core.errors import CCReIDError
-from ccreid.core.paths import METRICS, PER_QUERY, TEST_CURVE
+from ccreid.core.paths import (
+    FEATURES,
+    LIVE_DIR,
+    METRICS,
+    PER_QUERY,
+    REPORT_CURVES_DIR,
+    REPORT_RANKED_DIR,
+    TEST_CURVE,
+)
+from ccreid.data.prepared import load_prepared
+from ccreid.evaluation.features import read_features
 from ccreid.evaluation.stats import bootstrap_mean, mean_std, paired_bootstrap
+from ccreid.reporting.config_diff import change_lines, experiment_changes
+from ccreid.reporting.ranked_lists import Run, multi_shot, ranked_list_png
+from ccreid.reporting.training_curves import curves_png, has_history
 
 BASELINE = "212"
 
@@ -255,6 +268,28 @@ def _experiment_row(exp: str, entry: dict, runs: dict[str, list[Result]], protoc
 
 
 # --- formatting ------------------------------------------------------------------------------
+class Link(str):
+    """A table cell that links to a section of the same report (#anchor)."""
+
+    href: str
+
+    def __new__(cls, text: str, href: str) -> Link:
+        cell = super().__new__(cls, text)
+        cell.href = href
+        return cell
+
+
+@dataclass
+class Section:
+    """A part of the report after the table: an anchored heading, bullet lines, images (by file name)."""
+
+    title: str
+    anchor: str = ""
+    lines: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    level: int = 2
+
+
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -399,19 +434,40 @@ def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results:
     )
 
 
-def _markdown(title: str, header: list[str], table: list[list[str]], images: list[str]) -> str:
+def _markdown(
+    title: str, header: list[str], table: list[list[str]], images: list[str], sections: tuple[Section, ...] = ()
+) -> str:
+    def md_cell(cell: str) -> str:
+        text = cell.replace("|", "\\|")
+        return f"[{text}]({cell.href})" if isinstance(cell, Link) else text
+
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+        return "| " + " | ".join(md_cell(cell) for cell in cells) + " |"
 
     lines = [f"# {title}", ""] + [f"- {item}" for item in header] + [""]
     lines += [line(table[0]), "|" + "---|" * len(table[0])] + [line(cells) for cells in table[1:]]
     lines += [""] + [f"![{name}]({name})" for name in images]
+    for section in sections:
+        anchor = f'<a id="{section.anchor}"></a>' if section.anchor else ""
+        lines += ["", f"{'#' * section.level} {anchor}{section.title}", ""]
+        lines += [f"- {item}" for item in section.lines] + [f"![{name}]({name})" for name in section.images]
     return "\n".join(lines) + "\n"
 
 
-def _html(title: str, header: list[str], table: list[list[str]], images: dict[str, bytes]) -> str:
+def _html(
+    title: str,
+    header: list[str],
+    table: list[list[str]],
+    images: dict[str, bytes],
+    sections: tuple[Section, ...] = (),
+    section_images: dict[str, bytes] | None = None,
+) -> str:
+    def html_cell(value: str) -> str:
+        text = html.escape(value)
+        return f'<a href="{html.escape(value.href)}">{text}</a>' if isinstance(value, Link) else text
+
     def cells(tag: str, values: list[str]) -> str:
-        return "<tr>" + "".join(f"<{tag}>{html.escape(value)}</{tag}>" for value in values) + "</tr>"
+        return "<tr>" + "".join(f"<{tag}>{html_cell(value)}</{tag}>" for value in values) + "</tr>"
 
     body = [f"<h1>{html.escape(title)}</h1>", "<ul>"] + [f"<li>{html.escape(item)}</li>" for item in header]
     body += ["</ul>", "<table>", cells("th", table[0])] + [cells("td", row) for row in table[1:]] + ["</table>"]
@@ -419,6 +475,17 @@ def _html(title: str, header: list[str], table: list[list[str]], images: dict[st
         f'<p><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
         for name, png in images.items()
     ]
+    for section in sections:
+        anchor = f' id="{html.escape(section.anchor)}"' if section.anchor else ""
+        tag = f"h{section.level}"
+        body.append(f"<{tag}{anchor}>{html.escape(section.title)}</{tag}>")
+        if section.lines:
+            body += ["<ul>"] + [f"<li>{html.escape(item)}</li>" for item in section.lines] + ["</ul>"]
+        body += [
+            f'<p><img alt="{html.escape(name)}" src="data:image/png;base64,'
+            f'{base64.b64encode((section_images or {})[name]).decode()}"></p>'
+            for name in section.images
+        ]
     style = (
         "body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse;font-size:0.85em}"
         " th,td{border:1px solid #bbb;padding:0.25em 0.5em;vertical-align:top} th{background:#eee}"
@@ -535,8 +602,12 @@ def ablation_report(
     results_dir: Path,
     cmc_experiments: list[str] | None = None,
     experiments: list[str] | None = None,
+    prepared_dir: Path | None = None,
 ) -> Report:
-    """report.md/.csv/.html, cmc.png and cc_bars.png of one data set's results.
+    """report.md/.csv/.html, cmc.png and cc_bars.png of one data set's results, each row's config
+    difference to its base, training curves (curves/<exp>.png) where training logged them and,
+    with `prepared_dir`, ranked lists (ranked/<exp>_<protocol>.png) of the CMC plot's
+    experiments beside their base's.
 
     `experiments` restricts the table to part of the registry (e.g. the lab log's gate table).
     """
@@ -580,14 +651,86 @@ def ablation_report(
         with_test_curves=any(row.get("test_best_epoch") for row in rows),
     )
     table = [[header for header, _ in columns]] + [[cell(row) for _, cell in columns] for row in rows]
+    on_dataset = dataset if dataset in params.datasets else None
+    changed = {
+        row["exp"]: experiment_changes(params, row["base"], row["exp"], on_dataset) for row in rows if row["base"]
+    }
+    table[0].append("Config vs base")
+    for cells, row in zip(table[1:], rows):
+        found = changed.get(row["exp"])
+        cells.append(Link(f"{len(found)} key(s)", f"#config-{row['exp']}") if found is not None else "")
+    sections = [Section("What changed: resolved config vs base (after inheritance)")]
+    sections += [
+        Section(f"{exp} vs {entry_base}", f"config-{exp}", tuple(change_lines(found)) or ("no difference",), level=3)
+        for exp, found in changed.items()
+        for entry_base in [str(params.entry(exp)["base"])]
+    ]
+    extra: dict[str, bytes] = {}
+    sections += _figure_sections(dataset, params, results_dir, rows, cmc_experiments, prepared_dir, extra)
     title = f"Ablation report: {dataset}"
     header = _header_lines(dataset, protocols, rows, results)
 
     csv_text = pd.DataFrame(rows, columns=_csv_columns(protocols)).to_csv(index=False)
     files = {
-        "report.md": _markdown(title, header, table, list(images)).encode(),
+        "report.md": _markdown(title, header, table, list(images), tuple(sections)).encode(),
         "report.csv": csv_text.encode(),
-        "report.html": _html(title, header, table, images).encode(),
+        "report.html": _html(title, header, table, images, tuple(sections), extra).encode(),
         **images,
+        **extra,
     }
     return Report(files=files, protocols=protocols, rows=rows, cmc_experiments=cmc_experiments)
+
+
+def _run_eval(params, dataset: str, exp: str) -> dict:
+    return (params.run_config(dataset, exp) if dataset in params.datasets else params.resolve(exp))["eval"]
+
+
+def _figure_sections(
+    dataset: str,
+    params,
+    results_dir: Path,
+    rows: list[dict],
+    compared: list[str],
+    prepared_dir: Path | None,
+    files: dict[str, bytes],
+) -> list[Section]:
+    """Ranked lists of the compared experiments (beside their base's) and every run's training
+    curves; their PNGs go into `files` by report-relative name."""
+    sections = []
+    bases = {row["exp"]: row["base"] for row in rows}
+    if prepared_dir is not None:
+        with_features = [exp for exp in compared if (results_dir / exp / FEATURES).is_file()]
+        if with_features:
+            data = load_prepared(Path(prepared_dir))
+            sections.append(Section("Ranked lists (green: same identity, red: other; junk left out)"))
+        for exp in with_features:
+            names = [exp] + [base for base in [bases.get(exp)] if base and (results_dir / base / FEATURES).is_file()]
+            runs = [
+                Run(
+                    name + (" (base)" if i else ""),
+                    *read_features(results_dir / name / FEATURES),
+                    _run_eval(params, dataset, name),
+                )
+                for i, name in enumerate(names)
+            ]
+            drawn = []
+            for protocol in multi_shot(runs[0].protocols):
+                name = f"{REPORT_RANKED_DIR}/{exp}_{protocol.name}.png"
+                files[name] = ranked_list_png(dataset, protocol, runs, data.samples, data.images_path)
+                drawn.append(name)
+            sections.append(Section(" vs ".join(names), images=tuple(drawn), level=3))
+    curves = []
+    for row in rows:
+        if row["status"] != "run":
+            continue
+        exp = row["exp"]
+        owner = model_owner(params, dataset, exp) if dataset in params.datasets else exp
+        if has_history(results_dir / owner / LIVE_DIR):
+            name = f"{REPORT_CURVES_DIR}/{exp}.png"
+            files[name] = curves_png(
+                exp if owner == exp else f"{exp} (trained as {owner})", results_dir / owner / LIVE_DIR
+            )
+            curves.append(Section(exp if owner == exp else f"{exp} (the model of {owner})", images=(name,), level=3))
+    if curves:
+        sections += [Section("Training curves (DVCLive history)")] + curves
+    return sections

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccreid.core.atomic import atomic_path
-from ccreid.core.paths import REPORT_FILES
+from ccreid.core.paths import REPORT_CURVES_DIR, REPORT_RANKED_DIR
 from ccreid.reporting.ablation import ablation_report
 
 
@@ -17,14 +17,22 @@ def report(
     out_dir: Path,
     cmc_experiments: list[str] | None = None,
     experiments: list[str] | None = None,
+    prepared_dir: Path | None = None,
 ) -> dict:
-    """Write report.md/.csv/.html, cmc.png and cc_bars.png for one data set into `out_dir`.
+    """Write report.md/.csv/.html, cmc.png and cc_bars.png for one data set into `out_dir`, the
+    training curves into curves/ and, with `prepared_dir`, the ranked lists into ranked/.
 
     Returns the protocols used, the table rows (the CSV's contents), the experiments drawn in
     cmc.png and the written files.
     """
-    built = ablation_report(dataset, params, Path(results_dir), cmc_experiments, experiments)
-    files = {name: Path(out_dir) / name for name in REPORT_FILES}
+    built = ablation_report(dataset, params, Path(results_dir), cmc_experiments, experiments, prepared_dir)
+    files = {name: Path(out_dir) / name for name in built.files}
+    for folder in (REPORT_RANKED_DIR, REPORT_CURVES_DIR):
+        # Always there (Snakemake's directory outputs), without an earlier report's figures.
+        (Path(out_dir) / folder).mkdir(parents=True, exist_ok=True)
+        for stale in (Path(out_dir) / folder).glob("*.png"):
+            if stale not in files.values():
+                stale.unlink()
     for name, target in files.items():
         with atomic_path(target) as tmp:
             tmp.write_bytes(built.files[name])
