@@ -84,7 +84,15 @@ def project(tmp_path) -> Path:
 
 # Modules that run whole pipelines (Snakemake, DVC, torchrun, killed processes): the quick loop
 # `python -m pytest -m "not slow"` leaves them out; CI runs everything.
-SLOW_MODULES = {"test_caching", "test_code_tracking", "test_dvc", "test_faults", "test_pipeline", "test_train"}
+SLOW_MODULES = {
+    "test_caching",
+    "test_code_tracking",
+    "test_dvc",
+    "test_faults",
+    "test_pipeline",
+    "test_snakemake_report",
+    "test_train",
+}
 
 
 def pytest_collection_modifyitems(items):

@@ -124,7 +124,10 @@ def test_the_report_embeds_the_ranked_lists_of_the_compared_experiments(project)
     assert sorted(p.name for p in (out / "ranked").iterdir()) == ["213_cc.png", "213_sc.png"]
     drawn = (out / "ranked/213_cc.png").read_bytes()
     # 213 beside its base 212 on the same queries: the same picture as rank-list --against draws.
-    run(["python", "-m", "ccreid", "rank-list", "--dataset", "synthetic", "--exp", "213", "--against", "212"], cwd=project)
+    run(
+        ["python", "-m", "ccreid", "rank-list", "--dataset", "synthetic", "--exp", "213", "--against", "212"],
+        cwd=project,
+    )
     _, _, (_, width) = colours(drawn)
     _, _, (_, width_against) = colours((out / "213/ranked/cc_vs_212.png").read_bytes())
     assert width == width_against

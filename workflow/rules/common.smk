@@ -110,3 +110,63 @@ def initial_weights(wildcards):
         except CCReIDError as error:
             raise WorkflowError(f"experiment {wildcards.exp} on {wildcards.dataset}: {error}")
     return [model["pretrained"]]
+
+
+# What `snakemake --report` holds, by file: its caption (workflow/report/) and its subcategory
+# within the data set's category; report.md stays out (report.html is the same, rendered).
+REPORTED = {
+    "report.html": ("ablation.rst", "ablation table"),
+    "report.csv": ("table_csv.rst", "ablation table"),
+    "cmc.png": ("cmc.rst", "plots"),
+    "cc_bars.png": ("bars.rst", "plots"),
+}
+
+
+# The report() flag under another name: a line starting with `report` is Snakemake's keyword.
+for_report = report
+
+
+def report_outputs(folder):
+    """The report stage's outputs in `folder`, marked for Snakemake's report: the category is the
+    data set, the subcategory the table."""
+    table = "registry" if "{table}" not in folder else "{table}"
+    outputs = [
+        for_report(
+            f"{folder}/{name}",
+            caption=f"../report/{REPORTED[name][0]}",
+            category="{dataset}",
+            subcategory=f"{table}: {REPORTED[name][1]}",
+        )
+        if name in REPORTED
+        else f"{folder}/{name}"
+        for name in paths.REPORT_FILES
+    ]
+    for subdir, caption, what in (
+        (paths.REPORT_RANKED_DIR, "ranked_lists.rst", "ranked lists"),
+        (paths.REPORT_CURVES_DIR, "curves.rst", "training curves"),
+    ):
+        outputs.append(
+            for_report(
+                directory(f"{folder}/{subdir}"),
+                patterns=["{name}.png"],
+                caption=f"../report/{caption}",
+                category="{dataset}",
+                subcategory=f"{table}: {what}",
+            )
+        )
+    return outputs
+
+
+def table_inputs(table):
+    """The table's metrics, the features its ranked lists rank and the prepared images they show."""
+
+    def inputs(wildcards):
+        name = table or wildcards.table
+        runs = [run for exp in TABLES[name] for run in PARAMS.runs(exp)]
+        return {
+            "metrics": table_metrics(wildcards.dataset, name),
+            "features": [str(paths.features_path(wildcards.dataset, run)) for run in runs],
+            "prepared": str(paths.prepared_dir(wildcards.dataset)),
+        }
+
+    return inputs

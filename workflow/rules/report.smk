@@ -1,38 +1,42 @@
-REPORT_FILES = ["report.md", "report.csv", "report.html", "cmc.png", "cc_bars.png"]
-
-
+# Benchmarks only here: DVC never runs the report, so a benchmark file can never be missing after
+# `dvc repro` built the results (a missing benchmark is a missing output: Snakemake would rerun
+# the job). Every job's run time is in the report anyway (Snakemake's own metadata; docs/report.md).
 rule report:
     input:
-        lambda wildcards: table_metrics(wildcards.dataset, "registry"),
+        unpack(table_inputs("registry")),
     output:
-        expand("results/{{dataset}}/{name}", name=REPORT_FILES),
+        report_outputs("results/{dataset}"),
     params:
         code=stage_code("report"),
     log:
         "logs/{dataset}/report.log",
+    benchmark:
+        "benchmarks/{dataset}/report.tsv"
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "ccreid report --dataset {wildcards.dataset} 2>&1 | tee {log}"
+        "ccreid report --dataset {wildcards.dataset} --prepared {input.prepared} 2>&1 | tee {log}"
 
 
 rule table_report:
     input:
-        lambda wildcards: table_metrics(wildcards.dataset, wildcards.table),
+        unpack(table_inputs(None)),
     output:
-        expand("results/{{dataset}}/{{table}}/{name}", name=REPORT_FILES),
+        report_outputs("results/{dataset}/{table}"),
     params:
         code=stage_code("report"),
         experiments=lambda wildcards: " ".join(TABLES[wildcards.table]),
     log:
         "logs/{dataset}/report-{table}.log",
+    benchmark:
+        "benchmarks/{dataset}/report-{table}.tsv"
     conda:
         "../envs/ccreid.yaml"
     wildcard_constraints:
         table="|".join(TABLES),
     shell:
         "ccreid report --dataset {wildcards.dataset} --out results/{wildcards.dataset}/{wildcards.table}"
-        " --experiments {params.experiments} 2>&1 | tee {log}"
+        " --prepared {input.prepared} --experiments {params.experiments} 2>&1 | tee {log}"
 
 
 rule gates:

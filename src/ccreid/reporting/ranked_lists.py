@@ -123,7 +123,9 @@ def _cell(image: np.ndarray, frame: tuple[int, int, int], height: int) -> np.nda
     """A CHW uint8 image resized to `height` rows (aspect kept) inside a coloured frame."""
     hwc = np.ascontiguousarray(np.asarray(image).transpose(1, 2, 0))
     width = max(1, round(hwc.shape[1] * height / hwc.shape[0]))
-    resized = np.asarray(Image.fromarray(hwc).resize((width, height), Image.Resampling.BILINEAR))
+    # Enlarged pixel by pixel (small PNGs, no made-up detail), reduced with an area filter.
+    method = Image.Resampling.NEAREST if height >= hwc.shape[0] else Image.Resampling.BOX
+    resized = np.asarray(Image.fromarray(hwc).resize((width, height), method))
     border = max(3, height // 24)
     out = np.empty((height + 2 * border, width + 2 * border, 3), dtype=np.uint8)
     out[:] = frame
