@@ -33,7 +33,7 @@ def test_the_run_wrote_the_figures_and_the_benchmark(built):
     # The CMC plot's experiments (all three here), each beside its base, per protocol (cc, sc).
     assert ranked == [f"{exp}_{protocol}.png" for exp in EXPERIMENTS for protocol in ("cc", "sc")]
     assert sorted(p.name for p in (out / "curves").glob("*.png")) == [f"{exp}.png" for exp in EXPERIMENTS]
-    benchmark = (built / "benchmarks/synthetic/report.tsv").read_text().splitlines()
+    benchmark = (built / "logs/synthetic/report.benchmark.tsv").read_text().splitlines()
     assert benchmark[0].split("\t")[:3] == ["s", "h:m:s", "max_rss"]
     md = (out / "report.md").read_text()
     assert "[1 key(s)](#config-214)" in md  # model.multiscale.enabled: True → False
@@ -52,7 +52,9 @@ def test_the_zip_holds_every_table_plot_ranked_list_and_curve(built):
     assert {"report.html", "report.csv", "cmc.png", "cc_bars.png"} <= files
     assert {f"{exp}_{p}.png" for exp in EXPERIMENTS for p in ("cc", "sc")} <= files
     assert {f"{exp}.png" for exp in EXPERIMENTS} <= files
-    del page  # the zip's page is the same application as report.html, checked below
+    page = html.unescape(page)
+    for subcategory in ("ablation table", "plots", "ranked lists", "training curves"):
+        assert f"registry: {subcategory}" in page, subcategory
 
 
 def test_the_html_report_has_categories_captions_and_run_times(built):

@@ -11,7 +11,7 @@ rule report:
     log:
         "logs/{dataset}/report.log",
     benchmark:
-        "benchmarks/{dataset}/report.tsv"
+        "logs/{dataset}/report.benchmark.tsv"
     conda:
         "../envs/ccreid.yaml"
     shell:
@@ -29,7 +29,7 @@ rule table_report:
     log:
         "logs/{dataset}/report-{table}.log",
     benchmark:
-        "benchmarks/{dataset}/report-{table}.tsv"
+        "logs/{dataset}/report-{table}.benchmark.tsv"
     conda:
         "../envs/ccreid.yaml"
     wildcard_constraints:
