@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ccreid.core.errors import CCReIDError
 
@@ -72,6 +73,8 @@ def curves_figure(exp: str, history: dict[str, dict[str, pd.Series]]) -> Figure:
         metrics.set(title=f"{exp}: monitored metrics per epoch", xlabel="epoch", ylabel="%")
         metrics.grid(alpha=0.3)
         metrics.legend(fontsize=8)
+    for axes in figure.axes:  # steps and epochs are whole numbers
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     return figure
 
 
