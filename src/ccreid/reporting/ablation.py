@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 from ccreid.core.config import model_owner
 from ccreid.core.errors import CCReIDError
-from ccreid.core.paths import METRICS, PER_QUERY, TEST_CURVE
+from ccreid.core.paths import CC_BARS, CMC_PLOT, METRICS, PER_QUERY, REPORT_CSV, REPORT_HTML, REPORT_MD, TEST_CURVE
 from ccreid.evaluation.stats import bootstrap_mean, mean_std, paired_bootstrap
 
 BASELINE = "212"
@@ -570,8 +570,8 @@ def ablation_report(
     curves = {exp: _cmc(results[exp].queries(main)) for exp in cmc_experiments}
     plotted = [row for row in rows if not _missing(row.get(f"{main}_mAP"))]
     images = {
-        "cmc.png": _png(_cmc_figure(dataset, main, curves)),
-        "cc_bars.png": _png(_bars_figure(dataset, main, plotted)),
+        CMC_PLOT: _png(_cmc_figure(dataset, main, curves)),
+        CC_BARS: _png(_bars_figure(dataset, main, plotted)),
     }
 
     columns = _display_columns(
@@ -585,9 +585,9 @@ def ablation_report(
 
     csv_text = pd.DataFrame(rows, columns=_csv_columns(protocols)).to_csv(index=False)
     files = {
-        "report.md": _markdown(title, header, table, list(images)).encode(),
-        "report.csv": csv_text.encode(),
-        "report.html": _html(title, header, table, images).encode(),
+        REPORT_MD: _markdown(title, header, table, list(images)).encode(),
+        REPORT_CSV: csv_text.encode(),
+        REPORT_HTML: _html(title, header, table, images).encode(),
         **images,
     }
     return Report(files=files, protocols=protocols, rows=rows, cmc_experiments=cmc_experiments)
