@@ -82,20 +82,29 @@ def project(tmp_path) -> Path:
     return write_project(tmp_path / "project", tiny_params())
 
 
-# Modules that run whole pipelines (Snakemake, DVC, torchrun, killed processes): the quick loop
-# `python -m pytest -m "not slow"` leaves them out; CI runs everything.
+# Modules that run whole pipelines (Snakemake, DVC, torchrun, killed processes) or many CLI
+# processes (bad input, fuzzing, the precision runs): the quick loop `python -m pytest -m "not
+# slow"` leaves them out (under 3 minutes on 2 cores); CI runs everything.
 SLOW_MODULES = {
+    "test_bad_input",
     "test_caching",
     "test_code_tracking",
     "test_dvc",
     "test_faults",
+    "test_fuzz",
     "test_pipeline",
+    "test_precision",
     "test_snakemake_report",
     "test_train",
+}
+# Single tests of that kind in otherwise quick modules.
+SLOW_TESTS = {
+    "test_snakemake_fetches_weights_before_training_and_plans_refuse_a_backbone_without",
+    "test_single_shot_protocol_reports_mean_and_spread",
 }
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.module.__name__ in SLOW_MODULES:
+        if item.module.__name__ in SLOW_MODULES or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)

@@ -172,7 +172,7 @@ def test_mutated_params_work_or_are_refused_in_one_line(data):
             assert status == 2 and "appears twice" in stderr, stderr
         written = sorted(p.name for p in out.iterdir()) if out.exists() else []
         assert written == (
-            ["evaluate.json", "extract.json", "prepare.json", "train.json"]
+            ["evaluate.json", "extract.json", "prepare.json", "synth.json", "train.json"]
             if status == 0 and command == "write"
             else []
         )

@@ -204,7 +204,9 @@ def cmd_config_write(args) -> None:
         "evaluate": {key: run_cfg["eval"][key] for key in EVAL_KEYS},
     }
     for stage, section in sections.items():
-        atomic_write_json(out / f"{stage}.json", {"config": section, "code": stage_code(stage, run_cfg)})
+        atomic_write_json(
+            out / paths.STAGE_CONFIG.format(stage=stage), {"config": section, "code": stage_code(stage, run_cfg)}
+        )
 
 
 def cmd_config_list(args) -> None:

@@ -32,8 +32,13 @@ METRICS = "metrics.json"
 PER_QUERY = "per_query.csv"
 CMC = "cmc.csv"
 
+# ccreid config write (DVC's config stage): results/<dataset>/<exp>/config/<stage>.json
+STAGE_CONFIG = "{stage}.json"
+
 # ccreid report: results/<dataset>/
-REPORT_FILES = ("report.md", "report.csv", "report.html", "cmc.png", "cc_bars.png")
+REPORT_MD, REPORT_CSV, REPORT_HTML = "report.md", "report.csv", "report.html"
+CMC_PLOT, CC_BARS = "cmc.png", "cc_bars.png"
+REPORT_FILES = (REPORT_MD, REPORT_CSV, REPORT_HTML, CMC_PLOT, CC_BARS)
 REPORT_RANKED_DIR = "ranked"  # <exp>_<protocol>.png: the compared experiments' ranked lists, vs base
 REPORT_CURVES_DIR = "curves"  # <exp>.png: training curves of each run
 

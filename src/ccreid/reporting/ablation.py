@@ -34,11 +34,16 @@ from matplotlib.figure import Figure
 from ccreid.core.config import model_owner
 from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import (
+    CC_BARS,
+    CMC_PLOT,
     FEATURES,
     LIVE_DIR,
     METRICS,
     PER_QUERY,
+    REPORT_CSV,
     REPORT_CURVES_DIR,
+    REPORT_HTML,
+    REPORT_MD,
     REPORT_RANKED_DIR,
     TEST_CURVE,
 )
@@ -641,8 +646,8 @@ def ablation_report(
     curves = {exp: _cmc(results[exp].queries(main)) for exp in cmc_experiments}
     plotted = [row for row in rows if not _missing(row.get(f"{main}_mAP"))]
     images = {
-        "cmc.png": _png(_cmc_figure(dataset, main, curves)),
-        "cc_bars.png": _png(_bars_figure(dataset, main, plotted)),
+        CMC_PLOT: _png(_cmc_figure(dataset, main, curves)),
+        CC_BARS: _png(_bars_figure(dataset, main, plotted)),
     }
 
     columns = _display_columns(
@@ -672,9 +677,9 @@ def ablation_report(
 
     csv_text = pd.DataFrame(rows, columns=_csv_columns(protocols)).to_csv(index=False)
     files = {
-        "report.md": _markdown(title, header, table, list(images), tuple(sections)).encode(),
-        "report.csv": csv_text.encode(),
-        "report.html": _html(title, header, table, images, tuple(sections), extra).encode(),
+        REPORT_MD: _markdown(title, header, table, list(images), tuple(sections)).encode(),
+        REPORT_CSV: csv_text.encode(),
+        REPORT_HTML: _html(title, header, table, images, tuple(sections), extra).encode(),
         **images,
         **extra,
     }
