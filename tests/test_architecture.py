@@ -6,7 +6,11 @@ only code that can change its output."""
 from __future__ import annotations
 
 from ccreid.core.fingerprint import _PACKAGE_ROOT, _imported_ccreid_modules
-from ccreid.core.stage_code import MONITORS, STAGES, stage_module
+from ccreid.core.stage_code import MONITORS, stage_module
+
+# Every `ccreid` subcommand's stage module (stages/<name>.py). Kept here, not in core/stage_code.py:
+# every stage imports that module, so a new stage listed there would rebuild every result.
+STAGES = ("synth", "prepare", "weights", "train", "extract", "evaluate", "report", "rank_list")
 
 # A layer may import its own and lower layers only. engine and evaluation do not see each other:
 # training gets its monitors by name from the stage (ccreid.core.stage_code.MONITORS).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ccreid.core.fingerprint import code_hash
 
-STAGES = ("synth", "prepare", "weights", "train", "extract", "evaluate", "report", "rank_list")
 # Training evaluates during training only when a run monitors; the stage then imports this module
 # by name, so its code (and the metrics code under it) is part of the train hash of those runs only.
 MONITORS = "ccreid.evaluation.validation"
