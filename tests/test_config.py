@@ -173,9 +173,9 @@ SILENT_MISTAKES = {  # valid key by key, but a loss, module or schedule step wou
         "key 'train.ids_per_batch' = 1: the triplet loss (loss.triplet.weight > 0) needs two identities",
     ),
     "more ids per batch than the synthetic set trains on": (
-        _on("defaults", "train", ids_per_batch=61),
+        _on("defaults", "train", ids_per_batch=241),
         "experiment '212' on data set 'synthetic': key 'train.ids_per_batch' "
-        "= 61: the data set's training split has 60 identities (datasets.synthetic.synth.train_ids)",
+        "= 241: the data set's training split has 240 identities (datasets.synthetic.synth.train_ids)",
     ),
     "crop at scale 1": (
         _on("212", "augment.crop", scale=1.0),

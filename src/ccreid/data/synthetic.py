@@ -29,18 +29,24 @@ Layout under `root` (PRCC as published; `ccreid.data.layouts.prcc.parse_prcc` re
 `<pid>` folders are zero-padded integers; train ids come first, then val, then test (disjoint).
 
 Configuration (every key required; extra keys, e.g. a data set's `layout`/`root`/`size`, are
-ignored). Recommended values for params.yaml, for the CPU demo whose whole registry must train in
-minutes (1,200 images, about 1.5 s to generate on one core)::
+ignored). The values of params.yaml's CPU demo, whose whole registry must train in minutes (1,680
+images)::
 
     seed: 0                # any int >= 0
-    train_ids: 60
+    train_ids: 240         # many people with few images each (see below)
     val_ids: 10            # >= 0 (PRCC has a val split; nothing needs it)
     test_ids: 30
-    images_per_camera: 4   # per identity per camera
+    images_per_camera: 2   # per identity per camera
     height: 96             # drawn image size; `prepare` resizes to the data set's `size`
     width: 48
     jpeg_quality: 90
-    palette_size: 8        # outfits in the shared palette (< number of ids: people share clothes)
+    palette_size: 4        # outfits in the shared palette (< number of ids: people share clothes)
+
+The drawing strengths (`DRAWING`: per-person outfit colour jitter, head size, body spread, dyed
+hair) are module constants, recorded in the set's fingerprint; benchmarks/demo_frontier.py varies
+them. With the demo's 212 (ResNet-50 at width 0.125 from scratch, about 500-900 steps) neither a
+stronger identity signal (head ×1.5, body spread ×1.5, dyed hair) nor removing the outfit jitter
+moved cc mAP beyond seed noise; the number of training identities did (benchmarks/README.md).
 
 More training ids make identity easier to learn across outfits (a small CNN trained with identity
 loss only reached cc/sc mAP 0.17/0.89 with these values, 0.26/0.91 with 120 training ids; a
@@ -152,9 +158,29 @@ _HAIR_COLOURS = np.array(
         (0.62, 0.62, 0.60),  # grey
     ]
 )
+_DYED_HAIR = np.array(
+    [
+        (0.15, 0.35, 0.85),  # blue
+        (0.90, 0.30, 0.60),  # pink
+        (0.20, 0.70, 0.30),  # green
+        (0.55, 0.20, 0.75),  # purple
+    ]
+)
 _HAIR_STYLES = 5  # 0 short, 1 long, 2 buzz/bald, 3 bun, 4 bob
 _SKIN_LIGHT = np.array([0.96, 0.82, 0.70])
 _SKIN_DARK = np.array([0.30, 0.19, 0.12])
+
+
+class Drawing(TypedDict):
+    outfit_jitter: float  # σ of the per-person colour jitter of a shared palette outfit
+    head_scale: float  # head and hair size
+    body_spread: float  # spread of height, build, hip and leg length around their centres
+    hair_dyes: bool  # vivid dyed hair colours added to the natural ones
+
+
+# How strong each signal is drawn; recorded in the set's fingerprint (benchmarks/demo_frontier.py
+# varies them to measure what the demo's cc mAP follows).
+DRAWING = Drawing(outfit_jitter=0.02, head_scale=1.0, body_spread=1.0, hair_dyes=False)
 
 TRAIT_COLUMNS = (
     "trait_height",
@@ -261,13 +287,20 @@ def _identity(seed: int, pid: int) -> dict:
     rng = np.random.default_rng([seed, _TAG_ID, pid])
     tone = rng.random()
     skin = np.clip(_SKIN_LIGHT * (1 - tone) + _SKIN_DARK * tone + rng.normal(0, 0.02, 3), 0, 1)
-    hair = np.clip(_HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] + rng.normal(0, 0.04, 3), 0, 1)
+    colours = np.concatenate([_HAIR_COLOURS, _DYED_HAIR]) if DRAWING["hair_dyes"] else _HAIR_COLOURS
+    hair = np.clip(colours[rng.integers(len(colours))] + rng.normal(0, 0.04, 3), 0, 1)
+    spread = DRAWING["body_spread"]
+
+    def body(low: float, high: float) -> float:
+        centre = (low + high) / 2
+        return centre + spread * (rng.uniform(low, high) - centre)
+
     return dict(
-        height=rng.uniform(0.78, 0.97),
-        build=rng.uniform(0.15, 0.33),
-        hip=rng.uniform(0.68, 1.08),
-        leg=rng.uniform(0.40, 0.55),
-        head_size=rng.uniform(0.125, 0.185),
+        height=min(body(0.78, 0.97), 0.99),
+        build=max(body(0.15, 0.33), 0.08),
+        hip=max(body(0.68, 1.08), 0.4),
+        leg=body(0.40, 0.55),
+        head_size=rng.uniform(0.125, 0.185) * DRAWING["head_scale"],
         head_aspect=rng.uniform(0.66, 0.98),
         skin=skin,
         hair=hair,
@@ -287,7 +320,7 @@ def _outfits(seed: int, pid: int, palette: list[dict]) -> list[tuple[int, dict]]
         base = palette[int(index)]
         outfit = dict(base)
         for key in ("top", "bottom", "accent", "shoe"):
-            outfit[key] = np.clip(base[key] + rng.normal(0, 0.02, 3), 0, 1)
+            outfit[key] = np.clip(base[key] + rng.normal(0, DRAWING["outfit_jitter"], 3), 0, 1)
         outfits.append((int(index), outfit))
     return outfits
 

@@ -10,7 +10,7 @@ from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_dir, exclusive
 from ccreid.core.paths import SYNTH_SUMMARY
 from ccreid.core.stage_code import stage_code
-from ccreid.data.synthetic import generate, validated
+from ccreid.data.synthetic import DRAWING, generate, validated
 
 
 def synthesize(root: Path, cfg: dict) -> dict:
@@ -23,7 +23,7 @@ def synthesize(root: Path, cfg: dict) -> dict:
     root = Path(root)
     if root.is_symlink():  # write where the link points, keep the link
         root = root.resolve()
-    expected = fingerprint.make_fingerprint(__name__, stage_code("synth"), c, {})
+    expected = fingerprint.make_fingerprint(__name__, stage_code("synth"), {**c, "drawing": DRAWING}, {})
     with exclusive(root):
         if fingerprint.is_fresh(root, expected):  # already written from this cfg and code
             return json.loads((root / SYNTH_SUMMARY).read_text())

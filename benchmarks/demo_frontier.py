@@ -1,0 +1,299 @@
+"""The synthetic demo's CAL frontier: cc mAP of 212, of its CE control and of the untrained network.
+
+For each named setting (changes to params.yaml `datasets.synthetic`, deep-merged over the
+repository's section) the script writes a project folder with that params.yaml plus a CE control
+experiment (212 with `loss.clothes.enabled: false` and `loss.adversarial.enabled: false`, unless
+params.yaml already registers one), then, through ccreid's own stage functions (the code the
+`ccreid` CLI runs): synthesizes and prepares the set, trains 212 and the control for each seed
+(runs `<exp>@<seed>`), extracts and evaluates them, and evaluates the same network untrained
+(built and initialised exactly as training builds it, seed 1, saved as training saves it).
+
+It prints one table row per setting: wall minutes per training (mean over the trainings), cc/sc
+mAP of 212 per seed, untrained cc mAP, the control's cc mAP per seed, and CAL's gain (212 − CE in
+cc mAP, paired by seed) as mean with a two-sided 95 % Student-t interval over the per-seed
+differences (n − 1 degrees of freedom). Folders persist under --workdir: a rerun reuses every
+stage whose fingerprint is fresh, so seeds can be added later.
+
+    nice -n 19 python benchmarks/demo_frontier.py --settings current --seeds 1 2 3
+    nice -n 19 python benchmarks/demo_frontier.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ccreid.core.config import Params, deep_merge, load_params  # noqa: E402
+from ccreid.core.sections import train_section  # noqa: E402
+from ccreid.data.synthetic import DRAWING  # noqa: E402
+
+DRAWING_DEFAULTS = dict(DRAWING)  # synth.py's drawing strengths; a setting's "draw" overrides them
+
+CE_ID = "212ce"
+CE_ENTRY = {
+    "base": "212",
+    "note": "212 without the clothes classifier and adversarial loss (CE control)",
+    "loss": {"clothes": {"enabled": False}, "adversarial": {"enabled": False}},
+}
+
+# Each setting: a deep merge over params.yaml datasets.synthetic ("current": the file as it is),
+# plus "draw": overrides of ccreid.data.synthetic.DRAWING (the drawing strengths) for this setting only.
+# The demo's settings before issue 14 (commit 43722b7); every measured setting is a change of these,
+# so the table can be rebuilt at any later commit.
+OLD_DEFAULT = {"schedule_scale": 0.4, "synth": {"train_ids": 60, "images_per_camera": 4}}
+_CHANGES: dict[str, dict] = {
+    "old-default": {},
+    "lr1e-3": {"overrides": {"train": {"lr": 1.0e-3}, "loss": {"clothes": {"lr": 1.0e-3}}}},
+    "lr1e-2": {"overrides": {"train": {"lr": 1.0e-2}, "loss": {"clothes": {"lr": 1.0e-2}}}},
+    "mile50": {"overrides": {"train": {"milestones": [50]}}},  # lr drop at 20 of 24 epochs, not 8 and 16
+    "epochs60": {"schedule_scale": 1.0},
+    "size96": {"size": [96, 48]},
+    "palette60": {"synth": {"palette_size": 60}},
+    "jitter0": {"draw": {"outfit_jitter": 0.0}},
+    "idstrong": {"draw": {"head_scale": 1.5, "body_spread": 1.5, "hair_dyes": True}},
+    "idstrong-jitter0": {"draw": {"head_scale": 1.5, "body_spread": 1.5, "hair_dyes": True, "outfit_jitter": 0.0}},
+    "noclothes": {"synth": {"palette_size": 2}, "draw": {"outfit_jitter": 0.0}},
+    "ids150": {"synth": {"train_ids": 150}},
+    "ids150-ipc2": {"synth": {"train_ids": 150, "images_per_camera": 2}},
+    "ids300-ipc2": {"synth": {"train_ids": 300, "images_per_camera": 2}},
+    "ids300-ipc2-s48": {"size": [48, 24], "synth": {"train_ids": 300, "images_per_camera": 2}},
+    "ids300-ipc2-e18": {"schedule_scale": 0.3, "synth": {"train_ids": 300, "images_per_camera": 2}},
+    "ids240-ipc2": {"synth": {"train_ids": 240, "images_per_camera": 2}},
+    "ids300-ipc2-e36": {"schedule_scale": 0.6, "synth": {"train_ids": 300, "images_per_camera": 2}},
+}
+SETTINGS: dict[str, dict] = {"current": {}} | {
+    name: deep_merge(OLD_DEFAULT, change) for name, change in _CHANGES.items()
+}
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def project_params(setting: dict) -> dict:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["datasets"] = {"synthetic": deep_merge(raw["datasets"]["synthetic"], setting)}
+    raw["experiments"].setdefault(CE_ID, CE_ENTRY)
+    return raw
+
+
+def untrained(prepared: Path, cfg: dict, out: Path) -> None:
+    """The network exactly as training initialises it, saved as training saves its model."""
+    import torch
+
+    from ccreid.models.checkpoint import save_model
+    from ccreid.data.prepared import load_prepared
+    from ccreid.engine.trainer import Trainer, seed_everything
+
+    if out.exists():
+        return
+    torch.set_num_threads(cfg["train"]["cpu_threads"])
+    seed_everything(cfg["train"]["seed"])
+    trainer = Trainer(load_prepared(prepared), cfg, torch.device("cpu"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_model({"model": trainer.model.state_dict(), "config": train_section(cfg), **trainer.meta}, out)
+    finally:
+        trainer.close()
+
+
+def measure(name: str, setting: dict, seeds: list[int], workdir: Path, ce: bool = True) -> dict:
+    import ccreid.data.synthetic as synth_module
+    from ccreid.stages.evaluate import evaluate
+    from ccreid.stages.extract import extract
+    from ccreid.stages.prepare import prepare
+    from ccreid.stages.synth import synthesize
+    from ccreid.stages.train import train
+
+    folder = workdir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    setting = copy.deepcopy(setting)
+    drawing = setting.pop("draw", {})
+    synth_module.DRAWING.clear()
+    synth_module.DRAWING.update(DRAWING_DEFAULTS | drawing)
+    raw = project_params(setting)
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = Params(raw, source=str(folder / "params.yaml"))
+    data = params.dataset("synthetic")
+    data = data.model_copy(update={"root": str(folder / "raw")})
+    start = time.time()
+    synthesize(folder / "raw", data.synth)
+    prepared = folder / "prepared"
+    prepare("synthetic", data, prepared, workers=1)
+    setup_s = time.time() - start
+
+    def run(run_id: str) -> dict:
+        cfg = params.run_config("synthetic", run_id)
+        out = folder / "results" / run_id
+        model = out / "model.pt"
+        t0 = time.time()
+        fresh = model.exists()
+        train(prepared, cfg, model, device="cpu")
+        train_s = time.time() - t0
+        timing = out / "train_seconds.json"
+        if fresh and timing.exists():
+            train_s = json.loads(timing.read_text())["seconds"]
+        else:
+            timing.write_text(json.dumps({"seconds": train_s, "load": os.getloadavg()}))
+        extract(prepared, model, cfg["eval"], out / "features.h5", device="cpu")
+        metrics = evaluate(out / "features.h5", cfg["eval"], out / "metrics.json", device="cpu")
+        print(
+            f"  {name} {run_id}: cc {metrics['cc']['mAP']:.4f} sc {metrics['sc']['mAP']:.4f} "
+            f"train {train_s / 60:.2f} min (load {os.getloadavg()[0]:.2f})",
+            flush=True,
+        )
+        return {
+            "cc": metrics["cc"]["mAP"],
+            "sc": metrics["sc"]["mAP"],
+            "train_s": train_s,
+            "epochs": cfg["train"]["epochs"],
+        }
+
+    cal = {s: run(f"212@{s}") for s in seeds}
+    ctrl = {s: run(f"{CE_ID}@{s}") for s in seeds} if ce else {}
+    cfg = params.run_config("synthetic", "212@1")
+    out = folder / "results" / "untrained"
+    untrained(prepared, cfg, out / "model.pt")
+    extract(prepared, out / "model.pt", cfg["eval"], out / "features.h5", device="cpu")
+    zero = evaluate(out / "features.h5", cfg["eval"], out / "metrics.json", device="cpu")
+    gains = [cal[s]["cc"] - ctrl[s]["cc"] for s in seeds if s in ctrl]
+    trainings = list(cal.values()) + list(ctrl.values())
+    row = {
+        "setting": name,
+        "overrides": setting,
+        "draw": synth_module.DRAWING.copy(),
+        "seeds": seeds,
+        "setup_s": setup_s,
+        "epochs": cfg["train"]["epochs"],
+        "steps": steps(prepared, cfg),
+        "train_min": sum(r["train_s"] for r in trainings) / len(trainings) / 60,
+        "cal_cc": [cal[s]["cc"] for s in seeds],
+        "cal_sc": [cal[s]["sc"] for s in seeds],
+        "untrained_cc": zero["cc"]["mAP"],
+        "untrained_sc": zero["sc"]["mAP"],
+        "ce_cc": [ctrl[s]["cc"] for s in seeds if s in ctrl],
+        "ce_sc": [ctrl[s]["sc"] for s in seeds if s in ctrl],
+    }
+    if gains:
+        row["gain"] = t_interval(gains)
+    (folder / "row.json").write_text(json.dumps(row, indent=1))
+    return row
+
+
+# A 212 training of the current demo: 22 batches x 24 epochs = 528 steps in 0.62 min (37 s) on this
+# machine at load ~1.5. The default target trains 16 models (210, 213, 218 reuse others') costing
+# 31.5 trainings of 212 (model_cost.py's CPU times; 196-203 run 120 epochs), two at a time.
+REF_STEPS, REF_MIN, REGISTRY_UNITS, OTHER_MIN = 528, 0.62, 31.5, 1.0
+
+
+def steps(prepared: Path, cfg: dict) -> int:
+    from ccreid.data.prepared import load_prepared
+    from ccreid.data.sampler import IdentitySampler
+
+    samples = load_prepared(prepared).samples
+    labels = samples[samples["split"] == "train"]["label"].to_numpy()
+    train = cfg["train"]
+    sampler = IdentitySampler(labels, train["ids_per_batch"], train["images_per_id"], train["seed"])
+    return len(sampler.epoch(0)) * train["epochs"]
+
+
+def registry_minutes(row: dict) -> float:
+    """The default run's wall minutes at this setting: its trainings scale with the steps of 212."""
+    return OTHER_MIN + REGISTRY_UNITS * REF_MIN * row["steps"] / REF_STEPS / 2
+
+
+def pct(values) -> str:
+    return "/".join(f"{100 * v:.1f}" for v in values)
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| setting | steps | est. default run (min) | min/training (measured, shared machine) | 212 cc mAP % (per seed) | 212 sc mAP % | untrained cc % "
+        "| CE cc mAP % | gain (pp) mean [95 % t] | 212 cc / untrained |",
+        "|---|---:|---:|---:|---|---|---:|---|---|---:|",
+    ]
+    for r in rows:
+        cc_mean = sum(r["cal_cc"]) / len(r["cal_cc"])
+        gain = r.get("gain")
+        gain_s = f"{100 * gain[0]:+.1f} [{100 * gain[1]:+.1f}, {100 * gain[2]:+.1f}]" if gain else "—"
+        lines.append(
+            f"| {r['setting']} | {r.get('steps', '?')} | "
+            f"{registry_minutes(r) if 'steps' in r else float('nan'):.1f} | {r['train_min']:.2f} | {pct(r['cal_cc'])} | "
+            f"{pct(r['cal_sc'])} | {100 * r['untrained_cc']:.1f} | {pct(r['ce_cc']) or '—'} | "
+            f"{gain_s} | {cc_mean / r['untrained_cc']:.2f}× |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", default=["current"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--no-ce", action="store_true", help="skip the CE control (212 and untrained only)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ccreid-frontier"))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="an extra setting given inline: a JSON merge over datasets.synthetic",
+    )
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="train nothing: print the table of the settings' rows already under --workdir",
+    )
+    args = parser.parse_args(argv)
+    settings = dict(SETTINGS)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        settings[key] = json.loads(value)
+        if key not in args.settings:
+            args.settings.append(key)
+    if args.list:
+        for key, value in settings.items():
+            print(f"{key}: {json.dumps(value)}")
+        return
+    if args.collect:
+        rows = []
+        for name in args.settings:
+            folder = args.workdir / name
+            if not (folder / "row.json").exists():
+                continue
+            row = json.loads((folder / "row.json").read_text()) | {"setting": name}
+            if "steps" not in row:  # rows written before the step count was recorded
+                params = load_params(folder / "params.yaml")
+                row["steps"] = steps(folder / "prepared", params.run_config("synthetic", "212@1"))
+            rows.append(row)
+        print(table(rows))
+        return
+    load_params(REPO / "params.yaml")  # the repository's file must be valid first
+    rows = [
+        measure(name, copy.deepcopy(settings[name]), args.seeds, args.workdir, ce=not args.no_ce)
+        for name in args.settings
+    ]
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
