@@ -133,3 +133,14 @@ def test_evaluation_on_the_device_gives_the_cpu_numbers(project, tmp_path):
     for name in on_cpu:
         for key, value in on_cpu[name].items():
             assert on_device[name][key] == pytest.approx(value, abs=1e-6), (name, key)
+
+
+def test_embedding_leaves_the_model_in_its_layout(project):
+    """Monitors embed with the model being trained: eval.memory_format lays out the inputs only,
+    so a contiguous training run stays contiguous while it evaluates channels_last."""
+    model = trainer(project, config()).model.eval()
+    data = load_prepared(project / PREPARED)
+    rows = data.samples.index[data.samples["split"] == "gallery"].to_numpy()[:4]
+    embed(model, read_rows(data.images_path, rows), config(memory_format="channels_last")["eval"], DEVICE)
+    weight = next(p for p in model.parameters() if p.ndim == 4)
+    assert weight.is_contiguous() and not weight.is_contiguous(memory_format=torch.channels_last)

@@ -16,12 +16,11 @@ from ccreid.data.prepared import PreparedData
 @torch.no_grad()
 def embed(model: torch.nn.Module, images: torch.Tensor, eval_cfg: dict, device: torch.device) -> np.ndarray:
     """L2-normalised embeddings of uint8 images, averaged with their mirror image when eval.flip;
-    eval.amp sets the autocast precision and eval.memory_format the layout, on any device."""
+    eval.amp sets the autocast precision and eval.memory_format the input layout, on any device.
+    The model is left as it is: during training it is the model being trained (monitors)."""
     out = []
     dtype = AUTOCAST_DTYPES.get(eval_cfg["amp"])
     nhwc = channels_last(eval_cfg["memory_format"], device)
-    if nhwc:
-        model = model.to(memory_format=torch.channels_last)
     batch_size = eval_cfg["batch_size"]
     for start in range(0, len(images), batch_size):
         batch = to_normalized_float(images[start : start + batch_size].to(device))
@@ -37,6 +36,8 @@ def embed(model: torch.nn.Module, images: torch.Tensor, eval_cfg: dict, device: 
 
 def embed_splits(model: torch.nn.Module, data: PreparedData, eval_cfg: dict, device: torch.device) -> dict[str, dict]:
     """Embeddings and labels of every split a protocol of the data set uses."""
+    if channels_last(eval_cfg["memory_format"], device):
+        model = model.to(memory_format=torch.channels_last)  # weights in the inputs' layout
     splits = {}
     for split in sorted({p.query for p in data.protocols} | {p.gallery for p in data.protocols}):
         rows = data.samples.index[data.samples["split"] == split].to_numpy()

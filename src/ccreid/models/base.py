@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, ABC):
     """`out_channels` (final map), `mid_channels` (the map before the last stage) and
     `forward_features(x) -> (mid_map, final_map)`; set and defined by each backbone."""
 
     mid_channels: int
     out_channels: int
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+    @abstractmethod
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...

@@ -8,6 +8,7 @@ building block of the multi-scale module (ccreid.models.multiscale).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -99,7 +100,7 @@ class ChannelGate(nn.Module):
         return self.gate_activation(weights) * x
 
 
-class OmniScaleBlock(nn.Module):
+class OmniScaleBlock(nn.Module, ABC):
     """The forward shared by both torchreid layouts of the omni-scale residual bottleneck:
 
         x -> conv1 (1x1 reduce to out/4) -> T=4 streams of 1..4 lite 3x3 convs
@@ -119,8 +120,8 @@ class OmniScaleBlock(nn.Module):
     downsample: nn.Module | None
     IN: nn.Module | None
 
-    def streams(self) -> Iterable[nn.Module]:
-        raise NotImplementedError
+    @abstractmethod
+    def streams(self) -> Iterable[nn.Module]: ...
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reduced = self.conv1(x)
@@ -212,8 +213,8 @@ class OSNetBackbone(Backbone):
     conv4: nn.Sequential
     conv5: nn.Module
 
-    def stages_to_conv3(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def stages_to_conv3(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (conv4 map, conv5 map); both are 512-channel at x1.0."""
