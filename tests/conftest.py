@@ -45,6 +45,15 @@ def tiny_params(params: dict | None = None, **synth_overrides) -> dict:
     return params
 
 
+def engine_params(**synthetic) -> dict:
+    """tiny_params with several batches per epoch (P=4, K=4, 8 ids × 18 images) at 64×32, for
+    tests that drive the training engine; `synthetic` updates datasets.synthetic (schedule_scale)."""
+    params = tiny_params(images_per_camera=6, height=64, width=32)
+    params["datasets"]["synthetic"].update(size=[64, 32], **synthetic)
+    params["defaults"]["train"]["ids_per_batch"] = 4
+    return params
+
+
 def write_project(root: Path, params: dict) -> Path:
     """A runnable project folder: params.yaml, workflow/ and dvc.yaml of this repo."""
     root.mkdir(parents=True, exist_ok=True)

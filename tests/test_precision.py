@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run, tiny_params, write_project
+from conftest import engine_params, run, write_project
 from ccreid.core.config import Params
 from ccreid.core.distributed import World
 from ccreid.data.images import read_rows
@@ -35,11 +35,8 @@ LOSS_TOLERANCE = {"bf16": 0.02, "fp16": 0.005}
 
 
 def params() -> dict:
-    """Tiny, several batches per epoch at 64×32, clothes losses on from epoch 1 (of 2)."""
-    p = tiny_params(images_per_camera=6, height=64, width=32)
-    p["datasets"]["synthetic"].update(size=[64, 32])
-    p["defaults"]["train"]["ids_per_batch"] = 4
-    return p
+    """The engine's tiny set at the tests' schedule: clothes losses on from epoch 1 (of 2)."""
+    return engine_params()
 
 
 def config(amp: str = "off", memory_format: str = "contiguous", **eval_cfg) -> dict:

@@ -19,6 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from conftest import engine_params
 from conftest import run, tiny_params, write_project
 from ccreid.engine import losses
 from ccreid.engine import trainer as train_module
@@ -40,19 +41,15 @@ MODEL = Path("results/synthetic/212/model.pt")
 PREPARED = Path("data/prepared/synthetic")
 
 
-def engine_params() -> dict:
-    """Tiny, but with several batches per epoch (P=4, K=4, 8 ids × 18 images) at 64×32, and
-    4 epochs (60 × 1/15): milestones at 1 and 3, clothes losses from epoch 2."""
-    params = tiny_params(images_per_camera=6, height=64, width=32)
-    params["datasets"]["synthetic"].update(size=[64, 32], schedule_scale=1 / 15)
-    params["defaults"]["train"]["ids_per_batch"] = 4
-    return params
+def four_epoch_params() -> dict:
+    """The engine's tiny set with 4 epochs (60 × 1/15): milestones at 1 and 3, clothes losses from epoch 2."""
+    return engine_params(schedule_scale=1 / 15)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A tiny project with its synthetic data set generated and prepared (copy it per run)."""
-    root = write_project(tmp_path_factory.mktemp("engine") / "project", engine_params())
+    root = write_project(tmp_path_factory.mktemp("engine") / "project", four_epoch_params())
     run(["ccreid", "synth", "--dataset", "synthetic"], cwd=root)
     run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=root)
     return root
@@ -104,7 +101,7 @@ def test_killed_run_resumes_to_the_same_weights_metrics_and_logs(project, tmp_pa
     # Killed at a fixed point, whatever the machine's speed: as the third step of the second
     # epoch is logged (train/lr.tsv gets one row per step, and no other file has its name),
     # after the first epoch's checkpoint.
-    tcfg = run_config(engine_params())["train"]
+    tcfg = run_config(four_epoch_params())["train"]
     samples = load_prepared(project / PREPARED).samples
     first_epoch = len(
         IdentitySampler(
@@ -205,7 +202,7 @@ def test_validation_uses_prcc_val_cameras_c_against_a_and_needs_a_val_split(proj
 
 # ------------------------------------------------------------------ refused checkpoints, NaN stop
 def test_checkpoint_from_another_config_is_refused_naming_the_key(project, tmp_path):
-    params = engine_params()
+    params = four_epoch_params()
     old = run_config(params)
     trainer = Trainer(load_prepared(project / PREPARED), old, torch.device("cpu"))
     (tmp_path / "run").mkdir()
@@ -231,7 +228,7 @@ def test_non_finite_loss_stops_naming_step_terms_and_last_checkpoint(project, tm
     )
     model_path = tmp_path / "run" / "model.pt"
     with pytest.raises(CCReIDError) as error:
-        train(project / PREPARED, run_config(engine_params()), model_path)
+        train(project / PREPARED, run_config(four_epoch_params()), model_path)
     message = str(error.value)
     assert "non-finite loss at epoch 2, batch 2" in message and "(step " in message
     assert "'id':" in message and "'total':" in message
@@ -294,7 +291,7 @@ def test_two_ranks_on_shards_get_the_single_process_gradient(tmp_path):
 
 
 def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
-    params = engine_params()
+    params = four_epoch_params()
     params["datasets"]["synthetic"]["schedule_scale"] = 0.03  # 2 epochs; aux head and clothes from epoch 1
     # Full modules (aux head unused in epoch 0, clothes classifier outside DDP) and the triplet
     # loss on features gathered across the two ranks.
@@ -328,7 +325,7 @@ def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
 def test_test_every_logs_the_test_protocols_and_writes_the_curve(project, tmp_path):
     """eval.test_every: 1 on a 2-epoch run: both epochs evaluated on every multi-shot test protocol,
     logged with DVCLive and written beside model.pt; the weights are those of a run without it."""
-    params = engine_params()
+    params = four_epoch_params()
     params["datasets"]["synthetic"]["schedule_scale"] = 0.03
     plain = copy_project(project, tmp_path / "plain", params)
     params["defaults"]["eval"]["test_every"] = 1
@@ -346,7 +343,7 @@ def test_test_every_logs_the_test_protocols_and_writes_the_curve(project, tmp_pa
 def ghost_batchnorm_config() -> dict:
     """208 (BatchNorm in backbone, OS blocks, gates, neck and aux head; aux head unused in epoch
     0) with the triplet loss, P×K = 16 in BatchNorm groups of 8: two DDP ranks of 8 each."""
-    params = engine_params()
+    params = four_epoch_params()
     params["datasets"]["synthetic"]["overrides"]["loss"]["triplet"] = {"weight": 1.0}
     params["defaults"]["train"]["bn_batch"] = 8
     return Params(params).run_config("synthetic", "208")
