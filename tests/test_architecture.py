@@ -90,6 +90,10 @@ CLOSURES = {
         "reporting.config_diff",
         "reporting.ranked_lists",
         "reporting.training_curves",
+        # and each job's cost, from the benchmark files.
+        "core.benchmark",
+        "core.fingerprint",
+        "reporting.job_costs",
     },
     # Ranked lists rank the gallery as evaluation does: the metrics and the prepared images.
     "rank_list": {

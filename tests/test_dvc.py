@@ -9,6 +9,7 @@ import shutil
 import pytest
 import yaml
 
+from ccreid.core.benchmark import read_benchmark
 from conftest import REPO, edit_params, run, tiny_params, write_project
 
 GIT_USER = ["-c", "user.email=test@ccreid", "-c", "user.name=test"]
@@ -65,6 +66,20 @@ def repo(tmp_path_factory):
     run(["dvc", "repro"], cwd=project)
     git_commit(project, "baseline run")
     return project
+
+
+def test_results_dvc_built_are_complete_for_snakemake(repo):
+    """Each DVC stage writes its job's benchmark where Snakemake's `benchmark:` puts it, so
+    Snakemake finds the results `dvc repro` built complete and has nothing to do (a missing
+    benchmark is a missing output: it would delete them and train again)."""
+    logs = repo / "logs/synthetic"
+    jobs = [logs / f"{job}.benchmark.tsv" for job in ("synth", "prepare")]
+    jobs += [logs / "212" / f"{stage}.benchmark.tsv" for stage in ("train", "extract", "evaluate")]
+    for path in jobs:
+        numbers = read_benchmark(path)
+        assert numbers is not None and numbers["s"] > 0 and numbers["max_rss"] > 0, path
+    dry = run(["snakemake", "--cores", "2", "--dry-run", "results/synthetic/212/metrics.json"], cwd=repo)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
 def test_experiments_are_rows_with_aligned_metric_columns(repo):

@@ -1,15 +1,18 @@
 """`snakemake --report` after a real run of a tiny registry: the ablation tables, every plot, the
-ranked lists and the training curves, each with its caption, by data set and table; each job's
-run time; and the report's benchmark file triggers no rerun."""
+ranked lists, the training curves and each job's run time and memory (every rule has a
+benchmark file), each with its caption, by data set and table; and the benchmarks trigger no rerun."""
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 import zipfile
 
 import pytest
 
+from ccreid.core.benchmark import read_benchmark
 from conftest import REPO, run, tiny_params, write_project
 
 EXPERIMENTS = ("212", "213", "214")  # 214 is based on 213, 213 on 212
@@ -27,6 +30,24 @@ def built(tmp_path_factory):
     return project
 
 
+def test_every_job_has_its_benchmark_and_the_report_lists_them(built):
+    logs = built / "logs/synthetic"
+    jobs = [logs / f"{job}.benchmark.tsv" for job in ("synth", "prepare", "report")]
+    jobs += [logs / exp / f"{stage}.benchmark.tsv" for exp in EXPERIMENTS for stage in ("train", "extract", "evaluate")]
+    measured = {path.relative_to(logs).as_posix(): read_benchmark(path) for path in jobs}
+    assert all(measured.values()), [name for name, numbers in measured.items() if not numbers]
+    for exp in EXPERIMENTS:  # a training takes seconds: Snakemake sampled its memory
+        assert measured[f"{exp}/train.benchmark.tsv"]["max_rss"] > 100, exp  # MiB: torch alone is more
+    rows = list(csv.DictReader(io.StringIO((built / "results/synthetic/jobs.csv").read_text())))
+    assert [(row["job"], row["run"]) for row in rows] == [("synth", ""), ("prepare", "")] + [
+        (stage, exp) for exp in EXPERIMENTS for stage in ("train", "extract", "evaluate")
+    ]
+    for row in rows:
+        numbers = measured[f"{row['run']}/{row['job']}.benchmark.tsv".lstrip("/")]
+        assert float(row["seconds"]) == pytest.approx(numbers["s"]), row
+        assert row["max_rss_mib"] == ("" if numbers["max_rss"] is None else f"{numbers['max_rss']:g}"), row
+
+
 def test_the_run_wrote_the_figures_and_the_benchmark(built):
     out = built / "results/synthetic"
     ranked = sorted(p.name for p in (out / "ranked").glob("*.png"))
@@ -39,7 +60,7 @@ def test_the_run_wrote_the_figures_and_the_benchmark(built):
     assert "[1 key(s)](#config-214)" in md  # model.multiscale.enabled: True → False
 
 
-def test_the_benchmark_file_triggers_no_rerun(built):
+def test_the_benchmark_files_trigger_no_rerun(built):
     dry = run(["snakemake", "--cores", "2", "--dry-run"], cwd=built)
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
@@ -49,18 +70,18 @@ def test_the_zip_holds_every_table_plot_ranked_list_and_curve(built):
         names = archive.namelist()
         page = archive.read(next(n for n in names if n.endswith("report/report.html"))).decode()
     files = {name.rsplit("/", 1)[-1] for name in names}
-    assert {"report.html", "report.csv", "cmc.png", "cc_bars.png"} <= files
+    assert {"report.html", "report.csv", "cmc.png", "cc_bars.png", "jobs.csv"} <= files
     assert {f"{exp}_{p}.png" for exp in EXPERIMENTS for p in ("cc", "sc")} <= files
     assert {f"{exp}.png" for exp in EXPERIMENTS} <= files
     page = html.unescape(page)
-    for subcategory in ("ablation table", "plots", "ranked lists", "training curves"):
+    for subcategory in ("ablation table", "plots", "ranked lists", "training curves", "run time and memory"):
         assert f"registry: {subcategory}" in page, subcategory
 
 
 def test_the_html_report_has_categories_captions_and_run_times(built):
     page = html.unescape((built / "report.html").read_text())
     assert "synthetic" in page
-    for subcategory in ("ablation table", "plots", "ranked lists", "training curves"):
+    for subcategory in ("ablation table", "plots", "ranked lists", "training curves", "run time and memory"):
         assert f"registry: {subcategory}" in page, subcategory
     for caption in sorted((REPO / "workflow/report").glob("*.rst")):
         if caption.name == "workflow.rst":

@@ -16,6 +16,7 @@ import yaml
 
 from ccreid.core import paths
 from ccreid.core.atomic import DiskFullError, atomic_write_json
+from ccreid.core.benchmark import benchmarked
 from ccreid.core.config import load_params, model_owner
 from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, train_section
 from ccreid.core.errors import CCReIDError
@@ -25,6 +26,12 @@ def _params(args):
     return load_params(args.params)
 
 
+def _benchmark(args, path: Path) -> Path | None:
+    """Where the job's benchmark goes: its Snakemake benchmark path, when asked (`--benchmark`,
+    given by DVC's stages; under Snakemake, Snakemake writes it)."""
+    return path if args.benchmark else None
+
+
 def cmd_synth(args) -> None:
     from ccreid.stages.synth import synthesize
 
@@ -32,7 +39,9 @@ def cmd_synth(args) -> None:
     cfg = params.dataset(args.dataset)
     if cfg.synth is None:
         raise CCReIDError(f"datasets.{args.dataset} has no `synth:` section: it is not a synthetic data set")
-    summary = synthesize(Path(args.out or cfg.root), cfg.synth)
+    out = Path(args.out or cfg.root)
+    with benchmarked(_benchmark(args, paths.benchmark_path(args.dataset, "synth")), out):
+        summary = synthesize(out, cfg.synth)
     print(json.dumps(summary, sort_keys=True))
 
 
@@ -42,8 +51,11 @@ def cmd_prepare(args) -> None:
     cfg = _params(args).dataset(args.dataset)
     if args.check:
         print(check(args.dataset, cfg))
-    else:
-        print(summary_text(prepare(args.dataset, cfg, Path(args.out or paths.prepared_dir(args.dataset)))))
+        return
+    out = Path(args.out or paths.prepared_dir(args.dataset))
+    with benchmarked(_benchmark(args, paths.benchmark_path(args.dataset, "prepare")), out):
+        summary = prepare(args.dataset, cfg, out)
+    print(summary_text(summary))
 
 
 def cmd_train(args) -> None:
@@ -53,7 +65,9 @@ def cmd_train(args) -> None:
     run_cfg = params.run_config(args.dataset, args.exp)
     owner = model_owner(params, args.dataset, args.exp)
     out = Path(args.out or paths.model_path(args.dataset, owner))
-    train(Path(args.prepared or paths.prepared_dir(args.dataset)), run_cfg, out, device=args.device)
+    trained = args.exp if args.out else owner  # the run whose folder holds the model
+    with benchmarked(_benchmark(args, paths.benchmark_path(args.dataset, "train", trained)), out):
+        train(Path(args.prepared or paths.prepared_dir(args.dataset)), run_cfg, out, device=args.device)
     print(out)
 
 
@@ -66,7 +80,15 @@ def cmd_weights(args) -> None:
         return
     if not (args.dataset and args.exp):
         raise CCReIDError("ccreid weights: give --backbone NAME, or --dataset and --exp of a run")
-    path = run_weights(_params(args).run_config(args.dataset, args.exp)["model"], args.record and Path(args.record))
+    from ccreid.models.weights import weights_path
+
+    model = _params(args).run_config(args.dataset, args.exp)["model"]
+    if model["pretrained"] != "imagenet":  # nothing to fetch: no job of Snakemake's weights rule either
+        path = run_weights(model, args.record and Path(args.record))
+    else:
+        fetched = weights_path(model["backbone"])
+        with benchmarked(_benchmark(args, paths.weights_benchmark_path(fetched.name)), fetched):
+            path = run_weights(model, args.record and Path(args.record))
     if path is not None:
         print(path)
 
@@ -77,13 +99,15 @@ def cmd_extract(args) -> None:
     params = _params(args)
     run_cfg = params.run_config(args.dataset, args.exp)
     owner = model_owner(params, args.dataset, args.exp)
-    out = extract(
-        Path(args.prepared or paths.prepared_dir(args.dataset)),
-        Path(args.model or paths.model_path(args.dataset, owner)),
-        run_cfg["eval"],
-        Path(args.out or paths.features_path(args.dataset, args.exp)),
-        device=args.device,
-    )
+    out = Path(args.out or paths.features_path(args.dataset, args.exp))
+    with benchmarked(_benchmark(args, paths.benchmark_path(args.dataset, "extract", args.exp)), out):
+        extract(
+            Path(args.prepared or paths.prepared_dir(args.dataset)),
+            Path(args.model or paths.model_path(args.dataset, owner)),
+            run_cfg["eval"],
+            out,
+            device=args.device,
+        )
     print(out)
 
 
@@ -92,12 +116,11 @@ def cmd_evaluate(args) -> None:
 
     params = _params(args)
     run_cfg = params.run_config(args.dataset, args.exp)
-    metrics = evaluate(
-        Path(args.features or paths.features_path(args.dataset, args.exp)),
-        run_cfg["eval"],
-        Path(args.out or paths.metrics_path(args.dataset, args.exp)),
-        device=args.device,
-    )
+    out = Path(args.out or paths.metrics_path(args.dataset, args.exp))
+    with benchmarked(_benchmark(args, paths.benchmark_path(args.dataset, "evaluate", args.exp)), out):
+        metrics = evaluate(
+            Path(args.features or paths.features_path(args.dataset, args.exp)), run_cfg["eval"], out, device=args.device
+        )
     if args.headline:
         atomic_write_json(Path(args.headline), {"dataset": args.dataset, "exp": args.exp, **metrics})
     for name, values in metrics.items():
@@ -119,6 +142,7 @@ def cmd_report(args) -> None:
         cmc_experiments=args.cmc,
         experiments=args.experiments,
         prepared_dir=prepared if args.prepared or (prepared / paths.IMAGES).is_file() else None,
+        logs_dir=Path(args.logs),
     )
     print("\n".join(str(path) for path in written["files"].values()))
 
@@ -224,20 +248,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def stage(name: str, func, help_text: str, exp: bool = True):
+    def benchmark_option(p) -> None:
+        p.add_argument(
+            "--benchmark",
+            action="store_true",
+            help="write the job's run time and peak memory to its Snakemake benchmark file under logs/ "
+            "(DVC's stages; Snakemake writes its own)",
+        )
+
+    def stage(name: str, func, help_text: str, exp: bool = True, job: bool = False):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--dataset", required=True, help="a data set named in params.yaml datasets:")
         if exp:
             p.add_argument("--exp", required=True, help="an experiment id from params.yaml experiments:")
+        if job:
+            benchmark_option(p)
         p.set_defaults(func=func)
         return p
 
-    p = stage("synth", cmd_synth, "write the synthetic data set in PRCC layout", exp=False)
+    p = stage("synth", cmd_synth, "write the synthetic data set in PRCC layout", exp=False, job=True)
     p.add_argument("--out", help="output root (default: the data set's root)")
-    p = stage("prepare", cmd_prepare, "parse, check, decode and resize a data set", exp=False)
+    p = stage("prepare", cmd_prepare, "parse, check, decode and resize a data set", exp=False, job=True)
     p.add_argument("--out", help="prepared folder (default: data/prepared/<dataset>)")
     p.add_argument("--check", action="store_true", help="parse and validate only; write nothing")
-    p = stage("train", cmd_train, "train an experiment's model")
+    p = stage("train", cmd_train, "train an experiment's model", job=True)
     p.add_argument("--prepared")
     p.add_argument("--out", help="model file (default: results/<ds>/<owner>/model.pt)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
@@ -246,13 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="with --exp: the weights this run's training reads")
     p.add_argument("--exp")
     p.add_argument("--record", help="write the run's weight file and SHA-256 here (JSON)")
+    benchmark_option(p)
     p.set_defaults(func=cmd_weights)
-    p = stage("extract", cmd_extract, "embed the evaluation splits into features.h5")
+    p = stage("extract", cmd_extract, "embed the evaluation splits into features.h5", job=True)
     p.add_argument("--prepared")
     p.add_argument("--model")
     p.add_argument("--out")
     p.add_argument("--device")
-    p = stage("evaluate", cmd_evaluate, "evaluate every protocol into metrics.json")
+    p = stage("evaluate", cmd_evaluate, "evaluate every protocol into metrics.json", job=True)
     p.add_argument("--features")
     p.add_argument("--out")
     p.add_argument("--headline", help="also write the metrics here (a fixed path for `dvc exp show`)")
@@ -266,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prepared", help="prepared folder for the ranked lists (default: data/prepared/<dataset> if there)"
     )
+    p.add_argument("--logs", default=str(paths.LOGS_DIR), help="folder of the jobs' benchmark files (default: logs)")
 
     p = stage("rank-list", cmd_rank_list, "draw an experiment's ranked lists (one PNG per protocol)")
     p.add_argument("--against", help="another experiment (e.g. the base) drawn beside it on the same queries")

@@ -10,6 +10,7 @@ from ccreid.core.errors import CCReIDError
 # never looks inside a shell command, so this is how a rule reruns when its stage's code changed.
 from ccreid.core.stage_code import stage_code
 from ccreid.models.weights import IMAGENET_WEIGHTS, weights_path
+from ccreid.reporting.job_costs import job_benchmarks
 
 try:
     PARAMS = load_params("params.yaml")
@@ -119,6 +120,7 @@ REPORTED = {
     "report.csv": ("table_csv.rst", "ablation table"),
     "cmc.png": ("cmc.rst", "plots"),
     "cc_bars.png": ("bars.rst", "plots"),
+    "jobs.csv": ("jobs.rst", "run time and memory"),
 }
 
 
@@ -157,8 +159,19 @@ def report_outputs(folder):
     return outputs
 
 
+def job_benchmark(job):
+    """A data set's job's benchmark file (run time, memory). Under DVC the `ccreid` stage writes
+    the same file (`--benchmark`): a result DVC built is then complete for Snakemake."""
+    return str(paths.benchmark_path("{dataset}", job))
+
+
+def run_benchmark(stage):
+    return str(paths.benchmark_path("{dataset}", stage, "{exp}"))
+
+
 def table_inputs(table):
-    """The table's metrics, the features its ranked lists rank and the prepared images they show."""
+    """The table's metrics, the features its ranked lists rank, the prepared images they show
+    and the benchmarks of the jobs behind them (the report's jobs.csv)."""
 
     def inputs(wildcards):
         name = table or wildcards.table
@@ -167,6 +180,7 @@ def table_inputs(table):
             "metrics": table_metrics(wildcards.dataset, name),
             "features": [str(paths.features_path(wildcards.dataset, run)) for run in runs],
             "prepared": str(paths.prepared_dir(wildcards.dataset)),
+            "benchmarks": [str(path) for path in job_benchmarks(PARAMS, wildcards.dataset, runs).values()],
         }
 
     return inputs

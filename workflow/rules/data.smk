@@ -8,6 +8,8 @@ rule synth:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/synth.log",
+    benchmark:
+        job_benchmark("synth")
     wildcard_constraints:
         dataset="|".join(SYNTHETIC) or "^$",
     shell:
@@ -26,6 +28,8 @@ rule prepare:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/prepare.log",
+    benchmark:
+        job_benchmark("prepare")
     threads: workflow.cores
     shell:
         "ccreid prepare --dataset {wildcards.dataset} --out {output} 2>&1 | tee {log}"

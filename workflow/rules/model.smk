@@ -8,6 +8,8 @@ rule weights:
         "../envs/ccreid.yaml"
     log:
         "logs/weights/{weights_file}.log",
+    benchmark:
+        str(paths.weights_benchmark_path("{weights_file}"))
     wildcard_constraints:
         weights_file="|".join(re.escape(name) for name in WEIGHT_FILES),
     shell:
@@ -27,6 +29,8 @@ rule train:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/train.log",
+    benchmark:
+        run_benchmark("train")
     threads: cpu_threads("train")
     resources:
         gpu=1,
@@ -48,6 +52,8 @@ rule extract:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/extract.log",
+    benchmark:
+        run_benchmark("extract")
     threads: cpu_threads("extract")
     shell:
         "ccreid extract --dataset {wildcards.dataset} --exp {wildcards.exp} --prepared {input.prepared}"
@@ -68,6 +74,8 @@ rule evaluate:
         "../envs/ccreid.yaml"
     log:
         "logs/{dataset}/{exp}/evaluate.log",
+    benchmark:
+        run_benchmark("evaluate")
     shell:
         "ccreid evaluate --dataset {wildcards.dataset} --exp {wildcards.exp} --features {input}"
         " --out {output.metrics} 2>&1 | tee {log}"

@@ -1,6 +1,3 @@
-# Benchmarks only here: DVC never runs the report, so a benchmark file can never be missing after
-# `dvc repro` built the results (a missing benchmark is a missing output: Snakemake would rerun
-# the job). Every job's run time is in the report anyway (Snakemake's own metadata; docs/report.md).
 rule report:
     input:
         unpack(table_inputs("registry")),
@@ -11,7 +8,7 @@ rule report:
     log:
         "logs/{dataset}/report.log",
     benchmark:
-        "logs/{dataset}/report.benchmark.tsv"
+        job_benchmark("report")
     conda:
         "../envs/ccreid.yaml"
     shell:
@@ -29,7 +26,7 @@ rule table_report:
     log:
         "logs/{dataset}/report-{table}.log",
     benchmark:
-        "logs/{dataset}/report-{table}.benchmark.tsv"
+        job_benchmark("report-{table}")
     conda:
         "../envs/ccreid.yaml"
     wildcard_constraints:

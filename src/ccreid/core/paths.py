@@ -38,9 +38,15 @@ STAGE_CONFIG = "{stage}.json"
 # ccreid report: results/<dataset>/
 REPORT_MD, REPORT_CSV, REPORT_HTML = "report.md", "report.csv", "report.html"
 CMC_PLOT, CC_BARS = "cmc.png", "cc_bars.png"
-REPORT_FILES = (REPORT_MD, REPORT_CSV, REPORT_HTML, CMC_PLOT, CC_BARS)
+REPORT_JOBS = "jobs.csv"  # each job's run time and peak memory (its benchmark), apart: times vary between runs
+REPORT_FILES = (REPORT_MD, REPORT_CSV, REPORT_HTML, CMC_PLOT, CC_BARS, REPORT_JOBS)
 REPORT_RANKED_DIR = "ranked"  # <exp>_<protocol>.png: the compared experiments' ranked lists, vs base
 REPORT_CURVES_DIR = "curves"  # <exp>.png: training curves of each run
+
+# Each job's benchmark (run time and peak memory, Snakemake's TSV; ccreid.core.benchmark):
+# logs/<dataset>/[<run>/]<stage>.benchmark.tsv, logs/weights/<file>.benchmark.tsv
+LOGS_DIR = Path("logs")
+BENCHMARK_SUFFIX = ".benchmark.tsv"
 
 # ccreid rank-list: results/<dataset>/<exp>/ranked/<protocol>[_vs_<exp>].png
 RANKED_DIR = "ranked"
@@ -70,3 +76,14 @@ def features_path(dataset: str, exp: str) -> Path:
 
 def metrics_path(dataset: str, exp: str) -> Path:
     return run_dir(dataset, exp) / METRICS
+
+
+def benchmark_path(dataset: str, job: str, run: str | None = None, logs: Path = LOGS_DIR) -> Path:
+    """The benchmark of a data set's job (synth, prepare, report) or, with `run`, of a run's
+    (train, extract, evaluate)."""
+    folder = Path(logs) / dataset
+    return (folder / run if run else folder) / f"{job}{BENCHMARK_SUFFIX}"
+
+
+def weights_benchmark_path(file_name: str, logs: Path = LOGS_DIR) -> Path:
+    return Path(logs) / "weights" / f"{file_name}{BENCHMARK_SUFFIX}"

@@ -11,6 +11,9 @@ that has them (the others are listed as "not run") and writes into the output fo
 - ``report.csv``: the same table, one row per experiment, as fractions like metrics.json.
 - ``cmc.png`` (CMC curves, ranks 1–20) and ``cc_bars.png`` (main-protocol mAP and R1 per
   experiment with their intervals as error bars).
+- ``jobs.csv``: run time, CPU time and peak memory of every job behind the results, from the jobs'
+  benchmark files (ccreid.reporting.job_costs); kept out of the md and html, whose bytes depend on
+  the results only.
 
 A rebuild on the same results gives identical bytes.
 """
@@ -38,11 +41,13 @@ from ccreid.core.paths import (
     CMC_PLOT,
     FEATURES,
     LIVE_DIR,
+    LOGS_DIR,
     METRICS,
     PER_QUERY,
     REPORT_CSV,
     REPORT_CURVES_DIR,
     REPORT_HTML,
+    REPORT_JOBS,
     REPORT_MD,
     REPORT_RANKED_DIR,
     TEST_CURVE,
@@ -51,6 +56,7 @@ from ccreid.data.prepared import load_prepared
 from ccreid.evaluation.features import read_features
 from ccreid.evaluation.stats import bootstrap_mean, mean_std, paired_bootstrap
 from ccreid.reporting.config_diff import change_lines, experiment_changes
+from ccreid.reporting.job_costs import job_benchmarks, jobs_csv
 from ccreid.reporting.ranked_lists import Run, multi_shot, ranked_list_png
 from ccreid.reporting.training_curves import curves_png, has_history
 
@@ -608,6 +614,7 @@ def ablation_report(
     cmc_experiments: list[str] | None = None,
     experiments: list[str] | None = None,
     prepared_dir: Path | None = None,
+    logs_dir: Path = LOGS_DIR,
 ) -> Report:
     """report.md/.csv/.html, cmc.png and cc_bars.png of one data set's results, each row's config
     difference to its base, training curves (curves/<exp>.png) where training logged them and,
@@ -615,6 +622,8 @@ def ablation_report(
     experiments beside their base's.
 
     `experiments` restricts the table to part of the registry (e.g. the lab log's gate table).
+    jobs.csv holds the run time and peak memory of every job behind the results, from their
+    benchmark files under `logs_dir`.
     """
     results_dir = Path(results_dir)
     experiments = experiments or params.experiments
@@ -676,10 +685,15 @@ def ablation_report(
     header = _header_lines(dataset, protocols, rows, results)
 
     csv_text = pd.DataFrame(rows, columns=_csv_columns(protocols)).to_csv(index=False)
+    built_runs = [run for exp in results for run in params.runs(exp) if (results_dir / run / METRICS).is_file()]
+    jobs = job_benchmarks(params, dataset, built_runs, logs_dir) if dataset in params.datasets else {}
+    if jobs:
+        header.append(f"Run time and peak memory of each job behind these results: {REPORT_JOBS}.")
     files = {
         REPORT_MD: _markdown(title, header, table, list(images), tuple(sections)).encode(),
         REPORT_CSV: csv_text.encode(),
         REPORT_HTML: _html(title, header, table, images, tuple(sections), extra).encode(),
+        REPORT_JOBS: jobs_csv(jobs).encode(),
         **images,
         **extra,
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccreid.core.atomic import atomic_path
-from ccreid.core.paths import REPORT_CURVES_DIR, REPORT_RANKED_DIR
+from ccreid.core.paths import LOGS_DIR, REPORT_CURVES_DIR, REPORT_RANKED_DIR
 from ccreid.reporting.ablation import ablation_report
 
 
@@ -18,14 +18,18 @@ def report(
     cmc_experiments: list[str] | None = None,
     experiments: list[str] | None = None,
     prepared_dir: Path | None = None,
+    logs_dir: Path = LOGS_DIR,
 ) -> dict:
-    """Write report.md/.csv/.html, cmc.png and cc_bars.png for one data set into `out_dir`, the
+    """Write report.md/.csv/.html, cmc.png, cc_bars.png and jobs.csv (from the benchmarks under
+    `logs_dir`) for one data set into `out_dir`, the
     training curves into curves/ and, with `prepared_dir`, the ranked lists into ranked/.
 
     Returns the protocols used, the table rows (the CSV's contents), the experiments drawn in
     cmc.png and the written files.
     """
-    built = ablation_report(dataset, params, Path(results_dir), cmc_experiments, experiments, prepared_dir)
+    built = ablation_report(
+        dataset, params, Path(results_dir), cmc_experiments, experiments, prepared_dir, Path(logs_dir)
+    )
     files = {name: Path(out_dir) / name for name in built.files}
     for folder in (REPORT_RANKED_DIR, REPORT_CURVES_DIR):
         # Always there (Snakemake's directory outputs), without an earlier report's figures.
