@@ -117,6 +117,24 @@ def test_a_metrics_edit_retrains_the_runs_that_evaluate_during_training(built):
         run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)
 
 
+def test_a_data_set_edit_rebuilds_only_what_reads_the_edited_key(built):
+    """A training override of the data set retrains its runs without synthesizing or preparing the
+    set again; its `obtain` note rebuilds nothing. (Before, the synth and prepare rules' params
+    held the whole data set section: either edit re-planned the set and everything after it.)"""
+    project, _, env = built
+    original = (project / "params.yaml").read_text()
+    before = plan(project, env)  # the report, when an earlier test rebuilt a result without it
+    try:
+        edit_params(project, lambda p: p["datasets"]["synthetic"]["overrides"]["train"].update(lr=1.0e-3))
+        jobs = plan(project, env)
+        assert jobs == {"train": 2, "extract": 2, "evaluate": 2, "report": 1}, jobs
+        (project / "params.yaml").write_text(original)
+        edit_params(project, lambda p: p["datasets"]["synthetic"].update(obtain="drawn by ccreid synth"))
+        assert plan(project, env) == before
+    finally:
+        (project / "params.yaml").write_text(original)
+
+
 def test_a_report_edit_rebuilds_only_the_report(built):
     project, package, env = built
     with edited(package / "reporting" / "ablation.py", "MAX_CMC_OTHERS = 5", "MAX_CMC_OTHERS = 4"):

@@ -18,7 +18,7 @@ from ccreid.core import paths
 from ccreid.core.atomic import DiskFullError, atomic_write_json
 from ccreid.core.benchmark import benchmarked
 from ccreid.core.config import load_params, model_owner
-from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, train_section
+from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, prepare_section, train_section
 from ccreid.core.errors import CCReIDError
 
 
@@ -222,7 +222,7 @@ def cmd_config_write(args) -> None:
     synthetic = params.datasets.get(SYNTHETIC_DVC_DATASET)
     sections = {
         "synth": synthetic.synth if synthetic is not None else None,
-        "prepare": params.dataset(args.dataset).model_dump(mode="json"),
+        "prepare": prepare_section(params.dataset(args.dataset).model_dump(mode="json")),
         "train": train_section(run_cfg),
         "extract": {key: run_cfg["eval"][key] for key in EXTRACT_KEYS},
         "evaluate": {key: run_cfg["eval"][key] for key in EVAL_KEYS},

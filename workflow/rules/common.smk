@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ccreid.core import paths
 from ccreid.core.config import load_params, model_owner
-from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, train_section
+from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, prepare_section, train_section
 from ccreid.core.errors import CCReIDError
 # Every rule's params hold its stage's code hash (the one its fingerprint records): Snakemake
 # never looks inside a shell command, so this is how a rule reruns when its stage's code changed.
@@ -54,8 +54,14 @@ def raw_root(wildcards):
     return cfg.root
 
 
-def dataset_params(wildcards):
-    return canonical_json(PARAMS.dataset(wildcards.dataset).model_dump(mode="json"))
+def synth_params(wildcards):
+    """What synthesis reads: the data set's synth section (its drawing strengths are code)."""
+    return canonical_json(PARAMS.dataset(wildcards.dataset).synth)
+
+
+def prepare_params(wildcards):
+    """What preparation reads: not the overrides or schedule a data set's runs read, nor its notes."""
+    return canonical_json(prepare_section(PARAMS.dataset(wildcards.dataset).model_dump(mode="json")))
 
 
 def train_params(wildcards):

@@ -3,7 +3,7 @@ rule synth:
         directory("data/raw/{dataset}"),
     params:
         code=stage_code("synth"),
-        cfg=dataset_params,
+        cfg=synth_params,
     conda:
         "../envs/ccreid.yaml"
     log:
@@ -23,7 +23,7 @@ rule prepare:
         directory("data/prepared/{dataset}"),
     params:
         code=stage_code("prepare"),
-        cfg=dataset_params,
+        cfg=prepare_params,
     conda:
         "../envs/ccreid.yaml"
     log:

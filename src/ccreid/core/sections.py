@@ -13,6 +13,16 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+# data set keys that change the prepared store (its raw data is an input of its own); the others
+# (overrides, schedule_scale, obtain, synth) are read by later stages or by none.
+PREPARE_KEYS = ("layout", "size", "on_bad_image")
+
+
+def prepare_section(dataset_cfg: dict) -> dict:
+    """What preparation reads of a data set's config (as JSON: DatasetCfg.model_dump(mode="json"))."""
+    return {key: dataset_cfg[key] for key in PREPARE_KEYS}
+
+
 TRAIN_SECTIONS = ("model", "loss", "train", "augment")
 EXTRACT_KEYS = ("flip", "batch_size", "amp", "memory_format", "cpu_threads")  # eval keys that change the features
 EVAL_KEYS = ("distance", "rerank", "single_shot")  # eval keys that change only the metrics

@@ -10,6 +10,7 @@ from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_dir, exclusive, require_free_space
 from ccreid.core.config import DatasetCfg
 from ccreid.core.paths import SUMMARY
+from ccreid.core.sections import prepare_section
 from ccreid.core.stage_code import stage_code
 from ccreid.data.layouts.validate import format_summary
 from ccreid.data.preparation import parse_dataset, write_prepared
@@ -22,7 +23,7 @@ def prepare(name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = Non
     expected = fingerprint.make_fingerprint(
         __name__,
         stage_code("prepare"),
-        {"layout": cfg.layout, "size": list(cfg.size), "on_bad_image": cfg.on_bad_image},
+        prepare_section(cfg.model_dump(mode="json")),
         {"raw": Path(cfg.root)},
     )
     with exclusive(out_dir):
