@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from ccreid.core.config import Params, load_params, model_owner
+from ccreid.core.sections import train_section
 from ccreid.core.errors import CCReIDError
 
 from conftest import REPO
@@ -41,8 +42,11 @@ def test_repository_params_resolve_every_entry(raw):
         "216",
         "218",
     ]
-    assert sorted(params.experiments) == sorted(lab_log)
+    controls = ["212ce"]  # CAL's CE baseline, not in the lab log
+    assert sorted(params.experiments) == sorted(lab_log + controls)
     assert params.resolve("212")["model"]["backbone"] == "resnet50"
+    assert not params.resolve("212ce")["loss"]["clothes"]["enabled"]
+    assert not params.resolve("212ce")["loss"]["adversarial"]["enabled"]
 
 
 def test_inheritance_deep_merges_along_the_chain(raw):
@@ -317,10 +321,42 @@ def test_seeds_expand_to_runs_that_share_models_along_the_chain(raw):
     assert params.resolve("209")["train"]["seed"] == 4  # the first seed is the plain run's
     assert params.resolve("210@5")["train"]["seed"] == 5
     assert model_owner(params, "prcc", "210@5") == "209@5"
-    assert "212@2" not in params.all_runs and params.runs("212") == ["212"]
+    assert "212@5" not in params.all_runs and params.runs("212") == ["212"]
 
 
 def test_bad_seeds_are_named(raw):
     raw["experiments"]["213"]["seeds"] = [1, 1]
     with pytest.raises(CCReIDError, match="experiment '213': key 'seeds'"):
+        Params(raw)
+
+
+def test_a_data_set_gives_some_experiments_more_seeds_there_only(raw):
+    """`datasets.<ds>.seeds` (the demo's 3 seeds of the compared pair): those experiments on that
+    data set only, not inherited by the entries based on them, and not part of any run's
+    training config (adding seeds retrains nothing that was built)."""
+    before = Params(copy.deepcopy(raw))
+    raw["datasets"]["synthetic"]["seeds"] = {"212": [5, 6, 7]}
+    params = Params(raw)
+    assert params.runs("212", "synthetic") == ["212", "212@6", "212@7"]
+    assert params.runs("213", "synthetic") == ["213"]  # based on 212: not inherited
+    assert params.runs("212", "prcc") == ["212"] and params.runs("212") == ["212"]
+    assert params.run_config("synthetic", "212")["train"]["seed"] == 5  # the plain run is the first seed
+    assert params.run_config("synthetic", "212@7")["train"]["seed"] == 7
+    assert params.run_config("prcc", "212")["train"]["seed"] == before.run_config("prcc", "212")["train"]["seed"]
+    assert {"212@6", "212@7"} <= set(params.all_runs)
+    for exp in ("213", "214"):
+        assert train_section(params.run_config("synthetic", exp)) == train_section(before.run_config("synthetic", exp))
+
+
+@pytest.mark.parametrize(
+    "seeds, names",
+    [
+        ({"999": [1, 2]}, "datasets.synthetic.seeds names experiment '999', which is not registered"),
+        ({"212": [1, 1]}, r"datasets.synthetic.seeds.212 = \[1, 1\]: expected a non-empty list of distinct"),
+        ({"212": []}, r"datasets.synthetic.seeds.212 = \[\]: expected a non-empty list"),
+    ],
+)
+def test_bad_data_set_seeds_are_named(raw, seeds, names):
+    raw["datasets"]["synthetic"]["seeds"] = seeds
+    with pytest.raises(CCReIDError, match=names):
         Params(raw)

@@ -74,7 +74,7 @@ def test_each_report_row_links_to_its_config_difference(tmp_path):
     for exp in params.experiments:
         base = params.entry(exp).get("base")
         if base is None:
-            assert f"#config-{exp}" not in md
+            assert f"(#config-{exp})" not in md
             continue
         expected = change_lines(experiment_changes(params, str(base), exp, "synthetic"))
         assert expected, exp  # every registered experiment changes something

@@ -25,6 +25,7 @@ from conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
 LAB_LOG_IDS = {str(i) for i in [*range(196, 204), 206, *range(208, 217), 218]}
+CONTROLS = {"212ce"}  # CAL's CE baseline (CAL's own control; the demo's headline comparison)
 
 # A batch of two identities × two images, each image in its own outfit; identity 2 and its
 # clothes 4, 5 are absent from the batch (as most classes are from a real P×K batch).
@@ -129,9 +130,9 @@ def test_every_experiment_trains_one_step_and_embeds(exp, overrides):
     assert torch.isfinite(embedding).all()
 
 
-def test_registry_is_the_lab_log():
-    assert set(PARAMS.experiments) == LAB_LOG_IDS
-    assert len(PARAMS.experiments) == len(LAB_LOG_IDS)  # no id registered twice
+def test_registry_is_the_lab_log_and_cals_control():
+    assert set(PARAMS.experiments) == LAB_LOG_IDS | CONTROLS
+    assert len(PARAMS.experiments) == len(LAB_LOG_IDS | CONTROLS)  # no id registered twice
 
 
 def leaves(tree: dict, prefix: str = "") -> dict[str, object]:

@@ -20,7 +20,7 @@ except CCReIDError as error:
 DEFAULT_DATASET = "synthetic"
 DATASETS = list(PARAMS.datasets)
 EXPERIMENTS = PARAMS.experiments
-RUNS = PARAMS.all_runs  # experiments, plus <exp>@<seed> for each extra training seed
+RUNS = PARAMS.all_runs  # experiments, plus <exp>@<seed> for each extra training seed (on any data set)
 SYNTHETIC = [name for name, cfg in PARAMS.datasets.items() if cfg.synth is not None]
 
 
@@ -39,7 +39,7 @@ TABLES = {
 
 def table_metrics(dataset, table):
     """Every run (all seeds) of the table's experiments."""
-    return [str(paths.metrics_path(dataset, run)) for exp in TABLES[table] for run in PARAMS.runs(exp)]
+    return [str(paths.metrics_path(dataset, run)) for exp in TABLES[table] for run in PARAMS.runs(exp, dataset)]
 
 
 def raw_root(wildcards):
@@ -181,7 +181,7 @@ def table_inputs(table):
 
     def inputs(wildcards):
         name = table or wildcards.table
-        runs = [run for exp in TABLES[name] for run in PARAMS.runs(exp)]
+        runs = [run for exp in TABLES[name] for run in PARAMS.runs(exp, wildcards.dataset)]
         return {
             "metrics": table_metrics(wildcards.dataset, name),
             "features": [str(paths.features_path(wildcards.dataset, run)) for run in runs],

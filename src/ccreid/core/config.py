@@ -213,6 +213,9 @@ class DatasetCfg(Strict):
     on_bad_image: Literal["error", "skip"] = "error"
     synth: dict[str, Any] | None = None
     obtain: str = ""
+    # Training seeds of some experiments on this data set only, by id (entries based on them do
+    # not inherit these): the demo gives the comparison its report headlines seed-to-seed spread.
+    seeds: dict[str, Any] = Field(default_factory=dict)
 
 
 class RunCfg(Strict):
@@ -281,9 +284,16 @@ class Params:
         self._check_recipe(raw["defaults"], f"{source}: defaults")
         for exp in raw["experiments"]:
             self.resolve(exp)
-        for name in self.datasets:
+        for name, data in self.datasets.items():
+            unregistered = [exp for exp in data.seeds if exp not in raw["experiments"]]
+            if unregistered:
+                raise CCReIDError(
+                    f"{source}: datasets.{name}.seeds names experiment {unregistered[0]!r}, which is not registered "
+                    f"(registered: {', '.join(raw['experiments'])})"
+                )
             for exp in raw["experiments"]:
-                self.run_config(name, exp)
+                for run in self.runs(exp, name):
+                    self.run_config(name, run)
 
     @staticmethod
     def _check_recipe(recipe: dict, where: str) -> RecipeCfg:
@@ -296,32 +306,28 @@ class Params:
     def experiments(self) -> list[str]:
         return list(self.raw["experiments"])
 
-    def seeds(self, exp: str) -> list[int] | None:
-        """The experiment's training seeds: `seeds:` of the nearest entry up its base chain."""
+    def seeds(self, exp: str, dataset: str | None = None) -> list[int] | None:
+        """The experiment's training seeds: on `dataset`, those its `seeds:` lists for the
+        experiment; else `seeds:` of the nearest entry up its base chain."""
+        if dataset is not None and exp in self.dataset(dataset).seeds:
+            return _checked_seeds(self.dataset(dataset).seeds[exp], f"{self.source}: datasets.{dataset}.seeds.{exp}")
         for name in reversed(self.chain(exp)):
             seeds = self.entry(name).get("seeds")
             if seeds is not None:
-                if (
-                    not isinstance(seeds, list)
-                    or not seeds
-                    or len(set(seeds)) != len(seeds)
-                    or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**64 for s in seeds)
-                ):
-                    raise CCReIDError(
-                        f"{self.source}: experiment {name!r}: key 'seeds' = {seeds!r}: "
-                        "expected a non-empty list of distinct integers from 0 to 2**64 - 1"
-                    )
-                return seeds
+                return _checked_seeds(seeds, f"{self.source}: experiment {name!r}: key 'seeds'")
         return None
 
-    def runs(self, exp: str) -> list[str]:
-        """Run names of an experiment: itself (its first seed), then `<exp>@<seed>` per further seed."""
-        seeds = self.seeds(exp) or []
+    def runs(self, exp: str, dataset: str | None = None) -> list[str]:
+        """Run names of an experiment (on `dataset`): itself (its first seed), then
+        `<exp>@<seed>` per further seed."""
+        seeds = self.seeds(exp, dataset) or []
         return [exp] + [f"{exp}{SEED_MARK}{seed}" for seed in seeds[1:]]
 
     @property
     def all_runs(self) -> list[str]:
-        return [run for exp in self.experiments for run in self.runs(exp)]
+        """Every run on any data set."""
+        on = [None, *self.datasets]
+        return list(dict.fromkeys(run for exp in self.experiments for dataset in on for run in self.runs(exp, dataset)))
 
     def entry(self, exp: str) -> dict:
         experiments = self.raw["experiments"]
@@ -347,11 +353,12 @@ class Params:
                 raise CCReIDError(f"{self.source}: experiment {exp!r} has a cyclic base chain: {cycle}")
             chain.append(base)
 
-    def resolve(self, run: str) -> dict:
+    def resolve(self, run: str, dataset: str | None = None) -> dict:
         """The recipe of an experiment (or of a run `<exp>@<seed>`): defaults deep-merged with each
-        override along its base chain; train.seed is the run's seed (an experiment's first seed)."""
+        override along its base chain; train.seed is the run's seed (an experiment's first seed,
+        on `dataset`)."""
         exp, seed = split_run(run)
-        seeds = self.seeds(exp)
+        seeds = self.seeds(exp, dataset)
         if seed is None and seeds:
             seed = seeds[0]
         recipe = copy.deepcopy(self.raw["defaults"])
@@ -377,7 +384,7 @@ class Params:
         """Everything one run reads: the recipe with the data set's overrides and schedule scale."""
         data = self.dataset(dataset)
         recipe = self._check_recipe(
-            deep_merge(self.resolve(exp), data.overrides), f"{self.source}: datasets.{dataset}.overrides"
+            deep_merge(self.resolve(exp, dataset), data.overrides), f"{self.source}: datasets.{dataset}.overrides"
         ).model_dump(mode="json")
         unscaled = copy.deepcopy(recipe)
         try:
@@ -389,7 +396,10 @@ class Params:
                 f"{self.source}: datasets.{dataset}: key 'schedule_scale' = {data.schedule_scale!r}: "
                 "scales the schedule past any number of epochs"
             ) from None
-        recipe["dataset"] = {"name": dataset, **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides"})}
+        recipe["dataset"] = {
+            "name": dataset,
+            **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides", "seeds"}),
+        }
         recipe["experiment"] = exp
         train_ids = (data.synth or {}).get("train_ids")
         _check_meaning(
@@ -516,6 +526,17 @@ def _check_meaning(run_cfg: dict, unscaled: dict, where: str, train_ids: int | N
         )
     if problems:
         raise CCReIDError("\n".join(problems))
+
+
+def _checked_seeds(seeds, where: str) -> list[int]:
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or len(set(seeds)) != len(seeds)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**64 for s in seeds)
+    ):
+        raise CCReIDError(f"{where} = {seeds!r}: expected a non-empty list of distinct integers from 0 to 2**64 - 1")
+    return seeds
 
 
 def split_run(run: str) -> tuple[str, int | None]:

@@ -636,8 +636,12 @@ def ablation_report(
             f"{dataset!r} first (e.g. `snakemake --cores all results/{dataset}/{BASELINE}/metrics.json`)"
         )
     protocols = _pick_protocols(results)
+    on_dataset = dataset if dataset in params.datasets else None
     runs = {
-        exp: [result, *(r for run in params.runs(exp)[1:] if (r := _load_result(results_dir / run)) is not None)]
+        exp: [
+            result,
+            *(r for run in params.runs(exp, on_dataset)[1:] if (r := _load_result(results_dir / run)) is not None),
+        ]
         for exp, result in results.items()
     }
     rows = []
@@ -665,7 +669,6 @@ def ablation_report(
         with_test_curves=any(row.get("test_best_epoch") for row in rows),
     )
     table = [[header for header, _ in columns]] + [[cell(row) for _, cell in columns] for row in rows]
-    on_dataset = dataset if dataset in params.datasets else None
     changed = {
         row["exp"]: experiment_changes(params, row["base"], row["exp"], on_dataset) for row in rows if row["base"]
     }
@@ -685,7 +688,9 @@ def ablation_report(
     header = _header_lines(dataset, protocols, rows, results)
 
     csv_text = pd.DataFrame(rows, columns=_csv_columns(protocols)).to_csv(index=False)
-    built_runs = [run for exp in results for run in params.runs(exp) if (results_dir / run / METRICS).is_file()]
+    built_runs = [
+        run for exp in results for run in params.runs(exp, on_dataset) if (results_dir / run / METRICS).is_file()
+    ]
     jobs = job_benchmarks(params, dataset, built_runs, logs_dir) if dataset in params.datasets else {}
     if jobs:
         header.append(f"Run time and peak memory of each job behind these results: {REPORT_JOBS}.")
