@@ -16,6 +16,7 @@ from ccreid.core.benchmark import read_benchmark
 from conftest import REPO, run, tiny_params, write_project
 
 EXPERIMENTS = ("212", "213", "214")  # 214 is based on 213, 213 on 212
+RUNS = ("212", "212@2", "213", "214")  # 212 with a second seed on this data set (datasets.<ds>.seeds)
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,7 @@ def built(tmp_path_factory):
     params = tiny_params()
     params["experiments"] = {key: params["experiments"][key] for key in EXPERIMENTS}
     params["experiments"]["213"]["eval"] = {"test_every": 1}  # a metric per epoch in its curves
+    params["datasets"]["synthetic"]["seeds"] = {"212": [1, 2]}  # a second run of the base, here only
     project = write_project(tmp_path_factory.mktemp("smkreport") / "project", params)
     run(["snakemake", "--cores", "2"], cwd=project, timeout=1200)
     run(["snakemake", "--cores", "2", "--report", "report.zip"], cwd=project)
@@ -33,14 +35,14 @@ def built(tmp_path_factory):
 def test_every_job_has_its_benchmark_and_the_report_lists_them(built):
     logs = built / "logs/synthetic"
     jobs = [logs / f"{job}.benchmark.tsv" for job in ("synth", "prepare", "report")]
-    jobs += [logs / exp / f"{stage}.benchmark.tsv" for exp in EXPERIMENTS for stage in ("train", "extract", "evaluate")]
+    jobs += [logs / name / f"{stage}.benchmark.tsv" for name in RUNS for stage in ("train", "extract", "evaluate")]
     measured = {path.relative_to(logs).as_posix(): read_benchmark(path) for path in jobs}
     assert all(measured.values()), [name for name, numbers in measured.items() if not numbers]
-    for exp in EXPERIMENTS:  # a training takes seconds: Snakemake sampled its memory
-        assert measured[f"{exp}/train.benchmark.tsv"]["max_rss"] > 100, exp  # MiB: torch alone is more
+    for name in RUNS:  # a training takes seconds: Snakemake sampled its memory
+        assert measured[f"{name}/train.benchmark.tsv"]["max_rss"] > 100, name  # MiB: torch alone is more
     rows = list(csv.DictReader(io.StringIO((built / "results/synthetic/jobs.csv").read_text())))
     assert [(row["job"], row["run"]) for row in rows] == [("synth", ""), ("prepare", "")] + [
-        (stage, exp) for exp in EXPERIMENTS for stage in ("train", "extract", "evaluate")
+        (stage, name) for name in RUNS for stage in ("train", "extract", "evaluate")
     ]
     for row in rows:
         numbers = measured[f"{row['run']}/{row['job']}.benchmark.tsv".lstrip("/")]
