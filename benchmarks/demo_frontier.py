@@ -75,6 +75,19 @@ _CHANGES: dict[str, dict] = {
 SETTINGS: dict[str, dict] = {"current": {}} | {
     name: deep_merge(OLD_DEFAULT, change) for name, change in _CHANGES.items()
 }
+# Issue 14's recipe options for the demo, changes of "current" (params.yaml as it is), values in
+# the 60-epoch scale (run_config scales the merged overrides by schedule_scale, rounding):
+# clothes/adversarial phase from epoch 5 -> 2 of 24 instead of 25 -> 10; milestones 40/50 -> 16/20.
+_RECIPE_CHANGES: dict[str, dict] = {
+    "cal-early": {"overrides": {"loss": {"clothes": {"start_epoch": 5}}}},
+    "mile-late": {"overrides": {"train": {"milestones": [40, 50]}}},
+    "cal-early-mile-late": {"overrides": {"loss": {"clothes": {"start_epoch": 5}}, "train": {"milestones": [40, 50]}}},
+    "cal-early-mile-late-e36": {
+        "schedule_scale": 0.6,  # 36 epochs: start 3, milestones 24/30
+        "overrides": {"loss": {"clothes": {"start_epoch": 5}}, "train": {"milestones": [40, 50]}},
+    },
+}
+SETTINGS |= {name: deep_merge(SETTINGS["current"], change) for name, change in _RECIPE_CHANGES.items()}
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
