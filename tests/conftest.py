@@ -32,8 +32,9 @@ def tiny_params(params: dict | None = None, **synth_overrides) -> dict:
     if params is None:
         params = yaml.safe_load((REPO / "params.yaml").read_text())
     synthetic = params["datasets"]["synthetic"]
-    # The demo's extra seeds name experiments a test may leave out; a test that wants some sets them.
+    # The demo's extra seeds and left-out entries name experiments a test may drop; a test sets its own.
     synthetic.pop("seeds", None)
+    synthetic.pop("exclude", None)
     synthetic["synth"].update(
         {"train_ids": 8, "val_ids": 2, "test_ids": 4, "images_per_camera": 2, "height": 32, "width": 16}
         | synth_overrides

@@ -94,6 +94,22 @@ def test_slurm_profile_requests_a_gpu_per_training(tmp_path):
     assert "gpu=1" in train_job and "slurm_partition=gpu" in train_job and "cpus_per_task=8" in train_job
 
 
+def test_a_data_set_runs_its_registry_without_the_entries_it_excludes_and_with_its_seeds(tmp_path):
+    """The demo's shape (datasets.<ds>.exclude and .seeds) in Snakemake's own plan: the default
+    target trains every entry but the excluded one (its dependant still trains: 214 on 213's
+    base chain), the extra seed's run, and reports exactly those; the excluded entry stays a
+    target away."""
+    params = small_registry()
+    params["datasets"]["synthetic"].update(exclude=["213"], seeds={"212": [1, 2]})
+    project = write_project(tmp_path / "project", params)
+    trained = {path for path in planned_outputs(project) if path.endswith("model.pt")}
+    assert trained == {f"results/synthetic/{run}/model.pt" for run in ("212", "212@2", "214")}
+    dry = run(["snakemake", "--cores", "2", "--dry-run", "--printshellcmds"], cwd=project).stdout
+    assert "--experiments 212 214 210" in dry
+    alone = run(["snakemake", "--cores", "2", "--dry-run", "results/synthetic/213/metrics.json"], cwd=project)
+    assert "results/synthetic/213/model.pt" in alone.stdout
+
+
 def test_workflow_lints_clean():
     from conftest import REPO
 

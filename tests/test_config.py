@@ -360,3 +360,28 @@ def test_bad_data_set_seeds_are_named(raw, seeds, names):
     raw["datasets"]["synthetic"]["seeds"] = seeds
     with pytest.raises(CCReIDError, match=names):
         Params(raw)
+
+
+def test_a_data_set_leaves_entries_out_of_its_registry_run(raw):
+    """`datasets.<ds>.exclude` (the demo leaves out the LTCC gate line): the registry on that
+    data set only, in registry order; every entry still resolves there, and no run's training
+    config carries the list."""
+    before = Params(copy.deepcopy(raw))
+    raw["datasets"]["prcc"]["exclude"] = ["196", "213"]
+    params = Params(raw)
+    assert params.registry("prcc") == [exp for exp in params.experiments if exp not in ("196", "213")]
+    assert params.registry("ltcc") == params.experiments
+    assert train_section(params.run_config("prcc", "196")) == train_section(before.run_config("prcc", "196"))
+
+
+@pytest.mark.parametrize(
+    "exclude, names",
+    [
+        (["999"], "datasets.prcc.exclude names experiment '999', which is not registered"),
+        ("ALL", "datasets.prcc.exclude leaves no experiment to run"),
+    ],
+)
+def test_bad_exclusions_are_named(raw, exclude, names):
+    raw["datasets"]["prcc"]["exclude"] = list(raw["experiments"]) if exclude == "ALL" else exclude
+    with pytest.raises(CCReIDError, match=names):
+        Params(raw)

@@ -30,6 +30,7 @@ wildcard_constraints:
 
 
 # Named tables: `snakemake results/<ds>/<table>/report.md`, or `snakemake gates --config dataset=prcc`.
+# The registry's experiments on a data set are those it trains (datasets.<ds>.experiments): table_experiments.
 TABLES = {
     "registry": EXPERIMENTS,  # results/<ds>/report.md
     "gates": [e for e in ("196", "197", "198", "199", "200", "201", "202", "203") if e in EXPERIMENTS],
@@ -37,9 +38,17 @@ TABLES = {
 }
 
 
+def table_experiments(dataset, table):
+    return PARAMS.registry(dataset) if table == "registry" else TABLES[table]
+
+
 def table_metrics(dataset, table):
     """Every run (all seeds) of the table's experiments."""
-    return [str(paths.metrics_path(dataset, run)) for exp in TABLES[table] for run in PARAMS.runs(exp, dataset)]
+    return [
+        str(paths.metrics_path(dataset, run))
+        for exp in table_experiments(dataset, table)
+        for run in PARAMS.runs(exp, dataset)
+    ]
 
 
 def raw_root(wildcards):
@@ -181,7 +190,7 @@ def table_inputs(table):
 
     def inputs(wildcards):
         name = table or wildcards.table
-        runs = [run for exp in TABLES[name] for run in PARAMS.runs(exp, wildcards.dataset)]
+        runs = [run for exp in table_experiments(wildcards.dataset, name) for run in PARAMS.runs(exp, wildcards.dataset)]
         return {
             "metrics": table_metrics(wildcards.dataset, name),
             "features": [str(paths.features_path(wildcards.dataset, run)) for run in runs],

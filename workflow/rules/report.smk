@@ -5,6 +5,7 @@ rule report:
         report_outputs("results/{dataset}"),
     params:
         code=stage_code("report"),
+        experiments=lambda wildcards: " ".join(table_experiments(wildcards.dataset, "registry")),
     log:
         "logs/{dataset}/report.log",
     benchmark:
@@ -12,7 +13,8 @@ rule report:
     conda:
         "../envs/ccreid.yaml"
     shell:
-        "ccreid report --dataset {wildcards.dataset} --prepared {input.prepared} 2>&1 | tee {log}"
+        "ccreid report --dataset {wildcards.dataset} --prepared {input.prepared}"
+        " --experiments {params.experiments} 2>&1 | tee {log}"
 
 
 rule table_report:
@@ -22,7 +24,7 @@ rule table_report:
         report_outputs("results/{dataset}/{table}"),
     params:
         code=stage_code("report"),
-        experiments=lambda wildcards: " ".join(TABLES[wildcards.table]),
+        experiments=lambda wildcards: " ".join(table_experiments(wildcards.dataset, wildcards.table)),
     log:
         "logs/{dataset}/report-{table}.log",
     benchmark:

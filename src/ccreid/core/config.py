@@ -216,6 +216,9 @@ class DatasetCfg(Strict):
     # Training seeds of some experiments on this data set only, by id (entries based on them do
     # not inherit these): the demo gives the comparison its report headlines seed-to-seed spread.
     seeds: dict[str, Any] = Field(default_factory=dict)
+    # Registry entries its registry run (`snakemake --cores all`, results/<ds>/report.md) leaves
+    # out; each stays a target or a table away (the demo leaves out the LTCC gate line).
+    exclude: list[str] = Field(default_factory=list)
 
 
 class RunCfg(Strict):
@@ -285,12 +288,15 @@ class Params:
         for exp in raw["experiments"]:
             self.resolve(exp)
         for name, data in self.datasets.items():
-            unregistered = [exp for exp in data.seeds if exp not in raw["experiments"]]
-            if unregistered:
-                raise CCReIDError(
-                    f"{source}: datasets.{name}.seeds names experiment {unregistered[0]!r}, which is not registered "
-                    f"(registered: {', '.join(raw['experiments'])})"
-                )
+            for key, ids in (("seeds", list(data.seeds)), ("exclude", data.exclude)):
+                unregistered = [exp for exp in ids if exp not in raw["experiments"]]
+                if unregistered:
+                    raise CCReIDError(
+                        f"{source}: datasets.{name}.{key} names experiment {unregistered[0]!r}, which is not "
+                        f"registered (registered: {', '.join(raw['experiments'])})"
+                    )
+            if not set(raw["experiments"]) - set(data.exclude):
+                raise CCReIDError(f"{source}: datasets.{name}.exclude leaves no experiment to run; remove some ids")
             for exp in raw["experiments"]:
                 for run in self.runs(exp, name):
                     self.run_config(name, run)
@@ -305,6 +311,10 @@ class Params:
     @property
     def experiments(self) -> list[str]:
         return list(self.raw["experiments"])
+
+    def registry(self, dataset: str) -> list[str]:
+        """The experiments a data set's registry run trains: all but its `exclude:`, in order."""
+        return [exp for exp in self.experiments if exp not in self.dataset(dataset).exclude]
 
     def seeds(self, exp: str, dataset: str | None = None) -> list[int] | None:
         """The experiment's training seeds: on `dataset`, those its `seeds:` lists for the
@@ -398,7 +408,7 @@ class Params:
             ) from None
         recipe["dataset"] = {
             "name": dataset,
-            **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides", "seeds"}),
+            **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides", "seeds", "exclude"}),
         }
         recipe["experiment"] = exp
         train_ids = (data.synth or {}).get("train_ids")
