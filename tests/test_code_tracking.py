@@ -71,6 +71,18 @@ def test_nothing_to_do_after_the_build(built):
     assert plan(project, env) == {}
 
 
+def test_planning_imports_neither_torch_nor_torchvision(built, tmp_path):
+    """A no-op rerun costs what planning imports: with torch and torchvision made unimportable,
+    Snakemake still plans the built registry, and finds nothing to do."""
+    project, _, env = built
+    for name in ("torch", "torchvision"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('planning imported {name}')\n")
+    blocked = env | {"PYTHONPATH": f"{tmp_path}:{env['PYTHONPATH']}"}
+    out = run(["snakemake", "--cores", "1"], cwd=project, env=blocked)
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
 def test_a_behaviour_change_in_the_gates_retrains_and_snakemake_names_the_rules(built):
     project, package, env = built
     with edited(package / "models" / "gates.py", "nn.Sigmoid()", "nn.Hardsigmoid()"):

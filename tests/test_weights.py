@@ -13,8 +13,9 @@ import torchvision
 from conftest import edit_params, run
 from ccreid.cli import main
 from ccreid.core.errors import CCReIDError
-from ccreid.models import build_backbone, weights
-from ccreid.models.weights import PublishedWeights, fetch_weights, weights_path
+from ccreid.core import weights
+from ccreid.models import build_backbone
+from ccreid.core.weights import PublishedWeights, fetch_weights, weights_path
 
 RESNET50_FILE = Path("data/weights/resnet50-0676ba61.pth")
 
@@ -50,6 +51,13 @@ def test_a_placed_file_is_what_imagenet_loads(tmp_path, monkeypatch, seeded_resn
     source = torch.load(seeded_resnet50, weights_only=True)
     for key, value in backbone.state_dict().items():
         assert torch.equal(value, source[key]), key
+
+
+def test_the_resnet50_file_is_torchvisions_imagenet1k_v1():
+    """core.weights names the file without importing torchvision; it must stay torchvision's."""
+    resnet50 = weights.IMAGENET_WEIGHTS["resnet50"]
+    assert resnet50.url == torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
+    assert resnet50.url.rsplit("/", 1)[1] == resnet50.file == RESNET50_FILE.name
 
 
 def test_backbone_without_published_weights_is_refused():

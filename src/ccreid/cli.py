@@ -80,7 +80,7 @@ def cmd_weights(args) -> None:
         return
     if not (args.dataset and args.exp):
         raise CCReIDError("ccreid weights: give --backbone NAME, or --dataset and --exp of a run")
-    from ccreid.models.weights import weights_path
+    from ccreid.core.weights import weights_path
 
     model = _params(args).run_config(args.dataset, args.exp)["model"]
     if model["pretrained"] != "imagenet":  # nothing to fetch: no job of Snakemake's weights rule either

@@ -9,7 +9,7 @@ from ccreid.core.errors import CCReIDError
 # Every rule's params hold its stage's code hash (the one its fingerprint records): Snakemake
 # never looks inside a shell command, so this is how a rule reruns when its stage's code changed.
 from ccreid.core.stage_code import stage_code
-from ccreid.models.weights import IMAGENET_WEIGHTS, weights_path
+from ccreid.core.weights import IMAGENET_WEIGHTS, weights_path
 from ccreid.reporting.job_costs import job_benchmarks
 
 try:

@@ -18,7 +18,7 @@ from ccreid.core.errors import CCReIDError, registered
 from ccreid.models.base import Backbone
 from ccreid.models.osnet import CHANNELS_X1_0, OSNet, OSNetAIN
 from ccreid.models.resnet import ResNet50, TinyResNet
-from ccreid.models.weights import require_weights
+from ccreid.core.weights import require_weights
 
 # name -> builder(last_stride, width). OSNet keeps its published output stride 16 (conv4 and
 # conv5 do not downsample), so last_stride does not apply to it.
@@ -47,7 +47,7 @@ MAX_NAMES_IN_MESSAGE = 10
 
 def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, width: float = 1.0) -> Backbone:
     """Build backbone `name`; pretrained: "none", "imagenet" (the published file under
-    data/weights/, see ccreid.models.weights) or the path of a local weight file.
+    data/weights/, see ccreid.core.weights) or the path of a local weight file.
 
     `width` scales the channels (1.0 = the published network; only then do checkpoints fit)."""
     builder = registered(BACKBONES, name, "model.backbone", "backbone")

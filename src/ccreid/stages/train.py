@@ -22,7 +22,7 @@ from ccreid.data.prepared import load_prepared
 from ccreid.engine.trainer import Trainer, run_epochs
 from ccreid.models import check_names
 from ccreid.models.checkpoint import save_model
-from ccreid.models.weights import pretrained_file
+from ccreid.core.weights import pretrained_file
 
 
 def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""Stage `weights`: ImageNet weights into data/weights/<published name> (ccreid.models.weights),
+"""Stage `weights`: ImageNet weights into data/weights/<published name> (ccreid.core.weights),
 fetched where the orchestrator runs (a Snakemake localrule), their digest checked; for a run,
 also a record of the file its training starts from (DVC's train stage depends on it)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccreid.core.atomic import atomic_write_json
-from ccreid.models.weights import fetch_weights, pretrained_file, sha256
+from ccreid.core.weights import fetch_weights, pretrained_file, sha256
 
 
 def backbone_weights(backbone: str) -> Path:

@@ -7,6 +7,9 @@ The published digest is the SHA-256 prefix in the file's name (torch.hub's conve
 torchvision's and IBN-Net's releases follow); a file whose digest differs is refused by
 `ccreid weights`. OSNet's ImageNet weights come from torchreid's model zoo, a Google Drive folder
 without a stable URL: the user places the file, and it is used as is.
+
+No torch here (torch.hub is imported by the download alone): the workflow reads these file names
+each time it plans, and a no-op rerun must not pay torch's import (benchmarks/noop_rerun.py).
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-
-from torchvision.models import ResNet50_Weights
 
 from ccreid.core.atomic import atomic_path
 from ccreid.core.errors import CCReIDError
@@ -33,8 +34,8 @@ class PublishedWeights:
 # params.yaml `model.backbone` -> its ImageNet weights (`model.pretrained: imagenet`).
 IMAGENET_WEIGHTS = {
     "resnet50": PublishedWeights(
-        "resnet50-0676ba61.pth", ResNet50_Weights.IMAGENET1K_V1.url, "0676ba61"
-    ),  # what CAL loads
+        "resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth", "0676ba61"
+    ),  # what CAL loads: torchvision's ResNet50_Weights.IMAGENET1K_V1 (a test checks the URL)
     "resnet50_ibn_a": PublishedWeights(
         "resnet50_ibn_a-d9d0bb7b.pth",
         "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet50_ibn_a-d9d0bb7b.pth",
