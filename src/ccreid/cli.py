@@ -7,6 +7,7 @@ user can fix are printed as one message (no traceback) with exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -83,12 +84,12 @@ def cmd_weights(args) -> None:
     from ccreid.core.weights import weights_path
 
     model = _params(args).run_config(args.dataset, args.exp)["model"]
-    if model["pretrained"] != "imagenet":  # nothing to fetch: no job of Snakemake's weights rule either
-        path = run_weights(model, args.record and Path(args.record))
-    else:
+    measured: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if model["pretrained"] == "imagenet":  # else nothing to fetch: no job of Snakemake's weights rule either
         fetched = weights_path(model["backbone"])
-        with benchmarked(_benchmark(args, paths.weights_benchmark_path(fetched.name)), fetched):
-            path = run_weights(model, args.record and Path(args.record))
+        measured = benchmarked(_benchmark(args, paths.weights_benchmark_path(fetched.name)), fetched)
+    with measured:
+        path = run_weights(model, args.record and Path(args.record))
     if path is not None:
         print(path)
 

@@ -650,7 +650,7 @@ def ablation_report(
         if exp in results:
             row |= _seed_columns(runs[exp], protocols.main)
             # The curve lives with the trained model, which evaluation-only variants share.
-            owner = model_owner(params, dataset, exp) if dataset in params.datasets else exp
+            owner = model_owner(params, dataset, exp) if on_dataset else exp
             row |= _best_on_test(results_dir / owner / TEST_CURVE, protocols.main)
         rows.append(row)
 
@@ -688,10 +688,8 @@ def ablation_report(
     header = _header_lines(dataset, protocols, rows, results)
 
     csv_text = pd.DataFrame(rows, columns=_csv_columns(protocols)).to_csv(index=False)
-    built_runs = [
-        run for exp in results for run in params.runs(exp, on_dataset) if (results_dir / run / METRICS).is_file()
-    ]
-    jobs = job_benchmarks(params, dataset, built_runs, logs_dir) if dataset in params.datasets else {}
+    built_runs = [result.per_query_path.parent.name for results_of_exp in runs.values() for result in results_of_exp]
+    jobs = job_benchmarks(params, dataset, built_runs, logs_dir) if on_dataset else {}
     if jobs:
         header.append(f"Run time and peak memory of each job behind these results: {REPORT_JOBS}.")
     files = {
