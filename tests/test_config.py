@@ -385,3 +385,18 @@ def test_bad_exclusions_are_named(raw, exclude, names):
     raw["datasets"]["prcc"]["exclude"] = list(raw["experiments"]) if exclude == "ALL" else exclude
     with pytest.raises(CCReIDError, match=names):
         Params(raw)
+
+
+def test_run_config_is_resolved_once_and_each_caller_gets_its_own_copy():
+    """Planning asks for a run's config hundreds of times; the cache must not let one caller's
+    change reach another, nor keep an error."""
+    params = load_params(REPO / "params.yaml")
+    first = params.run_config("synthetic", "212")
+    first["train"]["lr"] = -1.0
+    first["loss"]["clothes"]["enabled"] = "changed"
+    again = params.run_config("synthetic", "212")
+    assert again == Params(copy.deepcopy(params.raw)).run_config("synthetic", "212")
+    assert again["train"]["lr"] != -1.0 and again["loss"]["clothes"]["enabled"] is True
+    for _ in range(2):
+        with pytest.raises(CCReIDError, match="unknown"):
+            params.run_config("synthetic", "no-such-experiment")

@@ -268,6 +268,7 @@ class Params:
             if not isinstance(raw.get(key), dict):
                 raise CCReIDError(f"{source}: '{key}' must be a mapping")
         self.raw = raw
+        self._run_configs: dict[tuple[str, str], dict] = {}
         bad_ids = [k for k in raw["experiments"] if not isinstance(k, str)]
         if bad_ids:
             raise CCReIDError(
@@ -391,7 +392,14 @@ class Params:
         return self.datasets[name]
 
     def run_config(self, dataset: str, exp: str) -> dict:
-        """Everything one run reads: the recipe with the data set's overrides and schedule scale."""
+        """Everything one run reads: the recipe with the data set's overrides and schedule scale.
+        Resolved once per run (planning asks hundreds of times); each call gets its own copy."""
+        key = (dataset, exp)
+        if key not in self._run_configs:
+            self._run_configs[key] = self._resolved_run_config(dataset, exp)
+        return copy.deepcopy(self._run_configs[key])
+
+    def _resolved_run_config(self, dataset: str, exp: str) -> dict:
         data = self.dataset(dataset)
         recipe = self._check_recipe(
             deep_merge(self.resolve(exp, dataset), data.overrides), f"{self.source}: datasets.{dataset}.overrides"

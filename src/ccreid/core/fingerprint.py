@@ -73,11 +73,33 @@ def _existing_module_file(name: str) -> Path:
     return source
 
 
-def _imported_ccreid_modules(name: str) -> set[str]:
+@cache
+def _module_code(name: str) -> tuple[frozenset[str], str]:
+    """A ccreid module's ccreid imports and its behaviour, from one parse of its source: each
+    stage's closure shares most modules, and planning hashes every stage (a no-op rerun's cost)."""
     source = _existing_module_file(name)
+    tree = ast.parse(source.read_text())
     package = name if source.name == "__init__.py" else name.rpartition(".")[0]
+    return frozenset(_imports_in(tree, package)), _behaviour(tree)
+
+
+def _imported_ccreid_modules(name: str) -> frozenset[str]:
+    return _module_code(name)[0]
+
+
+def _statements(node: ast.AST):
+    """Every statement under `node`, at any depth, without walking into expressions (most of a
+    tree): imports and definitions (which own the docstrings) are statements."""
+    for field in node._fields:
+        for child in getattr(node, field) if isinstance(getattr(node, field), list) else ():
+            if isinstance(child, (ast.stmt, ast.excepthandler, ast.match_case)):
+                yield child
+                yield from _statements(child)
+
+
+def _imports_in(tree: ast.Module, package: str) -> set[str]:
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source.read_text())):
+    for node in _statements(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -90,11 +112,10 @@ def _imported_ccreid_modules(name: str) -> set[str]:
     return {m for m in found if _module_file(m) is not None}
 
 
-def _behaviour(source: str) -> str:
+def _behaviour(tree: ast.Module) -> str:
     """The parsed code without docstrings: comments, docstrings and formatting cannot change what
-    a stage computes, so editing them rebuilds nothing."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
+    a stage computes, so editing them rebuilds nothing. (Strips `tree`'s docstrings in place.)"""
+    for node in [tree, *_statements(tree)]:
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
             if (
@@ -121,7 +142,7 @@ def code_hash(*modules: str) -> str:
     digest = hashlib.sha256()
     for name in sorted(seen):
         digest.update(name.encode() + b"\0")
-        digest.update(_behaviour(_existing_module_file(name).read_text()).encode())
+        digest.update(_module_code(name)[1].encode())
     return digest.hexdigest()[:16]
 
 
