@@ -87,6 +87,15 @@ _RECIPE_CHANGES: dict[str, dict] = {
         "overrides": {"loss": {"clothes": {"start_epoch": 5}}, "train": {"milestones": [40, 50]}},
     },
 }
+# Clothes as a training shortcut, as in real data (every person's outfits their own: 480 outfits for
+# 240 people), so that the CE control can fit the training ids by clothes and CAL has one to remove.
+_RECIPE_CHANGES |= {
+    "palette480": {"synth": {"palette_size": 480}},
+    "palette480-cal-early-mile-late": {
+        "synth": {"palette_size": 480},
+        "overrides": {"loss": {"clothes": {"start_epoch": 5}}, "train": {"milestones": [40, 50]}},
+    },
+}
 SETTINGS |= {name: deep_merge(SETTINGS["current"], change) for name, change in _RECIPE_CHANGES.items()}
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
