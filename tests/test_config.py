@@ -42,7 +42,7 @@ def test_repository_params_resolve_every_entry(raw):
         "216",
         "218",
     ]
-    controls = ["212ce"]  # CAL's CE baseline, not in the lab log
+    controls = ["212ce", "212init"]  # CAL's CE baseline and the untrained network, not in the lab log
     assert sorted(params.experiments) == sorted(lab_log + controls)
     assert params.resolve("212")["model"]["backbone"] == "resnet50"
     assert not params.resolve("212ce")["loss"]["clothes"]["enabled"]

@@ -186,6 +186,24 @@ def test_streamed_training_and_validation_leave_the_weights_unchanged(project, t
     assert not (tmp_path / "memory" / LIVE_DIR / "plots" / "metrics" / "val").exists()
 
 
+def test_zero_epochs_saves_the_network_as_training_initialises_it(project, tmp_path):
+    """212init (train.epochs 0): the model file holds the initial weights of 212's training, drawn
+    from the same seed, and nothing was logged or left to resume."""
+    untrained = run_config(four_epoch_params(), "212init")
+    assert untrained["train"]["epochs"] == 0  # the schedule scale leaves 0 at 0
+    model = train(project / PREPARED, untrained, tmp_path / "212init" / "model.pt")
+    trainer = Trainer(load_prepared(project / PREPARED), run_config(four_epoch_params()), torch.device("cpu"))
+    try:
+        initial = {key: value for key, value in trainer.model.state_dict().items() if "clothes" not in key}
+    finally:
+        trainer.close()
+    saved = load_model(model, torch.device("cpu")).state_dict()
+    assert saved.keys() == initial.keys()
+    assert all(torch.equal(saved[key], initial[key]) for key in initial)
+    assert not (model.parent / CHECKPOINT).exists()
+    assert not history(model.parent)
+
+
 def test_validation_uses_prcc_val_cameras_c_against_a_and_needs_a_val_split(project):
     from ccreid.evaluation.validation import validation_set
 

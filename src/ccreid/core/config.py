@@ -115,7 +115,7 @@ MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 
 class TrainCfg(Strict):
     seed: Seed
-    epochs: PositiveInt
+    epochs: NonNegativeInt  # 0: the network as initialised, saved untrained (the floor a result must beat)
     lr: PositiveFloat
     weight_decay: NonNegativeFloat
     milestones: list[PositiveInt]
@@ -573,7 +573,7 @@ def _scaled(epoch: int, scale: float) -> int:
 
 def scale_schedule(train: dict, scale: float) -> dict:
     train = dict(train)
-    train["epochs"] = max(1, _scaled(train["epochs"], scale))
+    train["epochs"] = max(1, _scaled(train["epochs"], scale)) if train["epochs"] else 0  # 0 stays untrained
     train["milestones"] = [_scaled(m, scale) for m in train["milestones"]]
     train["warmup_epochs"] = _scaled(train["warmup_epochs"], scale)
     return train
