@@ -46,7 +46,8 @@ The drawing strengths (`DRAWING`: per-person outfit colour jitter, head size, bo
 hair) are module constants, recorded in the set's fingerprint; benchmarks/demo_frontier.py varies
 them. With the demo's 212 (ResNet-50 at width 0.125 from scratch, about 500-900 steps) neither a
 stronger identity signal (head ×1.5, body spread ×1.5, dyed hair) nor removing the outfit jitter
-moved cc mAP beyond seed noise; the number of training identities did (benchmarks/README.md).
+moved cc mAP beyond seed noise; the number of training identities did, and so did the network's
+width (1/4 of ResNet-50's channels instead of 1/8: the demo's width since; benchmarks/README.md).
 
 More training ids make identity easier to learn across outfits (a small CNN trained with identity
 loss only reached cc/sc mAP 0.17/0.89 with these values, 0.26/0.91 with 120 training ids; a
