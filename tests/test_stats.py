@@ -104,6 +104,24 @@ def test_a_difference_within_seed_noise_is_not_marked_though_queries_alone_would
     assert several["low"] < 0 < several["high"]  # the seeds' spread does not
 
 
+def test_runs_from_the_same_seeds_are_drawn_as_pairs():
+    """Two experiments trained from the same seeds share each seed's effect (same initial weights
+    and batches): drawn as pairs, a method effect smaller than the seed spread is seen; drawn on
+    their own, the shared seed effect hides it. Unequal run counts cannot pair."""
+    rng = np.random.default_rng(9)
+    difficulty = rng.beta(2, 5, 300)
+    seed_effects = rng.normal(0, 0.05, size=(4, 1))
+    base = difficulty + seed_effects + rng.normal(0, 0.02, (4, 300))
+    exp = difficulty + seed_effects + 0.02 + rng.normal(0, 0.02, (4, 300))
+    apart = stats.paired_bootstrap(base, exp)
+    paired = stats.paired_bootstrap(base, exp, same_seeds=True)
+    assert apart["diff"] == paired["diff"] and paired["same_seeds"] and not apart["same_seeds"]
+    assert apart["low"] < 0 < apart["high"]
+    assert 0 < paired["low"] < 0.02 < paired["high"]
+    with pytest.raises(CCReIDError, match="as many runs in both: got 4 and 3"):
+        stats.paired_bootstrap(base, exp[:3], same_seeds=True)
+
+
 def test_seeded_coverage_of_a_real_method_effect():
     rng = np.random.default_rng(7)
     covered, repeats, shift = 0, 100, 0.03

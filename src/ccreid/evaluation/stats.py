@@ -8,6 +8,10 @@ difference: paired) and, when there are several runs, the runs with replacement;
 is the mean over the drawn runs of the mean over the drawn queries. With several seeds the
 interval therefore holds seed-to-seed spread as well as query sampling; with one run it is the
 plain query bootstrap and ignores training variance.
+
+A difference between two experiments trained from the same seeds (the i-th run of each from the
+same initial weights and batches) draws the runs once for both, as it draws the queries: its
+seed spread is then that of the per-seed differences, which the shared seed does not inflate.
 """
 
 from __future__ import annotations
@@ -32,13 +36,18 @@ def _as_values(values, name: str) -> np.ndarray:
     return array
 
 
-def _resampled_means(runs: list[np.ndarray], n_resamples: int, seed: int) -> list[np.ndarray]:
+def _resampled_means(runs: list[np.ndarray], n_resamples: int, seed: int, same_seeds: bool = False) -> list[np.ndarray]:
     """Per resample and per matrix (runs × queries, same queries): the mean over drawn runs of
     the mean over drawn queries. Queries are drawn once for all matrices, block by block; runs
-    per matrix from a stream of their own, so neither draw depends on the block size."""
+    from a stream of their own, so neither draw depends on the block size: per matrix, or once
+    for all when `same_seeds` (the matrices' runs paired row by row)."""
     rng = np.random.default_rng(seed)
     run_rng = np.random.default_rng([seed, 1])
-    picks = [run_rng.integers(0, len(m), size=(n_resamples, len(m))) if len(m) > 1 else None for m in runs]
+    if same_seeds:
+        shared = run_rng.integers(0, len(runs[0]), size=(n_resamples, len(runs[0]))) if len(runs[0]) > 1 else None
+        picks = [shared for _ in runs]
+    else:
+        picks = [run_rng.integers(0, len(m), size=(n_resamples, len(m))) if len(m) > 1 else None for m in runs]
     count = runs[0].shape[1]
     block_rows = max(1, BLOCK_ELEMENTS // (count * max(len(m) for m in runs)))
     means = [np.empty(n_resamples) for _ in runs]
@@ -79,17 +88,25 @@ def bootstrap_mean(values, n_resamples: int = 2000, seed: int = 0, confidence: f
 
 
 def paired_bootstrap(
-    a: np.ndarray, b: np.ndarray, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+    a: np.ndarray,
+    b: np.ndarray,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    same_seeds: bool = False,
 ) -> dict:
     """Mean difference b − a over the same queries (same order; runs × queries for several
     seeds, the two may have different numbers of runs) and its percentile interval.
 
-    Drawing the queries once for both is what makes the bootstrap paired.
+    Drawing the queries once for both is what makes the bootstrap paired. `same_seeds`: row i of
+    `a` and of `b` were trained from the same seed, so the runs are drawn once for both too.
     """
     a, b = _as_values(a, "a"), _as_values(b, "b")
     if a.shape[1] != b.shape[1]:
         raise CCReIDError(f"paired bootstrap needs the same queries in both: got {a.shape[1]} and {b.shape[1]} values")
-    before, after = _resampled_means([a, b], n_resamples, seed)
+    if same_seeds and len(a) != len(b):
+        raise CCReIDError(f"runs paired by seed need as many runs in both: got {len(a)} and {len(b)}")
+    before, after = _resampled_means([a, b], n_resamples, seed, same_seeds)
     low, high = _percentile_interval(after - before, confidence)
     return {
         "diff": float(b.mean() - a.mean()),
@@ -97,6 +114,7 @@ def paired_bootstrap(
         "high": high,
         "n": a.shape[1],
         "runs": (len(a), len(b)),
+        "same_seeds": same_seeds,
         "n_resamples": n_resamples,
         "confidence": confidence,
     }

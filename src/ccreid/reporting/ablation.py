@@ -25,7 +25,7 @@ import html
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypedDict
 from pathlib import Path
 from typing import Callable
@@ -88,6 +88,7 @@ class Result:
     metrics: dict
     per_query: pd.DataFrame
     per_query_path: Path
+    seed: int | None = None  # the run's train.seed, where the data set is configured
 
     def queries(self, protocol: str) -> pd.DataFrame:
         """Every query of a multi-shot protocol by path: ap (NaN when skipped) and first_rank."""
@@ -166,6 +167,17 @@ def _aligned(runs: list[Result], protocol: str) -> list[pd.DataFrame]:
     return [table[answered] for table in tables]
 
 
+def _by_seed(theirs: list[Result], mine: list[Result]) -> tuple[list[Result], list[Result], bool]:
+    """Both experiments' runs in the order of their training seeds, and whether they ran the same
+    seeds (each once): then the i-th runs started from the same weights and batches, a pair."""
+    seeds = {run.seed: run for run in theirs if run.seed is not None}
+    other = {run.seed: run for run in mine if run.seed is not None}
+    if len(seeds) < len(theirs) or len(other) < len(mine) or seeds.keys() != other.keys():
+        return theirs, mine, False
+    order = sorted(seeds)
+    return [seeds[seed] for seed in order], [other[seed] for seed in order], True
+
+
 def _run_values(tables: list[pd.DataFrame], metric: str) -> np.ndarray:
     """Runs × queries: what each query contributes to the metric in each run."""
     return np.stack([_per_query_values(table, metric) for table in tables])
@@ -185,6 +197,7 @@ def _csv_columns(protocols: Protocols) -> list[str]:
         columns += [f"{protocols.second}_{metric}" for metric in HEADLINE]
     for metric in HEADLINE:
         columns += _interval_keys(f"delta_{main}_{metric}") + [f"delta_{main}_{metric}_excludes_0"]
+    columns.append("delta_same_seeds")
     columns += ["reported_dataset", "reported_mAP", "reported_R1"]
     columns += ["seeds"] + [f"{main}_{metric}_seeds_{stat}" for metric in HEADLINE for stat in ("mean", "std")]
     columns += [f"test_best_{main}_mAP", f"test_best_{main}_R1", "test_best_epoch"]
@@ -258,10 +271,14 @@ def _experiment_row(exp: str, entry: dict, runs: dict[str, list[Result]], protoc
         row[f"{main}_runs"] = len(mine)
         theirs = [run for run in runs.get(base, []) if main in run.metrics]
         if theirs:
-            tables = _aligned(theirs + mine, main)
+            theirs, paired, same_seeds = _by_seed(theirs, mine)
+            tables = _aligned(theirs + paired, main)
             before, after = tables[: len(theirs)], tables[len(theirs) :]
+            row["delta_same_seeds"] = same_seeds and len(paired) > 1
             for metric in HEADLINE:
-                delta = paired_bootstrap(_run_values(before, metric), _run_values(after, metric), **BOOTSTRAP)
+                delta = paired_bootstrap(
+                    _run_values(before, metric), _run_values(after, metric), **BOOTSTRAP, same_seeds=same_seeds
+                )
                 key = f"delta_{main}_{metric}"
                 row |= {
                     key: delta["diff"],
@@ -404,6 +421,17 @@ def _variance_note(rows: list[dict], main: str) -> str:
     return (several if counts and max(counts) > 1 else "") + single
 
 
+def _seed_pairing_note(rows: list[dict]) -> str:
+    """How the Δ intervals draw the seeds, naming the experiments whose runs pair with their base's."""
+    paired = [row["exp"] for row in rows if row.get("delta_same_seeds")]
+    if not paired:
+        return "each experiment's seeds drawn on their own"
+    return (
+        "seeds drawn once for both where both ran the same training seeds, which start each pair of runs "
+        f"from the same weights and batches: {', '.join(paired)}; elsewhere each experiment's seeds drawn on their own"
+    )
+
+
 def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results: dict[str, Result]) -> list[str]:
     main, second = protocols.main, protocols.second
     run = sum(row["status"] == "run" for row in rows)
@@ -430,8 +458,9 @@ def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results:
         f"All numbers are percentages. [low, high]: {confidence}% percentile bootstrap interval "
         f"({BOOTSTRAP['n_resamples']} resamples, seed {BOOTSTRAP['seed']}). " + _variance_note(rows, main),
         f"Δ vs base: difference to the base experiment in {main} over the same queries, with a paired "
-        f"bootstrap {confidence}% interval (queries drawn once for both; each experiment's seeds drawn "
-        f"on their own); * marks an interval that excludes 0.",
+        f"bootstrap {confidence}% interval (queries drawn once for both; "
+        + _seed_pairing_note(rows)
+        + "); * marks an interval that excludes 0.",
         f"Reported: the lab log's numbers (clothes-changing setting) on the data set in 'Reported on'; "
         f"they are not comparable with ours where that data set is not {dataset}.",
     ] + (
@@ -637,10 +666,18 @@ def ablation_report(
         )
     protocols = _pick_protocols(results)
     on_dataset = dataset if dataset in params.datasets else None
+
+    def seeded(result: Result, run: str) -> Result:
+        return replace(result, seed=params.run_config(dataset, run)["train"]["seed"]) if on_dataset else result
+
     runs = {
         exp: [
-            result,
-            *(r for run in params.runs(exp, on_dataset)[1:] if (r := _load_result(results_dir / run)) is not None),
+            seeded(result, exp),
+            *(
+                seeded(r, run)
+                for run in params.runs(exp, on_dataset)[1:]
+                if (r := _load_result(results_dir / run)) is not None
+            ),
         ]
         for exp, result in results.items()
     }
