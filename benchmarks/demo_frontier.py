@@ -106,8 +106,17 @@ _RECIPE_CHANGES |= {
 _RECIPE_CHANGES |= {
     "width025": {"overrides": {"model": {"width": 0.25}}},
     "width0375": {"overrides": {"model": {"width": 0.375}}},
+    "width050": {"overrides": {"model": {"width": 0.5}}},
     "width025-ids300": {"synth": {"train_ids": 300}, "overrides": {"model": {"width": 0.25}}},
     "width025-mile-late": {"overrides": {"model": {"width": 0.25}, "train": {"milestones": [40, 50]}}},
+    "width025-noerase": {"overrides": {"model": {"width": 0.25}, "augment": {"erasing": {"p": 0.0}}}},
+    "width025-warmup": {"overrides": {"model": {"width": 0.25}, "train": {"warmup_epochs": 10}}},
+    "width025-lr2e-3": {
+        "overrides": {"model": {"width": 0.25}, "train": {"lr": 2.0e-3}, "loss": {"clothes": {"lr": 2.0e-3}}}
+    },
+    "width025-lr6e-3": {
+        "overrides": {"model": {"width": 0.25}, "train": {"lr": 6.0e-3}, "loss": {"clothes": {"lr": 6.0e-3}}}
+    },
 }
 SETTINGS |= {name: deep_merge(SETTINGS["ids240-ipc2"], change) for name, change in _RECIPE_CHANGES.items()}
 
