@@ -109,6 +109,8 @@ _RECIPE_CHANGES |= {
     "width050": {"overrides": {"model": {"width": 0.5}}},
     "width025-ids300": {"synth": {"train_ids": 300}, "overrides": {"model": {"width": 0.25}}},
     "width025-mile-late": {"overrides": {"model": {"width": 0.25}, "train": {"milestones": [40, 50]}}},
+    "width025-e30": {"schedule_scale": 0.5, "overrides": {"model": {"width": 0.25}}},
+    "width025-e36": {"schedule_scale": 0.6, "overrides": {"model": {"width": 0.25}}},
     "width025-noerase": {"overrides": {"model": {"width": 0.25}, "augment": {"erasing": {"p": 0.0}}}},
     "width025-warmup": {"overrides": {"model": {"width": 0.25}, "train": {"warmup_epochs": 10}}},
     "width025-lr2e-3": {
