@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -114,6 +115,16 @@ SLOW_TESTS = {
     "test_snakemake_fetches_weights_before_training_and_plans_refuse_a_backbone_without",
     "test_single_shot_protocol_reports_mean_and_spread",
 }
+
+
+@pytest.fixture(scope="session")
+def slurm_plugin() -> None:
+    """The `slurm` extra: Snakemake needs its SLURM executor plugin even to plan with the profile."""
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.fail(
+            "snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]' (or leave these out: -m 'not slurm')",
+            pytrace=False,
+        )
 
 
 def pytest_collection_modifyitems(items):

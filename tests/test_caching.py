@@ -84,7 +84,8 @@ def test_euclidean_variant_equals_its_model_owner(project):
     assert euclidean == cosine  # the lab log's 210: "euclidean and cosine identical"
 
 
-def test_slurm_profile_requests_a_gpu_per_training(tmp_path):
+@pytest.mark.slurm
+def test_slurm_profile_requests_a_gpu_per_training(slurm_plugin, tmp_path):
     project = write_project(tmp_path / "project", small_registry())
     result = run(
         ["snakemake", "--profile", "workflow/profiles/slurm", "--dry-run", "results/synthetic/213/metrics.json"],

@@ -4,7 +4,7 @@ snakemake-executor-plugin-slurm. Every job must have been a SLURM job (the plugi
 lines, its per-job logs, and sacct's records agree), and every result must equal that of a local
 `snakemake --cores 1` run byte for byte. See docs/scaling.md, "SLURM, tested".
 
-Needs root and apt (the fixture runs .ci/slurm-up, a no-op when .ci/run already did, and
+Needs the `slurm` extra (the plugin), root and apt (the fixture runs .ci/slurm-up, a no-op when .ci/run already did, and
 .ci/slurm-down after); it fails, never skips, where the cluster cannot be started."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def slurm_cluster():
     assert down.returncode == 0, f".ci/slurm-down failed:\n{down.stdout}\n{down.stderr}"
 
 
-def test_registry_through_slurm_equals_a_local_run(slurm_cluster, tmp_path):
+def test_registry_through_slurm_equals_a_local_run(slurm_plugin, slurm_cluster, tmp_path):
     on_slurm = write_project(tmp_path / "slurm", registry())
     local = write_project(tmp_path / "local", registry())
     profile = fit_profile_to_node(on_slurm)
