@@ -11,10 +11,14 @@ params.yaml already registers one), then, through ccreid's own stage functions (
 It prints one table row per setting: wall minutes per training (mean over the trainings), cc/sc
 mAP of 212 per seed, untrained cc mAP, the control's cc mAP per seed, and CAL's gain (212 − CE in
 cc mAP, paired by seed) as mean with a two-sided 95 % Student-t interval over the per-seed
-differences (n − 1 degrees of freedom). Folders persist under --workdir: a rerun reuses every
-stage whose fingerprint is fresh, so seeds can be added later.
+differences (n − 1 degrees of freedom), and by the report's own method (a bootstrap that draws
+queries and seeds once for both). `--test-ids N` also evaluates every trained model on N test
+people (the same training images, checked), in a second table: the t interval holds the test
+people fixed, and a small test set can make a gain that its people do not share. Folders persist
+under --workdir: a rerun reuses every stage whose fingerprint is fresh, so seeds can be added later.
 
     nice -n 19 python benchmarks/demo_frontier.py --settings current --seeds 1 2 3
+    nice -n 19 python benchmarks/demo_frontier.py --settings w025-head15 --test-ids 71
     nice -n 19 python benchmarks/demo_frontier.py --list
 """
 
@@ -54,7 +58,8 @@ CE_ENTRY = {
 OLD_DEFAULT = {
     "schedule_scale": 0.4,
     "overrides": {"model": {"width": 0.125}},
-    "synth": {"train_ids": 60, "images_per_camera": 4},
+    "synth": {"train_ids": 60, "images_per_camera": 4, "test_ids": 30},
+    "draw": {"head_scale": 1.0, "body_spread": 1.0},
 }
 _CHANGES: dict[str, dict] = {
     "old-default": {},
@@ -121,6 +126,22 @@ _RECIPE_CHANGES |= {
     },
 }
 SETTINGS |= {name: deep_merge(SETTINGS["ids240-ipc2"], change) for name, change in _RECIPE_CHANGES.items()}
+# The identity signal, changes of width025 (the default from d2295c7): at 64x32 a head is about 5 px
+# tall, and hair, face and head shape are most of what tells people apart. head15 (heads x1.5, body
+# proportions spread x1.5) is the default after this; its rows, measured with --test-ids 71, showed
+# that 30 test people were the demo's largest noise (benchmarks/README.md, "Identity signal").
+_IDENTITY_CHANGES: dict[str, dict] = {
+    "w025-head15": {"draw": {"head_scale": 1.5, "body_spread": 1.5}},
+    "w025-idstrong": {"draw": {"head_scale": 1.5, "body_spread": 1.5, "hair_dyes": True}},
+    "w025-head175-body2": {"draw": {"head_scale": 1.75, "body_spread": 2.0}},
+    "w025-head15-wd5e-5": {
+        "draw": {"head_scale": 1.5, "body_spread": 1.5},
+        "overrides": {"train": {"weight_decay": 5.0e-5}},
+    },
+    "w025-head15-e30": {"draw": {"head_scale": 1.5, "body_spread": 1.5}, "schedule_scale": 0.5},
+    "w025-head15-s48-e36": {"draw": {"head_scale": 1.5, "body_spread": 1.5}, "schedule_scale": 0.6, "size": [48, 24]},
+}
+SETTINGS |= {name: deep_merge(SETTINGS["width025"], change) for name, change in _IDENTITY_CHANGES.items()}
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -162,7 +183,81 @@ def untrained(prepared: Path, cfg: dict, out: Path) -> None:
         trainer.close()
 
 
-def measure(name: str, setting: dict, seeds: list[int], workdir: Path, ce: bool = True) -> dict:
+def cc_aps(results: Path, run_id: str):
+    """A run's cc average precision per query, in path order (the queries two runs share)."""
+    import pandas as pd
+
+    table = pd.read_csv(results / run_id / "per_query.csv")
+    return table[table["protocol"] == "cc"].sort_values("path")["ap"].to_numpy()
+
+
+def report_gain(results: Path, seeds: list[int]) -> tuple[float, float, float]:
+    """CAL − CE in cc mAP by the report's method: a bootstrap that draws the queries and the seeds
+    once for both (docs/report.md, "Intervals")."""
+    import numpy as np
+
+    from ccreid.evaluation.stats import paired_bootstrap
+
+    ce = np.stack([cc_aps(results, f"{CE_ID}@{s}") for s in seeds])
+    cal = np.stack([cc_aps(results, f"212@{s}") for s in seeds])
+    gain = paired_bootstrap(ce, cal, same_seeds=True)
+    return gain["diff"], gain["low"], gain["high"]
+
+
+def on_more_people(folder: Path, raw: dict, test_ids: int, seeds: list[int]) -> dict:
+    """The setting's trained models evaluated on `test_ids` test people instead of its own test set.
+
+    Test pids follow the train and val pids and a person's images depend only on (seed, pid), so
+    the training split is the same images; checked here before anything is evaluated."""
+    import h5py
+    import numpy as np
+
+    from ccreid.data.prepared import load_prepared
+    from ccreid.stages.evaluate import evaluate
+    from ccreid.stages.extract import extract
+    from ccreid.stages.prepare import prepare
+    from ccreid.stages.synth import synthesize
+
+    raw = copy.deepcopy(raw)
+    raw["datasets"]["synthetic"]["synth"]["test_ids"] = test_ids
+    params = Params(raw, source=str(folder / "params.yaml"))
+    base = folder / f"test{test_ids}"
+    data = params.dataset("synthetic")
+    data = data.model_copy(update={"root": str(base / "raw")})
+    synthesize(base / "raw", data.synth)
+    prepare("synthetic", data, base / "prepared", workers=1)
+
+    def training_split(prepared: Path):
+        samples = load_prepared(prepared).samples
+        rows = np.flatnonzero((samples["split"] == "train").to_numpy())
+        with h5py.File(prepared / "images.h5", "r") as f:
+            return samples.iloc[rows].reset_index(drop=True), f["images"][rows]
+
+    (own_rows, own_images), (rows, images) = training_split(folder / "prepared"), training_split(base / "prepared")
+    if not (own_rows.equals(rows) and np.array_equal(own_images, images)):
+        raise SystemExit(f"{base}: the training split differs from {folder / 'prepared'}'s")
+    cc = {}
+    for model in sorted((folder / "results").glob("*/model.pt")):
+        run_id = model.parent.name
+        cfg = params.run_config("synthetic", "212@1" if run_id == "untrained" else run_id)
+        out = base / "results" / run_id
+        extract(base / "prepared", model, cfg["eval"], out / "features.h5", device="cpu")
+        cc[run_id] = evaluate(out / "features.h5", cfg["eval"], out / "metrics.json", device="cpu")["cc"]["mAP"]
+    more = {
+        "test_ids": test_ids,
+        "cal_cc": [cc[f"212@{s}"] for s in seeds],
+        "ce_cc": [cc[f"{CE_ID}@{s}"] for s in seeds if f"{CE_ID}@{s}" in cc],
+        "untrained_cc": cc["untrained"],
+    }
+    if len(more["ce_cc"]) == len(seeds):
+        more["gain"] = t_interval([a - b for a, b in zip(more["cal_cc"], more["ce_cc"])])
+        more["report_gain"] = report_gain(base / "results", seeds)
+    return more
+
+
+def measure(
+    name: str, setting: dict, seeds: list[int], workdir: Path, ce: bool = True, test_ids: int | None = None
+) -> dict:
     import ccreid.data.synthetic as synth_module
     from ccreid.stages.evaluate import evaluate
     from ccreid.stages.extract import extract
@@ -241,6 +336,9 @@ def measure(name: str, setting: dict, seeds: list[int], workdir: Path, ce: bool 
     }
     if gains:
         row["gain"] = t_interval(gains)
+        row["report_gain"] = report_gain(folder / "results", seeds)
+    if test_ids is not None:
+        row["more_people"] = on_more_people(folder, raw, test_ids, seeds)
     (folder / "row.json").write_text(json.dumps(row, indent=1))
     return row
 
@@ -271,22 +369,41 @@ def pct(values) -> str:
     return "/".join(f"{100 * v:.1f}" for v in values)
 
 
+def interval(gain) -> str:
+    return f"{100 * gain[0]:+.1f} [{100 * gain[1]:+.1f}, {100 * gain[2]:+.1f}]" if gain else "—"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| setting | steps | est. default run (min) | min/training (measured, shared machine) | 212 cc mAP % (per seed) | 212 sc mAP % | untrained cc % "
-        "| CE cc mAP % | gain (pp) mean [95 % t] | 212 cc / untrained |",
-        "|---|---:|---:|---:|---|---|---:|---|---|---:|",
+        "| CE cc mAP % | gain (pp) mean [95 % t] | gain [report's bootstrap] | 212 cc / untrained |",
+        "|---|---:|---:|---:|---|---|---:|---|---|---|---:|",
     ]
     for r in rows:
         cc_mean = sum(r["cal_cc"]) / len(r["cal_cc"])
-        gain = r.get("gain")
-        gain_s = f"{100 * gain[0]:+.1f} [{100 * gain[1]:+.1f}, {100 * gain[2]:+.1f}]" if gain else "—"
         lines.append(
             f"| {r['setting']} | {r.get('steps', '?')} | "
             f"{registry_minutes(r) if 'steps' in r else float('nan'):.1f} | {r['train_min']:.2f} | {pct(r['cal_cc'])} | "
             f"{pct(r['cal_sc'])} | {100 * r['untrained_cc']:.1f} | {pct(r['ce_cc']) or '—'} | "
-            f"{gain_s} | {cc_mean / r['untrained_cc']:.2f}× |"
+            f"{interval(r.get('gain'))} | {interval(r.get('report_gain'))} | {cc_mean / r['untrained_cc']:.2f}× |"
         )
+    more = [r for r in rows if "more_people" in r]
+    if more:
+        lines += [
+            "",
+            "The same models on more test people (--test-ids):",
+            "",
+            "| setting | test people | 212 cc mAP % (per seed) | untrained cc % | CE cc mAP % "
+            "| gain (pp) mean [95 % t] | gain [report's bootstrap] | 212 cc / untrained |",
+            "|---|---:|---|---:|---|---|---|---:|",
+        ]
+        for r in more:
+            m = r["more_people"]
+            lines.append(
+                f"| {r['setting']} | {m['test_ids']} | {pct(m['cal_cc'])} | {100 * m['untrained_cc']:.1f} | "
+                f"{pct(m['ce_cc']) or '—'} | {interval(m.get('gain'))} | {interval(m.get('report_gain'))} | "
+                f"{sum(m['cal_cc']) / len(m['cal_cc']) / m['untrained_cc']:.2f}× |"
+            )
     return "\n".join(lines)
 
 
@@ -302,6 +419,12 @@ def main(argv=None) -> None:
         default=[],
         metavar="NAME=JSON",
         help="an extra setting given inline: a JSON merge over datasets.synthetic",
+    )
+    parser.add_argument(
+        "--test-ids",
+        type=int,
+        metavar="N",
+        help="also evaluate every trained model on N test people (the same training images; table of its own)",
     )
     parser.add_argument("--list", action="store_true")
     parser.add_argument(
@@ -335,7 +458,9 @@ def main(argv=None) -> None:
         return
     load_params(REPO / "params.yaml")  # the repository's file must be valid first
     rows = [
-        measure(name, copy.deepcopy(settings[name]), args.seeds, args.workdir, ce=not args.no_ce)
+        measure(
+            name, copy.deepcopy(settings[name]), args.seeds, args.workdir, ce=not args.no_ce, test_ids=args.test_ids
+        )
         for name in args.settings
     ]
     print(table(rows))
