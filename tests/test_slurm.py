@@ -4,8 +4,9 @@ snakemake-executor-plugin-slurm. Every job must have been a SLURM job (the plugi
 lines, its per-job logs, and sacct's records agree), and every result must equal that of a local
 `snakemake --cores 1` run byte for byte. See docs/scaling.md, "SLURM, tested".
 
-Needs the `slurm` extra (the plugin), root and apt (the fixture runs .ci/slurm-up, a no-op when .ci/run already did, and
-.ci/slurm-down after); it fails, never skips, where the cluster cannot be started."""
+Needs the `slurm` extra (the plugin), root and apt (the fixture runs .ci/slurm-up, a no-op when
+.ci/run already did, and .ci/slurm-down after); it fails, never skips, where the plugin is missing
+or the cluster cannot be started."""
 
 from __future__ import annotations
 
