@@ -183,6 +183,26 @@ def untrained(prepared: Path, cfg: dict, out: Path) -> None:
         trainer.close()
 
 
+def synthesized(params: Params, root: Path) -> Path:
+    """The setting's synthetic set drawn into `root`/raw and prepared into `root`/prepared."""
+    from ccreid.stages.prepare import prepare
+    from ccreid.stages.synth import synthesize
+
+    data = params.dataset("synthetic").model_copy(update={"root": str(root / "raw")})
+    synthesize(root / "raw", data.synth)
+    prepare("synthetic", data, root / "prepared", workers=1)
+    return root / "prepared"
+
+
+def scored(prepared: Path, model: Path, cfg: dict, out: Path) -> dict:
+    """`model`'s features on `prepared` and their metrics, written into `out`."""
+    from ccreid.stages.evaluate import evaluate
+    from ccreid.stages.extract import extract
+
+    extract(prepared, model, cfg["eval"], out / "features.h5", device="cpu")
+    return evaluate(out / "features.h5", cfg["eval"], out / "metrics.json", device="cpu")
+
+
 def cc_aps(results: Path, run_id: str):
     """A run's cc average precision per query, in path order (the queries two runs share)."""
     import pandas as pd
@@ -213,19 +233,12 @@ def on_more_people(folder: Path, raw: dict, test_ids: int, seeds: list[int]) -> 
     import numpy as np
 
     from ccreid.data.prepared import load_prepared
-    from ccreid.stages.evaluate import evaluate
-    from ccreid.stages.extract import extract
-    from ccreid.stages.prepare import prepare
-    from ccreid.stages.synth import synthesize
 
     raw = copy.deepcopy(raw)
     raw["datasets"]["synthetic"]["synth"]["test_ids"] = test_ids
     params = Params(raw, source=str(folder / "params.yaml"))
     base = folder / f"test{test_ids}"
-    data = params.dataset("synthetic")
-    data = data.model_copy(update={"root": str(base / "raw")})
-    synthesize(base / "raw", data.synth)
-    prepare("synthetic", data, base / "prepared", workers=1)
+    prepared = synthesized(params, base)
 
     def training_split(prepared: Path):
         samples = load_prepared(prepared).samples
@@ -233,16 +246,14 @@ def on_more_people(folder: Path, raw: dict, test_ids: int, seeds: list[int]) -> 
         with h5py.File(prepared / "images.h5", "r") as f:
             return samples.iloc[rows].reset_index(drop=True), f["images"][rows]
 
-    (own_rows, own_images), (rows, images) = training_split(folder / "prepared"), training_split(base / "prepared")
+    (own_rows, own_images), (rows, images) = training_split(folder / "prepared"), training_split(prepared)
     if not (own_rows.equals(rows) and np.array_equal(own_images, images)):
         raise SystemExit(f"{base}: the training split differs from {folder / 'prepared'}'s")
     cc = {}
     for model in sorted((folder / "results").glob("*/model.pt")):
         run_id = model.parent.name
         cfg = params.run_config("synthetic", "212@1" if run_id == "untrained" else run_id)
-        out = base / "results" / run_id
-        extract(base / "prepared", model, cfg["eval"], out / "features.h5", device="cpu")
-        cc[run_id] = evaluate(out / "features.h5", cfg["eval"], out / "metrics.json", device="cpu")["cc"]["mAP"]
+        cc[run_id] = scored(prepared, model, cfg, base / "results" / run_id)["cc"]["mAP"]
     more = {
         "test_ids": test_ids,
         "cal_cc": [cc[f"212@{s}"] for s in seeds],
@@ -259,10 +270,6 @@ def measure(
     name: str, setting: dict, seeds: list[int], workdir: Path, ce: bool = True, test_ids: int | None = None
 ) -> dict:
     import ccreid.data.synthetic as synth_module
-    from ccreid.stages.evaluate import evaluate
-    from ccreid.stages.extract import extract
-    from ccreid.stages.prepare import prepare
-    from ccreid.stages.synth import synthesize
     from ccreid.stages.train import train
 
     folder = workdir / name
@@ -274,12 +281,8 @@ def measure(
     raw = project_params(setting)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = Params(raw, source=str(folder / "params.yaml"))
-    data = params.dataset("synthetic")
-    data = data.model_copy(update={"root": str(folder / "raw")})
     start = time.time()
-    synthesize(folder / "raw", data.synth)
-    prepared = folder / "prepared"
-    prepare("synthetic", data, prepared, workers=1)
+    prepared = synthesized(params, folder)
     setup_s = time.time() - start
 
     def run(run_id: str) -> dict:
@@ -295,8 +298,7 @@ def measure(
             train_s = json.loads(timing.read_text())["seconds"]
         else:
             timing.write_text(json.dumps({"seconds": train_s, "load": os.getloadavg()}))
-        extract(prepared, model, cfg["eval"], out / "features.h5", device="cpu")
-        metrics = evaluate(out / "features.h5", cfg["eval"], out / "metrics.json", device="cpu")
+        metrics = scored(prepared, model, cfg, out)
         print(
             f"  {name} {run_id}: cc {metrics['cc']['mAP']:.4f} sc {metrics['sc']['mAP']:.4f} "
             f"train {train_s / 60:.2f} min (load {os.getloadavg()[0]:.2f})",
@@ -314,8 +316,7 @@ def measure(
     cfg = params.run_config("synthetic", "212@1")
     out = folder / "results" / "untrained"
     untrained(prepared, cfg, out / "model.pt")
-    extract(prepared, out / "model.pt", cfg["eval"], out / "features.h5", device="cpu")
-    zero = evaluate(out / "features.h5", cfg["eval"], out / "metrics.json", device="cpu")
+    zero = scored(prepared, out / "model.pt", cfg, out)
     gains = [cal[s]["cc"] - ctrl[s]["cc"] for s in seeds if s in ctrl]
     trainings = list(cal.values()) + list(ctrl.values())
     row = {
