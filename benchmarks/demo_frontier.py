@@ -344,10 +344,10 @@ def measure(
     return row
 
 
-# A 212 training of the current demo: 22 batches x 24 epochs = 528 steps in 0.62 min (37 s) on this
-# machine at load ~1.5. The default target trains 16 models (210, 213, 218 reuse others') costing
-# 31.5 trainings of 212 (model_cost.py's CPU times; 196-203 run 120 epochs), two at a time.
-REF_STEPS, REF_MIN, REGISTRY_UNITS, OTHER_MIN = 528, 0.62, 31.5, 1.0
+# The default run timed on a fresh clone of 8fb8d4d (benchmarks/README.md, "Full registry"): 10.1 min
+# wall, of which its 14 trainings took 1,008 s of job time, two at a time: 15.7 trainings of 212
+# (64 s each); the rest (install, synthesis, preparation, extraction, evaluation, report) 1.7 min.
+REGISTRY_UNITS, OTHER_MIN = 15.7, 1.7
 
 
 def steps(prepared: Path, cfg: dict) -> int:
@@ -362,8 +362,9 @@ def steps(prepared: Path, cfg: dict) -> int:
 
 
 def registry_minutes(row: dict) -> float:
-    """The default run's wall minutes at this setting: its trainings scale with the steps of 212."""
-    return OTHER_MIN + REGISTRY_UNITS * REF_MIN * row["steps"] / REF_STEPS / 2
+    """The default run's wall minutes at this setting: its trainings scale with this setting's 212
+    training, as measured (two at a time, as the default run trains)."""
+    return OTHER_MIN + REGISTRY_UNITS * row["train_min"] / 2
 
 
 def pct(values) -> str:
@@ -384,7 +385,7 @@ def table(rows: list[dict]) -> str:
         cc_mean = sum(r["cal_cc"]) / len(r["cal_cc"])
         lines.append(
             f"| {r['setting']} | {r.get('steps', '?')} | "
-            f"{registry_minutes(r) if 'steps' in r else float('nan'):.1f} | {r['train_min']:.2f} | {pct(r['cal_cc'])} | "
+            f"{registry_minutes(r):.1f} | {r['train_min']:.2f} | {pct(r['cal_cc'])} | "
             f"{pct(r['cal_sc'])} | {100 * r['untrained_cc']:.1f} | {pct(r['ce_cc']) or '—'} | "
             f"{interval(r.get('gain'))} | {interval(r.get('report_gain'))} | {cc_mean / r['untrained_cc']:.2f}× |"
         )
