@@ -33,6 +33,7 @@ from ccreid.data.sampler import IdentitySampler
 from ccreid.models.checkpoint import load_model, load_training_state, save_training_state
 from ccreid.core.paths import CHECKPOINT, LIVE_DIR
 from ccreid.engine.trainer import Trainer
+from ccreid.engine.training_log import TrainingLog
 from ccreid.stages.train import train
 
 TRAIN = ["ccreid", "train", "--dataset", "synthetic", "--exp", "212"]
@@ -137,6 +138,27 @@ def test_killed_run_resumes_to_the_same_weights_metrics_and_logs(project, tmp_pa
     steps = logged_steps(steps_file)
     assert steps == list(range(len(steps)))
     assert evaluate(killed) == evaluate(whole)
+
+
+def test_the_history_syncs_once_an_epoch_with_one_row_a_step(tmp_path, monkeypatch):
+    """DVCLive's sync (the summary, and a re-read of every history file for Studio) runs at each
+    epoch's last step, not at each batch: per batch it made logging quadratic in the steps. The
+    history keeps one row a step, the epoch's figures on its last step."""
+    from dvclive import Live
+
+    synced_at, sync = [], Live.sync
+    monkeypatch.setattr(Live, "sync", lambda live: (synced_at.append(live.step), sync(live))[1])
+    log = TrainingLog(tmp_path / "live", total_epochs=2, resume_step=None, enabled=True)
+    for epoch in range(2):
+        log.start_epoch(epoch, batches=5)
+        for _ in range(5):
+            log.batch({"id": 1.0}, lr=0.1)
+        log.end_epoch(images=20, validation={}, test={})
+    log.close()
+    metrics = tmp_path / "live" / "plots" / "metrics"
+    assert logged_steps(metrics / "train" / "lr.tsv") == list(range(10))
+    assert logged_steps(metrics / "epoch" / "epoch.tsv") == [4, 9]
+    assert synced_at[:2] == [4, 9] and len(synced_at) <= 3  # and Live.end's own
 
 
 # ------------------------------------------------------------------ input pipeline
