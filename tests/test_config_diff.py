@@ -3,6 +3,7 @@ the report's link from each row to it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,22 @@ def test_diff_on_a_data_set_applies_its_overrides_and_scale(chained):
     lines = diff(chained, "212", "900", "--dataset", "synthetic")
     assert f"train.epochs: {old['epochs']} → {new['epochs']}" in lines
     assert "train.epochs: 60 → 100" not in lines
+
+
+def test_config_list_keeps_its_columns_for_long_ids(chained):
+    """`ccreid config list`: ids longer than the lab log's three digits (212e24ce), also as a
+    base, do not shift the columns after them: each column ends (id, base) or starts (reported)
+    where the header's does."""
+    edit_params(
+        chained,
+        lambda p: p["experiments"].update(
+            {"900longid": {"base": "901", "note": "z"}, "902": {"base": "900longid", "note": "w"}}
+        ),
+    )
+    lines = run(["python", "-m", "ccreid", "config", "list"], cwd=chained).stdout.splitlines()
+    columns = {(m.end(1), m.end(2), m.end()) for m in (re.match(r"\s*(\S+)\s+(\S+)\s+", line) for line in lines)}
+    assert len(columns) == 1, "\n".join(lines)
+    assert any(line.split()[:2] == ["902", "900longid"] for line in lines)
 
 
 def test_unknown_experiment_is_one_clear_error(chained):

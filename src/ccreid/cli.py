@@ -236,12 +236,13 @@ def cmd_config_write(args) -> None:
 
 def cmd_config_list(args) -> None:
     params = _params(args)
-    print(f"{'id':>5}  {'base':>8}  {'reported (mAP / R1)':<24} note")
+    width = max(len(exp) for exp in params.experiments + ["defaults"])  # the base column holds ids too
+    print(f"{'id':>{width}}  {'base':>{width}}  {'reported (mAP / R1)':<24} note")
     for exp in params.experiments:
         entry = params.entry(exp)
         reported = entry.get("reported")
         numbers = f"{reported['dataset']} {reported['mAP']:.4f} / {reported['R1']:.4f}" if reported else "-"
-        print(f"{exp:>5}  {str(entry.get('base', 'defaults')):>8}  {numbers:<24} {entry.get('note', '')}")
+        print(f"{exp:>{width}}  {str(entry.get('base', 'defaults')):>{width}}  {numbers:<24} {entry.get('note', '')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
