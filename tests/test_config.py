@@ -42,11 +42,25 @@ def test_repository_params_resolve_every_entry(raw):
         "216",
         "218",
     ]
-    controls = ["212ce", "212init"]  # CAL's CE baseline and the untrained network, not in the lab log
+    # CAL's CE baseline, the untrained network, and both on 24 of CAL's 60 epochs: not in the lab log
+    controls = ["212ce", "212init", "212e24", "212e24ce"]
     assert sorted(params.experiments) == sorted(lab_log + controls)
     assert params.resolve("212")["model"]["backbone"] == "resnet50"
     assert not params.resolve("212ce")["loss"]["clothes"]["enabled"]
     assert not params.resolve("212ce")["loss"]["adversarial"]["enabled"]
+
+
+def test_the_short_schedule_pair_is_cal_and_its_ce_control_scaled_by_0_4(raw):
+    """212e24 is 212 with every epoch count of its schedule × 0.4, as `schedule_scale: 0.4` would
+    train it; 212e24ce differs from it in the clothes losses only, as 212ce from 212."""
+    scaled = copy.deepcopy(raw)
+    scaled["datasets"]["synthetic"]["schedule_scale"] = 0.4
+    raw["datasets"]["synthetic"]["schedule_scale"] = 1.0
+    for short, full in (("212e24", "212"), ("212e24ce", "212ce")):
+        assert train_section(Params(raw).run_config("synthetic", short)) == train_section(
+            Params(scaled).run_config("synthetic", full)
+        )
+    assert Params(raw).run_config("prcc", "212e24")["train"]["epochs"] == 24
 
 
 def test_inheritance_deep_merges_along_the_chain(raw):
@@ -60,9 +74,10 @@ def test_inheritance_deep_merges_along_the_chain(raw):
 
 
 def test_dataset_scales_schedule_and_applies_overrides(raw):
+    scale = 0.4
+    raw["datasets"]["synthetic"]["schedule_scale"] = scale
     params = Params(raw)
     run = params.run_config("synthetic", "196")
-    scale = raw["datasets"]["synthetic"]["schedule_scale"]
     assert run["train"]["epochs"] == round(120 * scale)
     assert run["train"]["milestones"] == [round(40 * scale), round(80 * scale)]
     assert run["loss"]["clothes"]["start_epoch"] == round(25 * scale)
@@ -120,7 +135,8 @@ def _on(exp: str, section: str, **values):
     return change
 
 
-SYNTH = "datasets.synthetic.schedule_scale 0.4"
+SCALE = 0.4  # the messages below name the scaled values
+SYNTH = f"datasets.synthetic.schedule_scale {SCALE}"
 SILENT_MISTAKES = {  # valid key by key, but a loss, module or schedule step would do nothing
     "start epoch past the end once scaled": (
         _on("208", "loss.aux", start_epoch=59),
@@ -239,6 +255,7 @@ def test_values_no_generator_or_arithmetic_can_take_are_named(raw, mistake):
 @pytest.mark.parametrize("mistake", list(SILENT_MISTAKES))
 def test_settings_that_would_silently_do_nothing_are_named(raw, mistake):
     mutate, expected = SILENT_MISTAKES[mistake]
+    raw["datasets"]["synthetic"]["schedule_scale"] = SCALE
     message = refusal(raw, mutate)
     assert expected in message
     assert message.startswith("params.yaml: experiment ")

@@ -25,7 +25,9 @@ from conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
 LAB_LOG_IDS = {str(i) for i in [*range(196, 204), 206, *range(208, 217), 218]}
-CONTROLS = {"212ce", "212init"}  # CAL's CE baseline (the demo's headline comparison) and the untrained network
+# CAL's CE baseline, the untrained network, and CAL and its CE baseline on 24 of CAL's 60 epochs (the
+# demo's headline comparisons)
+CONTROLS = {"212ce", "212init", "212e24", "212e24ce"}
 
 # A batch of two identities × two images, each image in its own outfit; identity 2 and its
 # clothes 4, 5 are absent from the batch (as most classes are from a real P×K batch).

@@ -46,3 +46,8 @@ rule gates:
 rule modules:
     input:
         expand("results/{dataset}/modules/report.md", dataset=config.get("dataset", DEFAULT_DATASET)),
+
+
+rule lab_log:
+    input:
+        expand("results/{dataset}/lab_log/report.md", dataset=config.get("dataset", DEFAULT_DATASET)),
