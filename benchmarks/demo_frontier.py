@@ -344,10 +344,12 @@ def measure(
     return row
 
 
-# The default run timed on a fresh clone of 8fb8d4d (benchmarks/README.md, "Full registry"): 10.1 min
-# wall, of which its 14 trainings took 1,008 s of job time, two at a time: 15.7 trainings of 212
-# (64 s each); the rest (install, synthesis, preparation, extraction, evaluation, report) 1.7 min.
-REGISTRY_UNITS, OTHER_MIN = 15.7, 1.7
+# The default run timed on a fresh clone of 0a9d454 (benchmarks/README.md, "Full registry"): 10.5 min
+# wall, of which its 11 trainings took 1,006 s of job time, two at a time: 6.66 trainings of 212
+# (151 s each at 60 epochs; the 24-epoch pair scales with it); the rest (install, synthesis,
+# preparation, extraction, evaluation, report) 2.1 min. 8fb8d4d's default (14 trainings at 24
+# epochs, 10.1 min) gave 15.7 and 1.7, the "Epochs" table's estimates; the tables before it used step counts.
+REGISTRY_UNITS, OTHER_MIN = 6.66, 2.1
 
 
 def steps(prepared: Path, cfg: dict) -> int:
