@@ -43,7 +43,7 @@ def test_repository_params_resolve_every_entry(raw):
         "218",
     ]
     # CAL's CE baseline, the untrained network, and both on 24 of CAL's 60 epochs: not in the lab log
-    controls = ["212ce", "212init", "212e24", "212e24ce"]
+    controls = ["212ce", "212init", "212ep24", "212ep24ce"]
     assert sorted(params.experiments) == sorted(lab_log + controls)
     assert params.resolve("212")["model"]["backbone"] == "resnet50"
     assert not params.resolve("212ce")["loss"]["clothes"]["enabled"]
@@ -51,16 +51,16 @@ def test_repository_params_resolve_every_entry(raw):
 
 
 def test_the_short_schedule_pair_is_cal_and_its_ce_control_scaled_by_0_4(raw):
-    """212e24 is 212 with every epoch count of its schedule × 0.4, as `schedule_scale: 0.4` would
-    train it; 212e24ce differs from it in the clothes losses only, as 212ce from 212."""
+    """212ep24 is 212 with every epoch count of its schedule × 0.4, as `schedule_scale: 0.4` would
+    train it; 212ep24ce differs from it in the clothes losses only, as 212ce from 212."""
     scaled = copy.deepcopy(raw)
     scaled["datasets"]["synthetic"]["schedule_scale"] = 0.4
     raw["datasets"]["synthetic"]["schedule_scale"] = 1.0
-    for short, full in (("212e24", "212"), ("212e24ce", "212ce")):
+    for short, full in (("212ep24", "212"), ("212ep24ce", "212ce")):
         assert train_section(Params(raw).run_config("synthetic", short)) == train_section(
             Params(scaled).run_config("synthetic", full)
         )
-    assert Params(raw).run_config("prcc", "212e24")["train"]["epochs"] == 24
+    assert Params(raw).run_config("prcc", "212ep24")["train"]["epochs"] == 24
 
 
 def test_inheritance_deep_merges_along_the_chain(raw):

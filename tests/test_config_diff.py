@@ -54,7 +54,7 @@ def test_diff_on_a_data_set_applies_its_overrides_and_scale(chained):
 
 
 def test_config_list_keeps_its_columns_for_long_ids(chained):
-    """`ccreid config list`: ids longer than the lab log's three digits (212e24ce), also as a
+    """`ccreid config list`: ids longer than the lab log's three digits (212ep24ce), also as a
     base, do not shift the columns after them: each column ends (id, base) or starts (reported)
     where the header's does."""
     edit_params(

@@ -27,7 +27,7 @@ PARAMS = load_params(REPO / "params.yaml")
 LAB_LOG_IDS = {str(i) for i in [*range(196, 204), 206, *range(208, 217), 218]}
 # CAL's CE baseline, the untrained network, and CAL and its CE baseline on 24 of CAL's 60 epochs (the
 # demo's headline comparisons)
-CONTROLS = {"212ce", "212init", "212e24", "212e24ce"}
+CONTROLS = {"212ce", "212init", "212ep24", "212ep24ce"}
 
 # A batch of two identities × two images, each image in its own outfit; identity 2 and its
 # clothes 4, 5 are absent from the batch (as most classes are from a real P×K batch).
@@ -130,6 +130,15 @@ def test_every_experiment_trains_one_step_and_embeds(exp, overrides):
     assert embedding.shape == (IMAGES[0], model.embedding_dim)
     assert model.embedding_dim == model.backbone.out_channels * expansion
     assert torch.isfinite(embedding).all()
+
+
+def test_every_id_stays_a_string_for_dvc_whatever_writes_the_params():
+    """PyYAML (the tests, most scripts) writes an id like 212ep24 unquoted, and DVC's YAML 1.2 parser
+    reads that back as the float 2.12e26: its run cache then fails to hash the params."""
+    from ruamel.yaml import YAML
+
+    ids = list(YAML(typ="safe").load(yaml.safe_dump({exp: None for exp in PARAMS.experiments})))
+    assert sorted(ids) == sorted(PARAMS.experiments)
 
 
 def test_registry_is_the_lab_log_and_cals_control():
