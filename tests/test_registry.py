@@ -133,7 +133,7 @@ def test_every_experiment_trains_one_step_and_embeds(exp, overrides):
 
 
 def test_every_id_stays_a_string_for_dvc_whatever_writes_the_params():
-    """PyYAML (the tests, most scripts) writes an id like 212ep24 unquoted, and DVC's YAML 1.2 parser
+    """PyYAML (the tests, most scripts) writes an id like 212e24 unquoted, and DVC's YAML 1.2 parser
     reads that back as the float 2.12e26: its run cache then fails to hash the params."""
     from ruamel.yaml import YAML
 
