@@ -41,7 +41,7 @@ import h5py
 import numpy as np
 import torch
 
-from ccreid.data.layouts import Protocol
+from ccreid.data.layouts.base import Protocol
 from ccreid.evaluation.features import build_features_file, read_features, write_features
 
 # PRCC's test split as CAL's loader counts it (71 ids): gallery = camera A, query_sc = B,

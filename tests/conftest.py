@@ -12,6 +12,8 @@ import pytest
 import torch
 import yaml
 
+from ccreid.core.registry import registry
+
 REPO = Path(__file__).resolve().parents[1]
 
 # git (and DVC's experiment commits) need an identity, which a fresh CI machine may lack;
@@ -27,15 +29,29 @@ TEST_ENV = {
 torch.set_num_threads(1)
 
 
+def member(kind: str, name: str):
+    """The class or function registered as `name` for `kind` (core/registry.py), imported."""
+    return registry().load(registry().member(kind, name))
+
+
+def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, width: float = 1.0):
+    """Backbone `name` as a model build makes it: its member, contract-checked, initial weights loaded."""
+    from ccreid.models.members import build_backbone as build
+
+    model_cfg = {"backbone": name, "pretrained": pretrained, "last_stride": last_stride, "width": width}
+    return build(model_cfg, registry(), "test")
+
+
 def tiny_params(params: dict | None = None, **synth_overrides) -> dict:
     """`params` (default: the project's params.yaml) with the synthetic set and schedule shrunk
     for tests (benchmarks/noop_rerun.py uses it too)."""
     if params is None:
         params = yaml.safe_load((REPO / "params.yaml").read_text())
     synthetic = params["datasets"]["synthetic"]
-    # The demo's extra seeds and left-out entries name experiments a test may drop; a test sets its own.
+    # The demo's extra seeds name experiments a test may drop; a test sets its own.
     synthetic.pop("seeds", None)
-    synthetic.pop("exclude", None)
+    # The default target builds the whole registry, as a test's project holds only what it needs.
+    params["tables"]["demo"] = list(params["experiments"])
     synthetic["synth"].update(
         {"train_ids": 8, "val_ids": 2, "test_ids": 4, "images_per_camera": 2, "height": 32, "width": 16}
         | synth_overrides
@@ -46,6 +62,17 @@ def tiny_params(params: dict | None = None, **synth_overrides) -> dict:
     params["defaults"]["train"]["images_per_id"] = 4
     params["defaults"]["train"]["bn_batch"] = 0  # tests vary the batch; ghost BatchNorm has its own tests
     params["defaults"]["eval"]["batch_size"] = 32
+    return params
+
+
+def only_experiments(params: dict, experiments: dict) -> dict:
+    """`params` with exactly these experiments (id -> entry): every table keeps the ones it names
+    (a table left empty goes), the default table (`demo`) is all of them."""
+    params["experiments"] = experiments
+    tables = {name: [exp for exp in ids if exp in experiments] for name, ids in params["tables"].items()}
+    params["tables"] = {name: ids for name, ids in tables.items() if ids} | {"demo": list(experiments)}
+    if params["default"]["baseline"] not in experiments:
+        params["default"]["baseline"] = next(iter(experiments))
     return params
 
 

@@ -25,9 +25,15 @@ OFF = {
     "flip": 0.0,
     "crop": {"p": 0.0, "scale": 1.125, "interpolation": "bilinear"},
     "erasing": {**ERASE_ALL, "p": 0.0},
-    "color_jitter": {"p": 0.0, "brightness": 0.2, "contrast": 0.15, "saturation": 0.0, "hue": 0.0},
-    "grayscale": 0.0,
+    "extra": [],
 }
+# Kornia augmentations by name, as params.yaml `augment.extra` gives them: photometric, geometric,
+# and one whose parameters include a non-per-image entry (ColorJiggle's `order`).
+KORNIA_EXTRA = [
+    {"name": "ColorJiggle", "brightness": 0.2, "contrast": 0.15, "saturation": 0.1, "hue": 0.05, "p": 0.7},
+    {"name": "RandomGrayscale", "p": 0.5},
+    {"name": "RandomAffine", "degrees": 10.0, "translate": [0.1, 0.1], "p": 0.5},
+]
 
 
 def config(**changes) -> dict:
@@ -166,8 +172,8 @@ def test_same_seed_same_batch_and_the_buffer_is_only_a_buffer():
     assert not torch.equal(first, BatchAugment(cfg)(batch))  # the generator moved on
 
 
-def test_photometric_steps_run_on_unit_range_floats_before_normalisation():
-    out = BatchAugment(config(grayscale=1.0))(images())
+def test_extra_augmentations_run_on_unit_range_floats_before_normalisation():
+    out = BatchAugment(config(extra=[{"name": "RandomGrayscale", "p": 1.0}]))(images())
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     unit = out * std + mean  # back to [0, 1]: a grayscale image has three equal channels
@@ -176,12 +182,15 @@ def test_photometric_steps_run_on_unit_range_floats_before_normalisation():
     assert float(unit.min()) >= -1e-5 and float(unit.max()) <= 1 + 1e-5
 
 
-@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
-def test_shards_of_a_global_batch_are_augmented_as_the_whole_batch(interpolation):
+@pytest.mark.parametrize("interpolation, extra", [("bilinear", []), ("nearest", []), ("bilinear", KORNIA_EXTRA)])
+def test_shards_of_a_global_batch_are_augmented_as_the_whole_batch(interpolation, extra):
     """Under DDP rank r augments shard r of the global batch with the global batch's draws: the
-    shards put together equal the single-process batch."""
+    shards put together equal the single-process batch, Kornia's augmentations included."""
     cfg = config(
-        flip=0.5, crop={"p": 0.5, "scale": 1.125, "interpolation": interpolation}, erasing={**ERASE_ALL, "p": 0.5}
+        flip=0.5,
+        crop={"p": 0.5, "scale": 1.125, "interpolation": interpolation},
+        erasing={**ERASE_ALL, "p": 0.5},
+        extra=extra,
     )
     batch = images(n=16)
     torch.manual_seed(5)
@@ -191,3 +200,6 @@ def test_shards_of_a_global_batch_are_augmented_as_the_whole_batch(interpolation
         torch.manual_seed(5)
         shards.append(BatchAugment(cfg)(batch[rank * 8 : (rank + 1) * 8], shard=rank, shards=2))
     assert torch.equal(torch.cat(shards), whole)
+    if extra:  # the extra augmentations changed the batch
+        torch.manual_seed(5)
+        assert not torch.equal(BatchAugment({**cfg, "extra": []})(batch), whole)

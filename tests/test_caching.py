@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import edit_params, run, tiny_params, write_project
+from conftest import only_experiments, edit_params, run, tiny_params, write_project
 
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 
@@ -22,13 +22,15 @@ def small_registry() -> dict:
     """212 -> 213 -> 214, and 210 (= 214 evaluated with euclidean distance, sharing its model)."""
     params = tiny_params()
     registry = params["experiments"]
-    params["experiments"] = {
-        "212": registry["212"],
-        "213": registry["213"],
-        "214": registry["214"],
-        "210": {"base": "214", "note": "214 with euclidean distance", "eval": {"distance": "euclidean"}},
-    }
-    return params
+    return only_experiments(
+        params,
+        {
+            "212": registry["212"],
+            "213": registry["213"],
+            "214": registry["214"],
+            "210": {"base": "214", "note": "214 with euclidean distance", "eval": {"distance": "euclidean"}},
+        },
+    )
 
 
 def planned_outputs(project) -> set[str]:

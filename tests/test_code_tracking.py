@@ -1,5 +1,8 @@
 """A cached result is rebuilt when the code its stage runs changed, and only then: Snakemake's own
-plan after an edit of a copy of the package (docs/reliability.md)."""
+plan (and DVC's status) after an edit of a copy of the package (docs/architecture.md, "Code
+hashes"). A registry member is part of the code of the runs that select it and of no other: the
+tiny registry here has a run without any gate (212), two with the gate `se_avgmax` (197, and 216
+which also distils) and one with the gate `spatial` (198)."""
 
 from __future__ import annotations
 
@@ -10,18 +13,29 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TEST_ENV, edit_params, run, tiny_params, write_project
+from conftest import only_experiments, REPO, TEST_ENV, edit_params, run, tiny_params, write_project
 
-RUN_DIR = "results/synthetic/213"
+RUN_DIR = "results/synthetic/216"
+REGISTRY = ("212", "196", "197", "198", "213", "216")  # 196 and 213 are bases; 197, 198, 212, 216 are built
+BUILT = ("212", "197", "198", "216")
+
+
+def run_jobs(*runs: str) -> dict[str, int]:
+    """The jobs `snakemake -n` plans when the given runs are stale: their train, extract and
+    evaluate, and the table's report."""
+    return {"train": len(runs), "extract": len(runs), "evaluate": len(runs), "report": 1} if runs else {}
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """A tiny registry (212, 213) built by Snakemake with a copy of the package on PYTHONPATH, so
-    a test can edit the code the workflow runs."""
+    """A tiny registry built by Snakemake with a copy of the package on PYTHONPATH, so a test can
+    edit the code the workflow runs."""
     root = tmp_path_factory.mktemp("code")
     params = tiny_params()
-    params["experiments"] = {key: params["experiments"][key] for key in ("212", "213")}
+    only_experiments(params, {key: params["experiments"][key] for key in REGISTRY})
+    params["tables"]["demo"] = list(BUILT)
+    for exp in ("196", "197", "198"):  # the gate line's 120 epochs at the tiny scale: 4 of them
+        params["experiments"][exp]["train"] = {"epochs": 60, "milestones": [20, 40]}
     project = write_project(root / "project", params)
     # Inside the project, where dvc.yaml's config stage looks for it (src/ccreid).
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
@@ -83,19 +97,80 @@ def test_planning_imports_neither_torch_nor_torchvision(built, tmp_path):
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
-def test_a_behaviour_change_in_the_gates_retrains_and_snakemake_names_the_rules(built):
+def trained(jobs: dict[str, list[list[str]]]) -> set[str]:
+    """The runs whose training the plan holds."""
+    return {outputs[0].split("/")[2] for outputs in jobs.get("train", [])}
+
+
+NEW_GATE = '''"""Gate `eca`: a new member file, which no run selects yet."""
+
+from torch import nn
+
+from ccreid.core.registry import gate
+
+
+@gate("eca")
+class Eca(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return self.conv(x.mean((2, 3)).unsqueeze(1)).squeeze(1).sigmoid()[:, :, None, None] * x
+'''
+
+
+def test_a_new_member_file_rebuilds_nothing(built):
+    """Adding a gate (before: a class in models/gates.py, which every model imported, re-planned
+    every training of the registry)."""
     project, package, env = built
-    with edited(package / "models" / "gates.py", "nn.Sigmoid()", "nn.Hardsigmoid()"):
+    new = package / "models" / "gates" / "eca.py"
+    new.write_text(NEW_GATE)
+    try:
+        assert plan(project, env) == {}
+    finally:
+        new.unlink()
+
+
+def test_an_edit_of_a_gate_retrains_exactly_the_runs_that_use_it_and_snakemake_names_the_rules(built):
+    project, package, env = built
+    with edited(package / "models" / "gates" / "se_avgmax.py", "excitation(2 * channels", "excitation(2*channels"):
+        assert plan(project, env) == {}  # formatting: the same code
+    with edited(package / "models" / "gates" / "pooled.py", "nn.Sigmoid()", "nn.Hardsigmoid()"):
         jobs = planned(project, env)
         reasons = run(["snakemake", "-n", "--cores", "2"], cwd=project, env=env).stdout
-    assert {"train", "extract", "evaluate"} <= set(jobs), jobs
-    assert [f"{RUN_DIR}/model.pt"] in jobs["train"]
+    assert trained(jobs) == {"197", "216"}, jobs  # se_avgmax's shared base; not 212 (no gate) nor 198
+    assert {rule: len(outputs) for rule, outputs in jobs.items()} == run_jobs("197", "216")
     assert "Params have changed since last execution" in reasons
+    with edited(package / "models" / "gates" / "spatial.py", "nn.Sigmoid()", "nn.Hardsigmoid()"):
+        assert trained(planned(project, env)) == {"198"}
+
+
+def test_an_edit_of_a_loss_term_retrains_only_the_runs_with_it_on(built):
+    project, package, env = built
+    with edited(package / "engine" / "losses" / "distill.py", "temperature**2", "temperature**2 * 1.5"):
+        assert plan(project, env) == run_jobs("216")
+    with edited(package / "engine" / "losses" / "adversarial.py", "(1 - epsilon)", "(1.0 - epsilon)"):
+        assert trained(planned(project, env)) == set(BUILT)  # every run here trains CAL's loss
+
+
+def test_an_edit_of_the_resnet_backbone_retrains_every_run_on_it(built):
+    project, package, env = built
+    with edited(
+        package / "models" / "backbones" / "resnet.py", "del self.avgpool, self.fc", "del self.fc, self.avgpool"
+    ):
+        assert plan(project, env) == run_jobs(*BUILT)
+    with edited(
+        package / "models" / "backbones" / "osnet.py",
+        "init_osnet_weights(self)",
+        "init_osnet_weights(self)\n        self.edited = 1",
+    ):
+        assert plan(project, env) == {}  # no run here is on OSNet
 
 
 def test_docstring_and_comment_edits_rebuild_nothing(built):
     project, package, env = built
-    gates, trainer = package / "models" / "gates.py", package / "engine" / "trainer.py"
+    gates, trainer = package / "models" / "gates" / "se_avgmax.py", package / "engine" / "trainer.py"
     with (
         edited(gates, '"""', '"""A docstring edit. '),
         edited(trainer, "import numpy as np", "import numpy as np  # a comment"),
@@ -119,7 +194,7 @@ def test_a_metrics_edit_retrains_the_runs_that_evaluate_during_training(built):
     project, package, env = built
     original = (project / "params.yaml").read_text()
     try:
-        edit_params(project, lambda p: p["experiments"]["213"].update({"eval": {"test_every": 1}}))
+        edit_params(project, lambda p: p["experiments"]["216"].update({"eval": {"test_every": 1}}))
         run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)
         with edited(package / "evaluation" / "metrics.py", "def query_ranks(", "_EDITED = 1\n\n\ndef query_ranks("):
             jobs = planned(project, env)
@@ -139,7 +214,7 @@ def test_a_data_set_edit_rebuilds_only_what_reads_the_edited_key(built):
     try:
         edit_params(project, lambda p: p["datasets"]["synthetic"]["overrides"]["train"].update(lr=1.0e-3))
         jobs = plan(project, env)
-        assert jobs == {"train": 2, "extract": 2, "evaluate": 2, "report": 1}, jobs
+        assert jobs == run_jobs(*BUILT), jobs
         (project / "params.yaml").write_text(original)
         edit_params(project, lambda p: p["datasets"]["synthetic"].update(obtain="drawn by ccreid synth"))
         assert plan(project, env) == before
@@ -158,7 +233,7 @@ def test_the_copy_is_what_the_workflow_imports(built):
     project, package, env = built
     out = run(["python", "-c", "import ccreid; print(ccreid.__file__)"], cwd=project, env=env).stdout
     assert Path(out.strip()).parent == package
-    assert yaml.safe_load((project / "params.yaml").read_text())["experiments"].keys() == {"212", "213"}
+    assert yaml.safe_load((project / "params.yaml").read_text())["experiments"].keys() == set(REGISTRY)
 
 
 def dvc_changed_stages(project: Path, env: dict) -> set[str]:
@@ -169,27 +244,46 @@ def dvc_changed_stages(project: Path, env: dict) -> set[str]:
     return set(json.loads(out or "{}"))
 
 
+def dvc_selects(project: Path, env: dict, exp: str) -> None:
+    """Select a run for dvc.yaml and reproduce it: every output is fresh by its fingerprint."""
+    edit_params(project, lambda p: p["run"].update({"exp": exp}))
+    repro = run(["dvc", "repro"], cwd=project, env=env, timeout=900)
+    assert "epoch 1/" not in repro.stdout + repro.stderr  # Snakemake's model was reused
+
+
 def test_dvc_status_agrees_with_snakemake(built):
-    """The same edits, asked of DVC: a gate change makes training and extraction stale, a
-    re-ranking edit evaluation only, a docstring edit nothing; and its reproduction of
-    Snakemake's results rebuilt nothing."""
+    """The same edits, asked of DVC for a run that uses the edited member and for one that does
+    not: training and extraction are stale exactly where Snakemake retrains, a re-ranking edit
+    makes evaluation stale, a docstring edit nothing; and reproducing Snakemake's results rebuilt
+    nothing."""
     project, package, env = built
     env = env | TEST_ENV
+    gate, distill = package / "models" / "gates" / "pooled.py", package / "engine" / "losses" / "distill.py"
+    resnet = package / "models" / "backbones" / "resnet.py"
     if not (project / ".dvc").is_dir():
         run(["git", "init", "-q"], cwd=project, env=env)
         run(["dvc", "init", "-q"], cwd=project, env=env)
-        edit_params(project, lambda p: p["run"].update({"exp": "213"}))
-        repro = run(["dvc", "repro"], cwd=project, env=env, timeout=900)
-        assert "epoch 1/" not in repro.stdout + repro.stderr  # Snakemake's model was reused
+    dvc_selects(project, env, "216")
     assert dvc_changed_stages(project, env) == set()
-    with edited(package / "models" / "gates.py", '"""', '"""A docstring edit. '):
+    with edited(gate, '"""', '"""A docstring edit. '):
         assert dvc_changed_stages(project, env) == set()
     # DVC names the stages whose own dependencies changed; evaluate follows once extract rewrites
     # features.h5 (its dependency), as in Snakemake's plan.
-    with edited(package / "models" / "gates.py", "nn.Sigmoid()", "nn.Hardsigmoid()"):
+    with edited(gate, "nn.Sigmoid()", "nn.Hardsigmoid()"):
         assert dvc_changed_stages(project, env) == {"train", "extract"}
+    with edited(distill, "temperature**2", "temperature**2 * 1.5"):
+        assert dvc_changed_stages(project, env) == {"train"}  # the features depend on the model only
     with edited(
         package / "evaluation" / "rerank.py", "def k_reciprocal_rerank(", "_E = 1\n\n\ndef k_reciprocal_rerank("
     ):
         assert dvc_changed_stages(project, env) == {"evaluate"}
+    dvc_selects(project, env, "212")
+    for path, old, new in (
+        (gate, "nn.Sigmoid()", "nn.Hardsigmoid()"),
+        (distill, "temperature**2", "temperature**2 * 1.5"),
+    ):
+        with edited(path, old, new):  # members 212 does not use
+            assert dvc_changed_stages(project, env) == set()
+    with edited(resnet, "del self.avgpool, self.fc", "del self.fc, self.avgpool"):
+        assert dvc_changed_stages(project, env) == {"train", "extract"}
     assert dvc_changed_stages(project, env) == set()

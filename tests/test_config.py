@@ -67,7 +67,8 @@ def test_inheritance_deep_merges_along_the_chain(raw):
     params = Params(raw)
     assert params.chain("199") == ["212", "196", "197", "199"]
     resolved = params.resolve("199")
-    assert resolved["model"]["multiscale"] == {"enabled": True, "gate": "conv7_avgmax", "blocks": 2, "reduction": 16}
+    multiscale = {"enabled": True, "block": "osnet", "gate": "conv7_avgmax", "blocks": 2, "reduction": 16}
+    assert resolved["model"]["multiscale"] == multiscale
     assert resolved["model"]["correction"] is True  # from 196
     assert resolved["train"]["epochs"] == 120  # from 196
     assert resolved["train"]["lr"] == raw["defaults"]["train"]["lr"]  # untouched default
@@ -185,12 +186,16 @@ SILENT_MISTAKES = {  # valid key by key, but a loss, module or schedule step wou
         "experiment '216' on data set 'synthetic': key 'loss.distill.weight' = 0.0",
     ),
     "triplet with one image per identity": (
-        lambda raw: (_on("212", "loss.triplet", weight=1.0)(raw), _on("212", "train", images_per_id=1)(raw)),
-        "key 'train.images_per_id' = 1: the triplet loss (loss.triplet.weight > 0) needs two images",
+        lambda raw: (_on("212", "loss.triplet", enabled=True)(raw), _on("212", "train", images_per_id=1)(raw)),
+        "key 'train.images_per_id' = 1: the triplet loss (loss.triplet.enabled) needs two images",
     ),
     "triplet with one identity per batch": (
-        lambda raw: (_on("212", "loss.triplet", weight=1.0)(raw), _on("212", "train", ids_per_batch=1)(raw)),
-        "key 'train.ids_per_batch' = 1: the triplet loss (loss.triplet.weight > 0) needs two identities",
+        lambda raw: (_on("212", "loss.triplet", enabled=True)(raw), _on("212", "train", ids_per_batch=1)(raw)),
+        "key 'train.ids_per_batch' = 1: the triplet loss (loss.triplet.enabled) needs two identities",
+    ),
+    "triplet of weight 0": (
+        _on("212", "loss.triplet", enabled=True, weight=0.0),
+        "key 'loss.triplet.weight' = 0.0: loss.triplet is enabled but would add nothing",
     ),
     "more ids per batch than the synthetic set trains on": (
         _on("defaults", "train", ids_per_batch=241),
@@ -204,10 +209,6 @@ SILENT_MISTAKES = {  # valid key by key, but a loss, module or schedule step wou
     "crop at a scale too small for the image": (
         _on("212", "augment.crop", scale=1.005),
         "key 'augment.crop.scale' = 1.005: upscaled by it, a 64×32 image",
-    ),
-    "colour jitter of strength 0": (
-        _on("212", "augment.color_jitter", p=0.5, brightness=0.0, contrast=0.0),
-        "key 'augment.color_jitter.p' = 0.5: every jitter strength is 0",
     ),
 }
 
@@ -379,29 +380,43 @@ def test_bad_data_set_seeds_are_named(raw, seeds, names):
         Params(raw)
 
 
-def test_a_data_set_leaves_entries_out_of_its_registry_run(raw):
-    """`datasets.<ds>.exclude` (the demo leaves out the LTCC gate line): the registry on that
-    data set only, in registry order; every entry still resolves there, and no run's training
-    config carries the list."""
+def test_tables_are_configuration(raw):
+    """`tables:` names the comparisons, `default:` what `snakemake --cores all` builds; a new entry
+    in no table is named as such (it runs only when asked for), and no run's training config
+    carries any of it."""
     before = Params(copy.deepcopy(raw))
-    raw["datasets"]["prcc"]["exclude"] = ["196", "213"]
+    raw["experiments"]["219"] = {"base": "213", "note": "the next entry", "model": {"multiscale": {"gate": "se_avg"}}}
+    raw["tables"]["mine"] = ["213", "219"]
     params = Params(raw)
-    assert params.registry("prcc") == [exp for exp in params.experiments if exp not in ("196", "213")]
-    assert params.registry("ltcc") == params.experiments
-    assert train_section(params.run_config("prcc", "196")) == train_section(before.run_config("prcc", "196"))
+    assert params.table("mine") == ["213", "219"]
+    assert params.table(params.default.table) == before.table("demo")
+    assert params.unlisted() == [] and Params(copy.deepcopy(raw) | {"tables": before.tables}).unlisted() == ["219"]
+    assert train_section(params.run_config("prcc", "213")) == train_section(before.run_config("prcc", "213"))
+    with pytest.raises(CCReIDError, match="unknown table 'theirs'"):
+        params.table("theirs")
 
 
 @pytest.mark.parametrize(
-    "exclude, names",
+    "change, names",
     [
-        (["999"], "datasets.prcc.exclude names experiment '999', which is not registered"),
-        ("ALL", "datasets.prcc.exclude leaves no experiment to run"),
+        (
+            lambda raw: raw["tables"].update(mine=["213", "999"]),
+            "tables.mine names experiment '999', which is not registered",
+        ),
+        (lambda raw: raw["tables"].update(mine=[]), "tables.mine = []: expected a non-empty list"),
+        (lambda raw: raw["tables"].update(mine=[213]), "tables.mine = [213]: expected a non-empty list of quoted"),
+        (lambda raw: raw["tables"].update({"my table": ["213"]}), "tables: 'my table' is not a valid table name"),
+        (lambda raw: raw["default"].update(table="mine"), "default.table = 'mine' is not defined"),
+        (lambda raw: raw["default"].update(baseline="999"), "default.baseline = '999' is not defined"),
+        (lambda raw: raw["default"].update(dataset="market"), "unknown data set 'market'"),
+        (lambda raw: raw.pop("tables"), "'tables' must be a mapping of table names to lists of experiment ids"),
     ],
 )
-def test_bad_exclusions_are_named(raw, exclude, names):
-    raw["datasets"]["prcc"]["exclude"] = list(raw["experiments"]) if exclude == "ALL" else exclude
-    with pytest.raises(CCReIDError, match=names):
+def test_bad_tables_are_named(raw, change, names):
+    change(raw)
+    with pytest.raises(CCReIDError) as error:
         Params(raw)
+    assert names in str(error.value)
 
 
 def test_run_config_is_resolved_once_and_each_caller_gets_its_own_copy():

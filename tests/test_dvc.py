@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ccreid.core.benchmark import read_benchmark
-from conftest import REPO, edit_params, run, tiny_params, write_project
+from conftest import only_experiments, REPO, edit_params, run, tiny_params, write_project
 
 GIT_USER = ["-c", "user.email=test@ccreid", "-c", "user.name=test"]
 
@@ -186,7 +186,7 @@ def test_snakemake_and_dvc_experiments_share_results(tmp_path):
     Snakemake still has nothing to do. (Before, the second experiment deleted the first's and
     Snakemake's results, and retrained with another thread count.)"""
     params = tiny_params()
-    params["experiments"] = {key: params["experiments"][key] for key in ("212", "213", "214")}
+    only_experiments(params, {key: params["experiments"][key] for key in ("212", "213", "214")})
     project = make_repo(tmp_path / "project", params)
     targets = [f"results/synthetic/{exp}/metrics.json" for exp in ("212", "214")]
     run(["snakemake", "--cores", "2", *targets], cwd=project)

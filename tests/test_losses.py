@@ -8,12 +8,10 @@ import random
 import pytest
 import torch
 
-from ccreid.engine.losses import (
-    batch_hard_triplet,
-    clothes_adversarial_loss,
-    cross_entropy_label_smooth,
-    distillation_kl,
-)
+from ccreid.engine.losses.adversarial import clothes_adversarial_loss
+from ccreid.engine.losses.distill import distillation_kl
+from ccreid.engine.losses.identity import cross_entropy_label_smooth
+from ccreid.engine.losses.triplet import batch_hard_triplet
 
 
 def test_label_smoothed_cross_entropy():

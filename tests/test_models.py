@@ -9,17 +9,23 @@ import torch
 import torchvision
 
 from ccreid.core.errors import CCReIDError
-from ccreid.models import BACKBONES, GATES, POOLINGS, ReIDModel, build_backbone, build_model
-from ccreid.models.heads import CorrectionModule, build_pooling
+from ccreid.core.registry import registry
+from ccreid.models import members
+from ccreid.models.heads import CorrectionModule
+from ccreid.models.reid import ReIDModel
+from ccreid.models.reid import build_model as build_with_registry
+
+from conftest import build_backbone
 
 IMAGES = (2, 3, 64, 32)
 
 MODEL_CFG = {
     "backbone": "resnet_tiny",
     "pretrained": "none",
+    "width": 1.0,
     "last_stride": 1,
     "pooling": "maxavg",
-    "multiscale": {"enabled": False, "gate": "se_avg", "blocks": 2, "reduction": 16},
+    "multiscale": {"enabled": False, "block": "osnet", "gate": "se_avg", "blocks": 2, "reduction": 16},
     "correction": False,
     "neck_bias": True,
     "classifier_bias": True,
@@ -28,10 +34,18 @@ LOSS_CFG = {
     "id": {"label_smoothing": 0.1},
     "clothes": {"enabled": True, "start_epoch": 25, "scale": 16.0, "label_smoothing": 0.0},
     "adversarial": {"enabled": True, "epsilon": 0.1, "weight": 1.0},
-    "triplet": {"weight": 0.0, "margin": 0.3},
+    "triplet": {"enabled": False, "weight": 1.0, "margin": 0.3},
     "aux": {"enabled": False, "start_epoch": 25, "weight": 1.0},
     "distill": {"enabled": False, "weight": 10.0, "temperature": 4.0},
 }
+
+
+def build_pooling(name: str, channels: int = 8):
+    return members.build_pooling(name, registry(), "test", channels)
+
+
+def build_model(model_cfg: dict, loss_cfg: dict, num_ids: int, num_clothes: int) -> ReIDModel:
+    return build_with_registry(model_cfg, loss_cfg, num_ids, num_clothes, registry(), "test")
 
 
 def configs(model: dict | None = None, loss: dict | None = None) -> tuple[dict, dict]:
@@ -155,7 +169,7 @@ def test_osnet_parameter_count_matches_published(name):
     assert abs(count + fc_layer - 2.2e6) / 2.2e6 < 0.02
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(registry().names("backbone")))
 def test_backbone_contract(name):
     backbone = build_backbone(name).eval()
     images = torch.randn(IMAGES)
@@ -241,7 +255,7 @@ def test_unreadable_weight_file_names_the_path(tmp_path):
 # ---------------------------------------------------------------- heads
 
 
-@pytest.mark.parametrize("name", sorted(POOLINGS))
+@pytest.mark.parametrize("name", sorted(registry().names("pooling")))
 def test_pooling(name):
     x = torch.rand(2, 8, 4, 3) + 0.1
     pooled = build_pooling(name)(x)
@@ -311,7 +325,7 @@ def run_train_step(model: ReIDModel, num_ids: int) -> dict:
     return outputs
 
 
-@pytest.mark.parametrize("gate", sorted(GATES))
+@pytest.mark.parametrize("gate", sorted(registry().names("gate")))
 def test_multiscale_forward_backward_with_every_gate(gate):
     model_cfg, loss_cfg = configs(model={"multiscale": {"enabled": True, "gate": gate}})
     model = build_model(model_cfg, loss_cfg, num_ids=4, num_clothes=6)

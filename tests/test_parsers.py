@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ccreid.data.layouts import PARSERS, SAMPLE_COLUMNS, ParsedDataset, Protocol
+from ccreid.core.registry import registry
+from ccreid.data.layouts.base import SAMPLE_COLUMNS, ParsedDataset, Protocol
 from ccreid.data.layouts.celeb import parse_celeb
 from ccreid.data.layouts.deepchange import parse_deepchange
 from ccreid.data.layouts.last import parse_last
@@ -16,6 +17,8 @@ from ccreid.data.layouts.ltcc import parse_ltcc
 from ccreid.data.layouts.prcc import parse_prcc
 from ccreid.data.layouts.validate import format_summary, protocol_samples, validate
 from ccreid.data.layouts.vcclothes import parse_vcclothes
+
+from conftest import member
 from ccreid.core.errors import CCReIDError
 
 
@@ -52,8 +55,8 @@ def check_table(parsed: ParsedDataset, root: Path) -> None:
 
 def test_registry_names_every_layout():
     layouts = {"prcc", "ltcc", "vcclothes", "deepchange", "last", "celeb", "celeb_light"}
-    assert layouts <= set(PARSERS)
-    assert PARSERS["celeb_light"] is PARSERS["celeb"] is parse_celeb
+    assert layouts <= set(registry().names("layout"))
+    assert member("layout", "celeb_light") is member("layout", "celeb") is parse_celeb
 
 
 # --------------------------------------------------------------------------------------- PRCC
@@ -420,7 +423,7 @@ CELEB_FILES = [
 def test_celeb_labels_unique_cameras(tmp_path, layout, folder):
     root = tmp_path / folder
     write_images(root, CELEB_FILES)
-    parsed = PARSERS[layout](root)
+    parsed = member("layout", layout)(root)
     check_table(parsed, root)
     got = labels(parsed)
     assert got["train/1_2_0.jpg"][::2] == (1, "1")

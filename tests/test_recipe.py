@@ -38,7 +38,7 @@ CAL_212_ON_PRCC = {
     "loss.adversarial.enabled": True,  # LOSS.CAL 'cal', from TRAIN.START_EPOCH_ADV = 25
     "loss.adversarial.epsilon": 0.1,  # LOSS.EPSILON
     "loss.adversarial.weight": 1.0,  # train.py: loss = cla_loss + adv_loss
-    "loss.triplet.weight": 0.0,  # LOSS.PAIR_LOSS_WEIGHT
+    "loss.triplet.enabled": False,  # LOSS.PAIR_LOSS_WEIGHT 0.0: no pair loss
     "loss.triplet.margin": 0.3,  # LOSS.PAIR_M
     "loss.aux.enabled": False,
     "loss.distill.enabled": False,
@@ -62,8 +62,7 @@ CAL_212_ON_PRCC = {
     "augment.erasing.aspect": [0.3, 1 / 0.3],  # r1, 1/r1
     "augment.erasing.sampling": "cal",  # up to 100 tries of a box that fits
     "augment.erasing.fill": [0.4914, 0.4822, 0.4465],  # RandomErasing mean
-    "augment.color_jitter.p": 0.0,
-    "augment.grayscale": 0.0,
+    "augment.extra": [],  # no augmentation CAL does not make
     "eval.distance": "cosine",  # test.py: F.normalize(f + f_flip), tools/eval_metrics on cosine
     "eval.flip": True,
     "eval.rerank": False,

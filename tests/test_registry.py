@@ -1,11 +1,14 @@
 """The registry as a whole: every params.yaml experiment builds, trains one step and embeds.
 
 One parametrised case per registered experiment (ids read from the repository's params.yaml):
-the model is built from the experiment's resolved run config on the synthetic data set (the
-narrow 1/8-width backbone of `datasets.synthetic.overrides`, so the whole registry stays fast),
-and one training step computes the loss terms the way `ccreid.engine.trainer.Trainer.step` does. Also:
-the registry is exactly the lab log's ids, the evaluation-only entries differ from their parent
-only in evaluation, and every key of `defaults` is documented in docs/ablations.md.
+the model, its loss terms and its augmentation are built from the experiment's resolved run
+config on the synthetic data set (the narrow backbone of `datasets.synthetic.overrides`, so the
+whole registry stays fast) by the trainer's own code, and one training step of the last epoch
+(every term on) runs them as `ccreid.engine.trainer.Trainer.step` does. The same checks run on a
+project that adds entry 219 with a gate of its own (a plugin file). Also: the registry holds the
+lab log's ids and CAL's controls with their meaning (and may hold more), the evaluation-only
+entries differ from their parent only in evaluation, and every key of `defaults` is documented in
+docs/ablations.md.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ import pytest
 import torch
 import yaml
 
-from ccreid.engine import losses
-from ccreid.core.config import deep_merge, load_params
-from ccreid.models import build_model
+from ccreid.core.config import Params, deep_merge, load_params
+from ccreid.core.distributed import World
+from ccreid.core.stage_code import loss_terms, plugins_registry
+from ccreid.data.augment import BatchAugment
+from ccreid.engine.losses.term import Step, TermContext
+from ccreid.engine.trainer import TrainingOutputs, build_loss_term
+from ccreid.models.reid import build_model
 
 from conftest import REPO
 
@@ -31,7 +38,6 @@ CONTROLS = {"212ce", "212init", "212ep24", "212ep24ce"}
 
 # A batch of two identities × two images, each image in its own outfit; identity 2 and its
 # clothes 4, 5 are absent from the batch (as most classes are from a real P×K batch).
-IMAGES = (4, 3, 64, 32)
 PIDS = torch.tensor([0, 0, 1, 1])
 CLOTHES = torch.tensor([0, 1, 2, 3])
 NUM_IDS, NUM_CLOTHES = 3, 6
@@ -39,32 +45,9 @@ POSITIVE_MASK = torch.zeros(NUM_IDS, NUM_CLOTHES)
 POSITIVE_MASK[[0, 0, 1, 1, 2, 2], [0, 1, 2, 3, 4, 5]] = 1.0
 
 # Every registered experiment, plus the baseline with the triplet loss on: no registry entry
-# uses it (weight 0 in defaults), but it is a documented switch of the same training step.
+# uses it (off in defaults), but it is a documented switch of the same training step.
 CASES = [pytest.param(exp, {}, id=exp) for exp in PARAMS.experiments]
-CASES.append(pytest.param("212", {"loss": {"triplet": {"weight": 1.0}}}, id="212+triplet"))
-
-
-def training_terms(model, out: dict, loss_cfg: dict) -> dict[str, torch.Tensor]:
-    """The main optimizer's loss terms of one step, every switch past its start epoch (as
-    `Trainer.step`): identity, triplet, auxiliary, distillation, clothes-adversarial."""
-    features = out["features"].float()
-    smoothing = loss_cfg["id"]["label_smoothing"]
-    terms = {"id": losses.cross_entropy_label_smooth(out["logits"], PIDS, smoothing)}
-    if loss_cfg["triplet"]["weight"] > 0:
-        terms["triplet"] = loss_cfg["triplet"]["weight"] * losses.batch_hard_triplet(
-            features, PIDS, loss_cfg["triplet"]["margin"]
-        )
-    if loss_cfg["aux"]["enabled"]:
-        terms["aux"] = loss_cfg["aux"]["weight"] * losses.cross_entropy_label_smooth(out["aux_logits"], PIDS, smoothing)
-    if loss_cfg["distill"]["enabled"]:
-        terms["distill"] = loss_cfg["distill"]["weight"] * losses.distillation_kl(
-            out["aux_logits"], out["logits"], loss_cfg["distill"]["temperature"]
-        )
-    if loss_cfg["clothes"]["enabled"] and loss_cfg["adversarial"]["enabled"]:
-        terms["adversarial"] = loss_cfg["adversarial"]["weight"] * losses.clothes_adversarial_loss(
-            model.clothes_classifier(features), CLOTHES, POSITIVE_MASK[PIDS], loss_cfg["adversarial"]["epsilon"]
-        )
-    return terms
+CASES.append(pytest.param("212", {"loss": {"triplet": {"enabled": True}}}, id="212+triplet"))
 
 
 def assert_gradients(named_params, what: str) -> None:
@@ -76,60 +59,122 @@ def assert_gradients(named_params, what: str) -> None:
     assert not bad, f"{what}: non-finite gradient in {bad[:8]}"
 
 
-@pytest.mark.parametrize("exp, overrides", CASES)
-def test_every_experiment_trains_one_step_and_embeds(exp, overrides):
-    cfg = deep_merge(PARAMS.run_config("synthetic", exp), overrides)
+def check_entry(params: Params, exp: str, overrides: dict | None = None, dataset: str = "synthetic") -> None:
+    """The registry checks of one entry: its model has exactly the modules its config asks for,
+    one training step of its last epoch runs every loss term it enables (the clothes classifier
+    learning from its own loss only, every other term reaching the main parameters) and the
+    trained model embeds."""
+    cfg = deep_merge(params.run_config(dataset, exp), overrides or {})
     model_cfg, loss_cfg = {**cfg["model"], "pretrained": "none"}, cfg["loss"]
+    registry = plugins_registry(cfg)
     torch.manual_seed(0)
-    model = build_model(model_cfg, loss_cfg, NUM_IDS, NUM_CLOTHES).train()
-
-    # The model has exactly the modules its config asks for.
+    model = build_model(model_cfg, loss_cfg, NUM_IDS, NUM_CLOTHES, registry, exp).train()
     assert (model.multiscale is not None) == model_cfg["multiscale"]["enabled"]
     assert (model.correction is not None) == model_cfg["correction"]
     assert (model.aux_head is not None) == (loss_cfg["aux"]["enabled"] or loss_cfg["distill"]["enabled"])
     assert (model.clothes_classifier is not None) == loss_cfg["clothes"]["enabled"]
 
-    images = torch.randn(IMAGES)
-    out = model(images)
-    assert out["features"].shape == (IMAGES[0], model.embedding_dim)
-    assert out["logits"].shape == (IMAGES[0], NUM_IDS)
+    context = TermContext(model, loss_cfg, World(), POSITIVE_MASK)
+    terms = {name: build_loss_term(name, context, registry, exp) for name in loss_terms(loss_cfg)}
+    height, width = cfg["dataset"]["size"]
+    images = BatchAugment(cfg["augment"], registry, exp)(
+        torch.randint(0, 256, (4, 3, height, width), dtype=torch.uint8)
+    )
+    with_aux = any(term.uses_aux for term in terms.values())
+    out = TrainingOutputs(model)(images, with_aux=with_aux)
+    assert out["features"].shape == (4, model.embedding_dim)
+    assert out["logits"].shape == (4, NUM_IDS)
     assert ("aux_logits" in out) == (model.aux_head is not None)
 
     clothes_params = [(n, p) for n, p in model.named_parameters() if n.startswith("clothes_classifier.")]
     main_params = [
         (n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("clothes_classifier.")
     ]
-
-    # The clothes classifier learns on the detached embedding, from its own loss only.
-    if model.clothes_classifier is not None:
-        clothes_loss = losses.cross_entropy_label_smooth(
-            model.clothes_classifier(out["features"].detach()), CLOTHES, loss_cfg["clothes"]["label_smoothing"]
-        )
-        assert math.isfinite(clothes_loss.item())
-        clothes_loss.backward()
-        assert_gradients(clothes_params, f"{exp}: clothes classifier")
-        reached = [n for n, p in main_params if p.grad is not None]
-        assert not reached, f"{exp}: the clothes classifier's loss reached {reached[:4]}"
-        for _, p in clothes_params:
-            p.grad = None
-
-    terms = training_terms(model, out, loss_cfg)
-    expected = {"id"} | {name for name in ("triplet", "aux", "distill") if name in terms}
-    if loss_cfg["clothes"]["enabled"] and loss_cfg["adversarial"]["enabled"]:
-        expected.add("adversarial")
-    assert set(terms) == expected
-    loss = sum(terms.values())
-    assert math.isfinite(loss.item()), {k: v.item() for k, v in terms.items()}
-    loss.backward()
+    step = Step(out, PIDS, CLOTHES, cfg["train"]["epochs"] - 1 if cfg["train"]["epochs"] else 0)
+    objective = {}
+    for name, term in terms.items():
+        value = term(step)
+        assert math.isfinite(value.item()), (exp, name)
+        if term.in_objective:
+            objective[name] = value
+        else:  # the clothes classifier learned on the detached embedding, from its own loss only
+            assert_gradients(clothes_params, f"{exp}: clothes classifier")
+            reached = [n for n, p in main_params if p.grad is not None]
+            assert not reached, f"{exp}: the clothes classifier's loss reached {reached[:4]}"
+    expected = {name for name, section in loss_cfg.items() if section.get("enabled", True)} - {"clothes"}
+    if not loss_cfg["clothes"]["enabled"]:
+        expected.discard("adversarial")
+    assert set(objective) == expected
+    sum(objective.values()).backward()
     assert_gradients(main_params, f"{exp}: main optimizer's parameters")
 
     model.eval()
     with torch.no_grad():
         embedding = model(images)
-    expansion = 2 if model_cfg["pooling"] == "maxavg" else 1
-    assert embedding.shape == (IMAGES[0], model.embedding_dim)
-    assert model.embedding_dim == model.backbone.out_channels * expansion
+    assert embedding.shape == (4, model.embedding_dim)
+    assert model.embedding_dim == model.backbone.out_channels * model.pool.expansion
     assert torch.isfinite(embedding).all()
+
+
+@pytest.mark.parametrize("exp, overrides", CASES)
+def test_every_experiment_trains_one_step_and_embeds(exp, overrides):
+    check_entry(PARAMS, exp, overrides)
+
+
+ECA_GATE = '''
+import torch
+from torch import nn
+
+from ccreid.core.registry import gate
+
+
+@gate("eca")
+class Eca(nn.Module):
+    """ECA (Wang et al., CVPR 2020): a 1-D conv across the channels of the average-pooled map."""
+
+    def __init__(self, channels, reduction=16, kernel=3):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, kernel, padding=kernel // 2, bias=False)
+
+    def forward(self, x):
+        weights = self.conv(x.mean((2, 3)).unsqueeze(1)).squeeze(1).sigmoid()
+        return weights[:, :, None, None] * x
+'''
+
+
+def test_a_new_entry_with_its_own_gate_passes_the_registry_checks(tmp_path):
+    """The next lab-log entry, as a researcher adds it: a plugin file with a new gate and entry
+    219 = 213 with it, in a project of its own; the registry's checks run on it as on the log."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "eca_gate.py").write_text(ECA_GATE)
+    raw["plugins"] = ["lab/eca_gate.py"]
+    raw["experiments"]["219"] = {
+        "base": "213",
+        "note": "213 with an ECA gate",
+        "model": {"multiscale": {"gate": {"name": "eca", "kernel": 5}}},
+    }
+    raw["tables"]["mine"] = ["213", "219"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(tmp_path / "params.yaml")
+    assert registry_holds_the_lab_log(params)
+    check_entry(params, "219")
+    cfg = params.run_config("synthetic", "219")
+    model = build_model(
+        {**cfg["model"], "pretrained": "none"}, cfg["loss"], NUM_IDS, NUM_CLOTHES, params.members, "219"
+    )
+    gates = [module for name, module in model.multiscale.named_modules() if name.endswith(".gate")]
+    assert gates and all(type(gate).__name__ == "Eca" and gate.conv.kernel_size == (5,) for gate in gates)
+
+
+def registry_holds_the_lab_log(params: Params) -> bool:
+    """The lab log's entries and CAL's controls are registered, with their meaning; others may be."""
+    registered = set(params.experiments)
+    assert LAB_LOG_IDS | CONTROLS <= registered, sorted((LAB_LOG_IDS | CONTROLS) - registered)
+    assert len(params.experiments) == len(registered)  # no id registered twice
+    for exp, parent, key in (("210", "209", "eval.distance"), ("218", "216", "eval.single_shot")):
+        assert differences(params.resolve(exp), params.resolve(parent)) == {key}
+    return True
 
 
 def test_every_id_stays_a_string_for_dvc_whatever_writes_the_params():
@@ -141,9 +186,8 @@ def test_every_id_stays_a_string_for_dvc_whatever_writes_the_params():
     assert sorted(ids) == sorted(PARAMS.experiments)
 
 
-def test_registry_is_the_lab_log_and_cals_control():
-    assert set(PARAMS.experiments) == LAB_LOG_IDS | CONTROLS
-    assert len(PARAMS.experiments) == len(LAB_LOG_IDS | CONTROLS)  # no id registered twice
+def test_the_registry_holds_the_lab_log_and_cals_controls():
+    assert registry_holds_the_lab_log(PARAMS)
 
 
 def leaves(tree: dict, prefix: str = "") -> dict[str, object]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run, tiny_params, write_project
+from conftest import only_experiments, REPO, run, tiny_params, write_project
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -37,11 +37,13 @@ def registry() -> dict:
     """212 and 210 (212 evaluated with euclidean distance, sharing its model): every rule but the
     `weights` download (the tiny models train from scratch), two jobs at once (extract, evaluate)."""
     params = tiny_params()
-    params["experiments"] = {
-        "212": params["experiments"]["212"],
-        "210": {"base": "212", "note": "212 with euclidean distance", "eval": {"distance": "euclidean"}},
-    }
-    return params
+    return only_experiments(
+        params,
+        {
+            "212": params["experiments"]["212"],
+            "210": {"base": "212", "note": "212 with euclidean distance", "eval": {"distance": "euclidean"}},
+        },
+    )
 
 
 def fit_profile_to_node(project: Path) -> dict:

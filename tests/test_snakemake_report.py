@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 from ccreid.core.benchmark import read_benchmark
-from conftest import REPO, run, tiny_params, write_project
+from conftest import only_experiments, REPO, run, tiny_params, write_project
 
 EXPERIMENTS = ("212", "213", "214")  # 214 is based on 213, 213 on 212
 RUNS = ("212", "212@2", "213", "214")  # 212 with a second seed on this data set (datasets.<ds>.seeds)
@@ -22,7 +22,7 @@ RUNS = ("212", "212@2", "213", "214")  # 212 with a second seed on this data set
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     params = tiny_params()
-    params["experiments"] = {key: params["experiments"][key] for key in EXPERIMENTS}
+    only_experiments(params, {key: params["experiments"][key] for key in EXPERIMENTS})
     params["experiments"]["213"]["eval"] = {"test_every": 1}  # a metric per epoch in its curves
     params["datasets"]["synthetic"]["seeds"] = {"212": [1, 2]}  # a second run of the base, here only
     project = write_project(tmp_path_factory.mktemp("smkreport") / "project", params)

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from conftest import engine_params
 from conftest import run, tiny_params, write_project
-from ccreid.engine import losses
+from ccreid.engine.losses.triplet import batch_hard_triplet
 from ccreid.engine import trainer as train_module
 from ccreid.core.config import Params
 from ccreid.core.distributed import World
@@ -289,7 +289,7 @@ def test_world_shards_cover_the_global_batch_in_order():
 def _toy_loss(model, images, pids, world: World) -> torch.Tensor:
     """Identity CE on the rank's shard + triplet on the features gathered across ranks."""
     features = model(images)
-    return torch.nn.functional.cross_entropy(features[:, :4], pids) + losses.batch_hard_triplet(
+    return torch.nn.functional.cross_entropy(features[:, :4], pids) + batch_hard_triplet(
         world.gather_with_grad(features), world.gather(pids), 0.3
     )
 

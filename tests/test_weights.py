@@ -10,11 +10,10 @@ import pytest
 import torch
 import torchvision
 
-from conftest import edit_params, run
+from conftest import build_backbone, edit_params, run
 from ccreid.cli import main
 from ccreid.core.errors import CCReIDError
 from ccreid.core import weights
-from ccreid.models import build_backbone
 from ccreid.core.weights import PublishedWeights, fetch_weights, weights_path
 
 RESNET50_FILE = Path("data/weights/resnet50-0676ba61.pth")

@@ -49,13 +49,14 @@ def cmd_synth(args) -> None:
 def cmd_prepare(args) -> None:
     from ccreid.stages.prepare import check, prepare, summary_text
 
-    cfg = _params(args).dataset(args.dataset)
+    params = _params(args)
+    cfg = params.dataset(args.dataset)
     if args.check:
-        print(check(args.dataset, cfg))
+        print(check(args.dataset, cfg, params.plugins))
         return
     out = Path(args.out or paths.prepared_dir(args.dataset))
     with benchmarked(_benchmark(args, paths.benchmark_path(args.dataset, "prepare")), out):
-        summary = prepare(args.dataset, cfg, out)
+        summary = prepare(args.dataset, cfg, out, plugins=params.plugins)
     print(summary_text(summary))
 
 
@@ -105,7 +106,7 @@ def cmd_extract(args) -> None:
         extract(
             Path(args.prepared or paths.prepared_dir(args.dataset)),
             Path(args.model or paths.model_path(args.dataset, owner)),
-            run_cfg["eval"],
+            run_cfg,
             out,
             device=args.device,
         )
@@ -162,6 +163,35 @@ def cmd_rank_list(args) -> None:
         print(path)
 
 
+def cmd_check(args) -> None:
+    from ccreid.stages.check import check
+
+    params = _params(args)
+    runs = args.runs or [run for exp in params.table(params.default.table) for run in params.runs(exp, args.dataset)]
+    checked = check([params.run_config(args.dataset, run) for run in runs])
+    print(f"{checked} training(s) of {len(runs)} run(s) checked: every member builds and keeps its contract")
+
+
+def cmd_smoke(args) -> None:
+    from ccreid.stages.smoke import smoke
+
+    params = _params(args)
+    prepared = Path(args.prepared or paths.prepared_dir(args.dataset))
+    if not (prepared / paths.IMAGES).is_file():
+        raise CCReIDError(
+            f"{prepared}: data set {args.dataset!r} is not prepared; build it first with "
+            f"`snakemake --cores all {paths.prepared_dir(args.dataset)}`"
+        )
+    out = paths.smoke_path(args.dataset, args.exp)
+    record = smoke(prepared, params.run_config(args.dataset, args.exp), out, args.batches, args.device)
+    print(f"SMOKE RUN of {args.exp} on {args.dataset} ({record['seconds']} s): not a result")
+    for number, losses in enumerate(record["losses"], start=1):
+        print(f"  batch {number}: " + "  ".join(f"{name} {value:.4f}" for name, value in losses.items()))
+    for name, values in record["metrics"].items():
+        print(f"  {name:>10}: mAP {values['mAP']:.4f}  R1 {values['R1']:.4f}")
+    print(out)
+
+
 def cmd_queue(args) -> None:
     """Queue registry entries as DVC experiments (one row each in `dvc exp show`)."""
     import subprocess
@@ -190,10 +220,17 @@ def cmd_queue(args) -> None:
     print(f"queued {len(experiments)} experiment(s); start them with `dvc queue start -j N`")
 
 
+def _same_training_note(params, dataset: str, run: str) -> str:
+    owner = model_owner(params, dataset, run)
+    return f"trains the same model as {owner} (on {dataset})" if owner != run else ""
+
+
 def cmd_config_show(args) -> None:
     params = _params(args)
     resolved = params.run_config(args.dataset, args.exp) if args.dataset else params.resolve(args.exp)
-    print(yaml.safe_dump(resolved, sort_keys=False), end="")
+    resolved.pop("plugins", None)  # the folder and files of params.yaml's plugins: not the experiment's
+    note = _same_training_note(params, args.dataset or params.default.dataset, args.exp)
+    print((f"# {args.exp} {note}\n" if note else "") + yaml.safe_dump(resolved, sort_keys=False), end="")
 
 
 def cmd_config_diff(args) -> None:
@@ -236,13 +273,21 @@ def cmd_config_write(args) -> None:
 
 def cmd_config_list(args) -> None:
     params = _params(args)
+    dataset = args.dataset or params.default.dataset
+    params.dataset(dataset)
     width = max(len(exp) for exp in params.experiments + ["defaults"])  # the base column holds ids too
     print(f"{'id':>{width}}  {'base':>{width}}  {'reported (mAP / R1)':<24} note")
     for exp in params.experiments:
         entry = params.entry(exp)
         reported = entry.get("reported")
         numbers = f"{reported['dataset']} {reported['mAP']:.4f} / {reported['R1']:.4f}" if reported else "-"
-        print(f"{exp:>{width}}  {str(entry.get('base', 'defaults')):>{width}}  {numbers:<24} {entry.get('note', '')}")
+        same = _same_training_note(params, dataset, exp)
+        note = " ".join(part for part in (entry.get("note", ""), f"[{same}]" if same else "") if part)
+        print(f"{exp:>{width}}  {str(entry.get('base', 'defaults')):>{width}}  {numbers:<24} {note}")
+    tables = ", ".join(f"{name} ({len(ids)})" for name, ids in params.tables.items())
+    print(f"\ntables: {tables}; `snakemake --cores all` builds {params.default.table} on {params.default.dataset}")
+    if params.unlisted():
+        print(f"in no table (a target or a table away): {', '.join(params.unlisted())}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,6 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prepared", help="prepared folder (default: data/prepared/<dataset>)")
     p.add_argument("--out", help="output folder (default: results/<dataset>/<exp>/ranked)")
 
+    p = sub.add_parser("check", help="build what runs train with and check every member's contract (writes nothing)")
+    p.add_argument("--dataset", required=True, help="a data set named in params.yaml datasets:")
+    p.add_argument("runs", nargs="*", help="runs (<exp> or <exp>@<seed>; default: the default table's)")
+    p.set_defaults(func=cmd_check)
+    p = stage("smoke", cmd_smoke, "train a few batches and score a few identities: a new module end to end in seconds")
+    p.add_argument("--batches", type=int, default=2, help="training batches (default: 2)")
+    p.add_argument("--prepared", help="prepared folder (default: data/prepared/<dataset>)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+
     p = stage("queue", cmd_queue, "queue registry entries as DVC experiments (`dvc queue start` runs them)", exp=False)
     p.add_argument("--experiments", nargs="+", help="only these experiments (default: the registry)")
 
@@ -330,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     write.add_argument("--exp", required=True)
     write.add_argument("--out", required=True, help="folder for train.json, extract.json, evaluate.json")
     write.set_defaults(func=cmd_config_write)
-    config.add_parser("list", help="the registry: ids, bases, notes, reported numbers").set_defaults(
-        func=cmd_config_list
-    )
+    listing = config.add_parser("list", help="the registry: ids, bases, notes, reported numbers, shared trainings")
+    listing.add_argument("--dataset", help="name shared trainings on this data set (default: default.dataset)")
+    listing.set_defaults(func=cmd_config_list)
     return parser
 
 

@@ -2,6 +2,8 @@
 # Snakemake and the CLI can never disagree on inheritance or validation.
 from pathlib import Path
 
+import shlex
+
 from ccreid.core import paths
 from ccreid.core.config import load_params, model_owner
 from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, prepare_section, train_section
@@ -17,7 +19,8 @@ try:
 except CCReIDError as error:
     raise WorkflowError(f"params.yaml: {error}")
 
-DEFAULT_DATASET = "synthetic"
+DEFAULT_DATASET = PARAMS.default.dataset
+DATASET = config.get("dataset", DEFAULT_DATASET)  # the data set a table target builds on
 DATASETS = list(PARAMS.datasets)
 EXPERIMENTS = PARAMS.experiments
 RUNS = PARAMS.all_runs  # experiments, plus <exp>@<seed> for each extra training seed (on any data set)
@@ -29,35 +32,22 @@ wildcard_constraints:
     exp="|".join(RUNS),
 
 
-# Named tables: `snakemake results/<ds>/<table>/report.md`, or `snakemake gates --config dataset=prcc`.
-# The registry's experiments on a data set are all but its datasets.<ds>.exclude: table_experiments.
-GATES = ("196", "197", "198", "199", "200", "201", "202", "203")
-MODULES = ("206", "208", "209", "210", "212", "213", "214", "215", "216", "218")
-
-
-def registered(ids):
-    return [e for e in ids if e in EXPERIMENTS]
-
-
-TABLES = {
-    "registry": EXPERIMENTS,  # results/<ds>/report.md
-    "gates": registered(GATES),
-    "modules": registered(MODULES),
-    "lab_log": registered(GATES + ("211",) + MODULES),  # the whole lab log, which the demo's registry leaves out
-}
-
-
-def table_experiments(dataset, table):
-    return PARAMS.registry(dataset) if table == "registry" else TABLES[table]
+# Tables of params.yaml `tables:`: `snakemake --cores all <table> [--config dataset=prcc]` builds one
+# (results/<ds>/<table>/report.md); the default target builds default.table on default.dataset.
+TABLES = PARAMS.tables
+RULES = {"all", "synth", "prepare", "weights", "train", "extract", "evaluate", "report"}
+if TABLES.keys() & RULES:
+    raise WorkflowError(f"params.yaml: tables {sorted(TABLES.keys() & RULES)} are named as rules of the workflow; rename them")
+if PARAMS.unlisted():
+    logger.info(
+        f"ccreid: in no table of params.yaml, so built only when named: {', '.join(PARAMS.unlisted())} "
+        f"(`snakemake --cores all results/<ds>/<exp>/metrics.json`, or add them to a table)"
+    )
 
 
 def table_metrics(dataset, table):
     """Every run (all seeds) of the table's experiments."""
-    return [
-        str(paths.metrics_path(dataset, run))
-        for exp in table_experiments(dataset, table)
-        for run in PARAMS.runs(exp, dataset)
-    ]
+    return [str(paths.metrics_path(dataset, run)) for exp in PARAMS.table(table) for run in PARAMS.runs(exp, dataset)]
 
 
 def raw_root(wildcards):
@@ -82,6 +72,12 @@ def prepare_params(wildcards):
     return canonical_json(prepare_section(PARAMS.dataset(wildcards.dataset).model_dump(mode="json")))
 
 
+def prepare_code(wildcards):
+    """The code hash of preparation: the stage's and the data set's layout's."""
+    layout = PARAMS.dataset(wildcards.dataset).layout
+    return stage_code("prepare", {"dataset": {"layout": layout}, "plugins": PARAMS.plugins})
+
+
 def train_params(wildcards):
     return canonical_json(train_section(PARAMS.run_config(wildcards.dataset, wildcards.exp)))
 
@@ -95,7 +91,8 @@ def eval_params(keys):
 
 
 def run_code(stage):
-    """The code hash of a run's stage: training's depends on whether the run monitors."""
+    """The code hash of a run's stage: the registry members its config selects (its model's, its
+    loss terms' and augmentations') and, for training, the monitors when the run monitors."""
 
     def code(wildcards):
         return stage_code(stage, PARAMS.run_config(wildcards.dataset, wildcards.exp))
@@ -155,7 +152,7 @@ for_report = report
 def report_outputs(folder):
     """The report stage's outputs in `folder`, marked for Snakemake's report: the category is the
     data set, the subcategory the table."""
-    table = "registry" if "{table}" not in folder else "{table}"
+    table = "{table}"
     outputs = [
         for_report(
             f"{folder}/{name}",
@@ -193,18 +190,24 @@ def run_benchmark(stage):
     return str(paths.benchmark_path("{dataset}", stage, "{exp}"))
 
 
-def table_inputs(table):
+def table_inputs(wildcards):
     """The table's metrics, the features its ranked lists rank, the prepared images they show
     and the benchmarks of the jobs behind them (the report's jobs.csv)."""
+    runs = [run for exp in PARAMS.table(wildcards.table) for run in PARAMS.runs(exp, wildcards.dataset)]
+    return {
+        "metrics": table_metrics(wildcards.dataset, wildcards.table),
+        "features": [str(paths.features_path(wildcards.dataset, run)) for run in runs],
+        "prepared": str(paths.prepared_dir(wildcards.dataset)),
+        "benchmarks": [str(path) for path in job_benchmarks(PARAMS, wildcards.dataset, runs).values()],
+    }
 
-    def inputs(wildcards):
-        name = table or wildcards.table
-        runs = [run for exp in table_experiments(wildcards.dataset, name) for run in PARAMS.runs(exp, wildcards.dataset)]
-        return {
-            "metrics": table_metrics(wildcards.dataset, name),
-            "features": [str(paths.features_path(wildcards.dataset, run)) for run in runs],
-            "prepared": str(paths.prepared_dir(wildcards.dataset)),
-            "benchmarks": [str(path) for path in job_benchmarks(PARAMS, wildcards.dataset, runs).values()],
-        }
 
-    return inputs
+def check_trainings(dag):
+    """Before the first job: build what each training about to run trains with and check every
+    member's contract (`ccreid check`), so a broken member stops the workflow before any job."""
+    runs = {}
+    for job in dag.needrun_jobs():
+        if job.rule.name == "train":
+            runs.setdefault(job.wildcards.dataset, []).append(job.wildcards.exp)
+    for dataset, names in sorted(runs.items()):
+        shell(f"ccreid check --dataset {shlex.quote(dataset)} {' '.join(shlex.quote(n) for n in sorted(names))}")

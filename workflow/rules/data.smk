@@ -22,7 +22,7 @@ rule prepare:
     output:
         directory("data/prepared/{dataset}"),
     params:
-        code=stage_code("prepare"),
+        code=prepare_code,
         cfg=prepare_params,
     conda:
         "../envs/ccreid.yaml"

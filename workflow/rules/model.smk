@@ -46,7 +46,7 @@ rule extract:
     output:
         "results/{dataset}/{exp}/features.h5",
     params:
-        code=stage_code("extract"),
+        code=run_code("extract"),
         cfg=eval_params(EXTRACT_KEYS),
     conda:
         "../envs/ccreid.yaml"

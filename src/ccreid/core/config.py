@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from ccreid.core.errors import CCReIDError
+from ccreid.core.registry import Registry, member_ref, registry
 from ccreid.core.sections import train_section
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -38,20 +39,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
 
+def _member_spec(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    member_ref(value)  # a name, or a mapping with `name:` and the member's arguments
+    return value
+
+
+# A registry member (core/registry.py): its name, or {name: ..., <argument>: value, ...}. Checked
+# against the registry when params.yaml loads (Params._check_members).
+MemberSpec = Annotated[str | dict[str, Any], AfterValidator(_member_spec)]
+
+
 # --- model -----------------------------------------------------------------------------------
 class MultiscaleCfg(Strict):
     enabled: bool
-    gate: str
+    block: MemberSpec  # models/blocks/
+    gate: MemberSpec  # models/gates/
     blocks: PositiveInt
     reduction: PositiveInt
 
 
 class ModelCfg(Strict):
-    backbone: str
+    backbone: MemberSpec  # models/backbones/
     pretrained: str
     width: PositiveFloat  # channel scale of the backbone; 1.0 = the published network
     last_stride: Literal[1, 2]
-    pooling: Literal["avg", "max", "gem", "maxavg"]
+    pooling: MemberSpec  # models/poolings/
     multiscale: MultiscaleCfg
     correction: bool
     neck_bias: bool  # train the BN neck's bias (CAL) or freeze it at 0 (BoT)
@@ -82,6 +94,7 @@ class AdversarialCfg(Strict):
 
 
 class TripletCfg(Strict):
+    enabled: bool
     weight: NonNegativeFloat
     margin: NonNegativeFloat
 
@@ -99,12 +112,27 @@ class DistillCfg(Strict):
 
 
 class LossCfg(Strict):
+    """The loss terms (engine/losses/), in the order they add up: the clothes classifier trains
+    before the adversarial term uses it. A plugin's term is one more section, named as its term,
+    with `enabled` and its arguments; plugin terms come after these, by name."""
+
+    model_config = ConfigDict(extra="allow", strict=False)
+
     id: IdLossCfg
-    clothes: ClothesCfg
-    adversarial: AdversarialCfg
     triplet: TripletCfg
     aux: AuxCfg
     distill: DistillCfg
+    clothes: ClothesCfg
+    adversarial: AdversarialCfg
+
+    @model_validator(mode="after")
+    def _plugin_terms(self) -> LossCfg:
+        extra = self.__pydantic_extra__ or {}
+        for name, section in extra.items():
+            if not (isinstance(section, dict) and isinstance(section.get("enabled"), bool)):
+                raise ValueError(f"loss.{name}: a loss term's section is a mapping with `enabled: true|false`")
+        self.__pydantic_extra__ = dict(sorted(extra.items()))
+        return self
 
 
 # --- training --------------------------------------------------------------------------------
@@ -155,20 +183,13 @@ class ErasingCfg(Strict):
     fill: tuple[float, float, float]  # per channel, written into the normalised tensor
 
 
-class ColorJitterCfg(Strict):
-    p: Fraction
-    brightness: NonNegativeFloat
-    contrast: NonNegativeFloat
-    saturation: NonNegativeFloat
-    hue: Annotated[float, Field(ge=0.0, le=0.5)]
-
-
 class AugmentCfg(Strict):
     flip: Fraction
     crop: CropCfg
     erasing: ErasingCfg
-    color_jitter: ColorJitterCfg
-    grayscale: Fraction
+    # More augmentations on [0, 1] images, in order, after the crop and before the normalisation:
+    # kornia.augmentation classes or plugin members, each {name: ..., <keyword argument>: value}.
+    extra: list[MemberSpec]
 
 
 class EvalCfg(Strict):
@@ -216,9 +237,17 @@ class DatasetCfg(Strict):
     # Training seeds of some experiments on this data set only, by id (entries based on them do
     # not inherit these): the demo gives the comparison its report headlines seed-to-seed spread.
     seeds: dict[str, Any] = Field(default_factory=dict)
-    # Registry entries its registry run (`snakemake --cores all`, results/<ds>/report.md) leaves
-    # out; each stays a target or a table away (the demo leaves out the LTCC gate line).
-    exclude: list[str] = Field(default_factory=list)
+
+
+TableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]  # a Snakemake rule builds each table
+
+
+class DefaultCfg(Strict):
+    """What `snakemake --cores all` builds: one table on one data set; the report's reference."""
+
+    dataset: str
+    table: TableName
+    baseline: str  # drawn first and in bold in the report's CMC plot
 
 
 class RunCfg(Strict):
@@ -260,7 +289,7 @@ class Params:
         self.source = source
         if not isinstance(raw, dict):
             raise CCReIDError(f"{source}: expected a mapping at the top level")
-        allowed = {"run", "datasets", "defaults", "experiments"}
+        allowed = {"run", "datasets", "defaults", "experiments", "tables", "default", "plugins"}
         unknown = set(raw) - allowed
         if unknown:
             raise CCReIDError(f"{source}: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -285,22 +314,37 @@ class Params:
             self.run = RunCfg.model_validate(raw.get("run", {}))
         except ValidationError as error:
             raise CCReIDError(_describe(error, f"{source}: run")) from None
+        self.plugins = _plugins(raw.get("plugins", []), source)
+        self.members: Registry = registry(tuple(self.plugins["files"]), self.plugins["root"])
         self._check_recipe(raw["defaults"], f"{source}: defaults")
         for exp in raw["experiments"]:
             self.resolve(exp)
         for name, data in self.datasets.items():
-            for key, ids in (("seeds", list(data.seeds)), ("exclude", data.exclude)):
-                unregistered = [exp for exp in ids if exp not in raw["experiments"]]
-                if unregistered:
-                    raise CCReIDError(
-                        f"{source}: datasets.{name}.{key} names experiment {unregistered[0]!r}, which is not "
-                        f"registered (registered: {', '.join(raw['experiments'])})"
-                    )
-            if not set(raw["experiments"]) - set(data.exclude):
-                raise CCReIDError(f"{source}: datasets.{name}.exclude leaves no experiment to run; remove some ids")
+            unregistered = [exp for exp in data.seeds if exp not in raw["experiments"]]
+            if unregistered:
+                raise CCReIDError(
+                    f"{source}: datasets.{name}.seeds names experiment {unregistered[0]!r}, which is not "
+                    f"registered (registered: {', '.join(raw['experiments'])})"
+                )
+            try:
+                self.members.member("layout", data.layout, f"datasets.{name}.layout")
+            except CCReIDError as error:
+                raise CCReIDError(f"{source}: {error}") from None
             for exp in raw["experiments"]:
                 for run in self.runs(exp, name):
                     self.run_config(name, run)
+        self.tables = _tables(raw.get("tables"), raw["experiments"], source)
+        try:
+            self.default = DefaultCfg.model_validate(raw.get("default"))
+        except ValidationError as error:
+            raise CCReIDError(_describe(error, f"{source}: default")) from None
+        self.dataset(self.default.dataset)
+        for key, value, known in (
+            ("table", self.default.table, self.tables),
+            ("baseline", self.default.baseline, raw["experiments"]),
+        ):
+            if value not in known:
+                raise CCReIDError(f"{source}: default.{key} = {value!r} is not defined; defined: {', '.join(known)}")
 
     @staticmethod
     def _check_recipe(recipe: dict, where: str) -> RecipeCfg:
@@ -309,13 +353,45 @@ class Params:
         except ValidationError as error:
             raise CCReIDError(_describe(error, where)) from None
 
+    def _check_members(self, recipe: dict, where: str) -> dict:
+        """Every member the recipe names exists (in ccreid or a plugin) and accepts its arguments."""
+        problems = []
+        model, multiscale = recipe["model"], recipe["model"]["multiscale"]
+        named = [
+            ("backbone", model["backbone"], "model.backbone"),
+            ("pooling", model["pooling"], "model.pooling"),
+            ("block", multiscale["block"], "model.multiscale.block"),
+            ("gate", multiscale["gate"], "model.multiscale.gate"),
+        ]
+        named += [
+            ("loss", {"name": name, **{k: v for k, v in section.items() if k != "enabled"}}, f"loss.{name}")
+            for name, section in recipe["loss"].items()
+        ]
+        named += [("augmentation", spec, f"augment.extra[{i}]") for i, spec in enumerate(recipe["augment"]["extra"])]
+        for kind, spec, key in named:
+            name, arguments = member_ref(spec)
+            try:
+                self.members.check_arguments(self.members.member(kind, name, key), arguments, key)
+            except CCReIDError as error:
+                problems.append(f"{where}: {error}")
+        if problems:
+            raise CCReIDError("\n".join(problems))
+        return recipe
+
     @property
     def experiments(self) -> list[str]:
         return list(self.raw["experiments"])
 
-    def registry(self, dataset: str) -> list[str]:
-        """The experiments a data set's registry run trains: all but its `exclude:`, in order."""
-        return [exp for exp in self.experiments if exp not in self.dataset(dataset).exclude]
+    def table(self, name: str) -> list[str]:
+        """The experiments of a table of params.yaml `tables:`, in its order."""
+        if name not in self.tables:
+            raise CCReIDError(f"unknown table {name!r} in {self.source}; tables: {', '.join(self.tables)}")
+        return self.tables[name]
+
+    def unlisted(self) -> list[str]:
+        """Registered experiments in no table: they run only when named as a target."""
+        listed = {exp for ids in self.tables.values() for exp in ids}
+        return [exp for exp in self.experiments if exp not in listed]
 
     def seeds(self, exp: str, dataset: str | None = None) -> list[int] | None:
         """The experiment's training seeds: on `dataset`, those its `seeds:` lists for the
@@ -384,7 +460,8 @@ class Params:
                     raise CCReIDError(_describe(error, f"{self.source}: experiment {name!r}: reported")) from None
         if seed is not None:
             recipe["train"]["seed"] = seed
-        return self._check_recipe(recipe, f"{self.source}: experiment {exp!r}").model_dump(mode="json")
+        where = f"{self.source}: experiment {exp!r}"
+        return self._check_members(self._check_recipe(recipe, where).model_dump(mode="json"), where)
 
     def dataset(self, name: str) -> DatasetCfg:
         if name not in self.datasets:
@@ -401,9 +478,11 @@ class Params:
 
     def _resolved_run_config(self, dataset: str, exp: str) -> dict:
         data = self.dataset(dataset)
-        recipe = self._check_recipe(
-            deep_merge(self.resolve(exp, dataset), data.overrides), f"{self.source}: datasets.{dataset}.overrides"
-        ).model_dump(mode="json")
+        where = f"{self.source}: datasets.{dataset}.overrides"
+        recipe = self._check_recipe(deep_merge(self.resolve(exp, dataset), data.overrides), where).model_dump(
+            mode="json"
+        )
+        self._check_members(recipe, f"{self.source}: experiment {exp!r} on data set {dataset!r}")
         unscaled = copy.deepcopy(recipe)
         try:
             recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
@@ -416,9 +495,10 @@ class Params:
             ) from None
         recipe["dataset"] = {
             "name": dataset,
-            **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides", "seeds", "exclude"}),
+            **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides", "seeds"}),
         }
         recipe["experiment"] = exp
+        recipe["plugins"] = self.plugins
         train_ids = (data.synth or {}).get("train_ids")
         _check_meaning(
             recipe,
@@ -499,22 +579,22 @@ def _check_meaning(run_cfg: dict, unscaled: dict, where: str, train_ids: int | N
             "the adversarial loss is enabled but would add nothing; "
             "give it a weight or set loss.adversarial.enabled: false",
         )
-    for name, section in (("aux", aux), ("distill", distill)):
+    for name, section in (("aux", aux), ("distill", distill), ("triplet", loss["triplet"])):
         if section["enabled"] and section["weight"] == 0:
             problem(
                 f"loss.{name}.weight",
                 f"loss.{name} is enabled but would add nothing; give it a weight or set loss.{name}.enabled: false",
             )
-    if loss["triplet"]["weight"] > 0 and train["images_per_id"] < 2:
+    if loss["triplet"]["enabled"] and train["images_per_id"] < 2:
         problem(
             "train.images_per_id",
-            "the triplet loss (loss.triplet.weight > 0) needs two images of an "
+            "the triplet loss (loss.triplet.enabled) needs two images of an "
             "identity per batch: with one it has no positive pairs",
         )
-    if loss["triplet"]["weight"] > 0 and train["ids_per_batch"] < 2:
+    if loss["triplet"]["enabled"] and train["ids_per_batch"] < 2:
         problem(
             "train.ids_per_batch",
-            "the triplet loss (loss.triplet.weight > 0) needs two identities per "
+            "the triplet loss (loss.triplet.enabled) needs two identities per "
             "batch: with one it has no negatives and adds nothing",
         )
     # --- the batch
@@ -535,15 +615,37 @@ def _check_meaning(run_cfg: dict, unscaled: dict, where: str, train_ids: int | N
             f"upscaled by it, a {height}×{width} image stays {height}×{width}: "
             "the random crop (augment.crop.p > 0) would change nothing; raise it or set augment.crop.p: 0",
         )
-    jitter = augment["color_jitter"]
-    if jitter["p"] > 0 and not any(jitter[k] for k in ("brightness", "contrast", "saturation", "hue")):
-        problem(
-            "augment.color_jitter.p",
-            "every jitter strength is 0: colour jitter would change nothing; "
-            "set a strength or augment.color_jitter.p: 0",
-        )
     if problems:
         raise CCReIDError("\n".join(problems))
+
+
+def _plugins(files, source: str) -> dict:
+    """params.yaml `plugins:`: files of the user's own members, relative to params.yaml's folder."""
+    if not (isinstance(files, list) and all(isinstance(f, str) and f.endswith(".py") for f in files)):
+        raise CCReIDError(
+            f"{source}: plugins = {files!r}: expected a list of Python files (paths relative to {source})"
+        )
+    return {"root": str(Path(source).resolve().parent), "files": list(files)}
+
+
+def _tables(tables, experiments: dict, source: str) -> dict[str, list[str]]:
+    """params.yaml `tables:`: name -> experiment ids; each id registered, each table a rule name."""
+    if not isinstance(tables, dict) or not tables:
+        raise CCReIDError(f"{source}: 'tables' must be a mapping of table names to lists of experiment ids")
+    checked = {}
+    for name, ids in tables.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise CCReIDError(f"{source}: tables: {name!r} is not a valid table name (letters, digits, _)")
+        if not (isinstance(ids, list) and ids and all(isinstance(exp, str) for exp in ids)):
+            raise CCReIDError(f"{source}: tables.{name} = {ids!r}: expected a non-empty list of quoted experiment ids")
+        unregistered = [exp for exp in ids if exp not in experiments]
+        if unregistered:
+            raise CCReIDError(
+                f"{source}: tables.{name} names experiment {unregistered[0]!r}, which is not registered "
+                f"(registered: {', '.join(experiments)})"
+            )
+        checked[name] = ids
+    return checked
 
 
 def _checked_seeds(seeds, where: str) -> list[int]:

@@ -74,13 +74,16 @@ def _existing_module_file(name: str) -> Path:
 
 
 @cache
-def _module_code(name: str) -> tuple[frozenset[str], str]:
-    """A ccreid module's ccreid imports and its behaviour, from one parse of its source: each
-    stage's closure shares most modules, and planning hashes every stage (a no-op rerun's cost)."""
-    source = _existing_module_file(name)
+def _file_code(source: Path, package: str) -> tuple[frozenset[str], str]:
+    """A source file's ccreid imports and its behaviour, from one parse: each stage's closure
+    shares most modules, and planning hashes every stage (a no-op rerun's cost)."""
     tree = ast.parse(source.read_text())
-    package = name if source.name == "__init__.py" else name.rpartition(".")[0]
     return frozenset(_imports_in(tree, package)), _behaviour(tree)
+
+
+def _module_code(name: str) -> tuple[frozenset[str], str]:
+    source = _existing_module_file(name)
+    return _file_code(source, name if source.name == "__init__.py" else name.rpartition(".")[0])
 
 
 def _imported_ccreid_modules(name: str) -> frozenset[str]:
@@ -109,6 +112,8 @@ def _imports_in(tree: ast.Module, package: str) -> set[str]:
                 module = f"{anchor}.{module}".rstrip(".")
             found.add(module)
             found.update(f"{module}.{alias.name}" for alias in node.names)
+    # Importing a module runs its parent packages' __init__ first: they are part of what runs.
+    found |= {m.rsplit(".", depth)[0] for m in set(found) for depth in range(1, m.count(".") + 1)}
     return {m for m in found if _module_file(m) is not None}
 
 
@@ -129,10 +134,14 @@ def _behaviour(tree: ast.Module) -> str:
 
 
 @cache
-def code_hash(*modules: str) -> str:
+def code_hash(*modules: str, files: tuple[tuple[str, Path], ...] = ()) -> str:
     """Hash of the modules' code and of every ccreid module they import, transitively, each
-    without comments, docstrings and formatting (docs/architecture.md, "Code hashes")."""
-    seen, todo = set(), list(modules)
+    without comments, docstrings and formatting (docs/architecture.md, "Code hashes"). `files`:
+    source files outside the package (params.yaml's plugins), each as (its name in params.yaml,
+    its path): hashed under that name, with the ccreid modules it imports."""
+    plugin_code = {key: _file_code(path, "") for key, path in files}
+    seen: set[str] = set()
+    todo = [*modules, *(name for imports, _ in plugin_code.values() for name in imports)]
     while todo:
         name = todo.pop()
         if name in seen:
@@ -143,6 +152,9 @@ def code_hash(*modules: str) -> str:
     for name in sorted(seen):
         digest.update(name.encode() + b"\0")
         digest.update(_module_code(name)[1].encode())
+    for key in sorted(plugin_code):
+        digest.update(b"plugin\0" + key.encode() + b"\0")
+        digest.update(plugin_code[key][1].encode())
     return digest.hexdigest()[:16]
 
 

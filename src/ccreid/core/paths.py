@@ -48,6 +48,15 @@ REPORT_CURVES_DIR = "curves"  # <exp>.png: training curves of each run
 LOGS_DIR = Path("logs")
 BENCHMARK_SUFFIX = ".benchmark.tsv"
 
+# ccreid smoke: smoke/<dataset>/<exp>/smoke.json, apart from results/ (nothing reads it as a result)
+SMOKE_DIR = Path("smoke")
+SMOKE_RECORD = "smoke.json"
+
+
+def smoke_path(dataset: str, exp: str) -> Path:
+    return SMOKE_DIR / dataset / exp / SMOKE_RECORD
+
+
 # ccreid rank-list: results/<dataset>/<exp>/ranked/<protocol>[_vs_<exp>].png
 RANKED_DIR = "ranked"
 

@@ -19,15 +19,25 @@ The recipe is CAL's (docs/recipe.md), each step with its switch:
   fit (h < H and w < W) is redrawn, up to 100 tries, else the image is left as is. Sampling
   `kornia` (Kornia 0.9's RandomErasing): aspect from [low, 1] or [1, high] with equal chance,
   sides clamped to the image.
-Kornia's colour jitter and grayscale, when switched on, run on [0, 1] floats before
-normalisation.
+`augment.extra` names more augmentations — any class of `kornia.augmentation` (ColorJiggle,
+RandomGrayscale, RandomAffine, ...) or a plugin's `@augmentation("name")` member, which follows
+Kornia's augmentation API — each with its keyword arguments. They run in their order on the
+device, on [0, 1] floats between the geometry and the normalisation. Their parameters too are
+drawn for the whole global batch (Kornia's `forward_parameters`, on the device) and each process
+applies its own slice of them, so DDP stays equal to one process.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import kornia.augmentation as K
 import torch
 from torch import nn
+
+from ccreid.core.errors import CCReIDError
+from ccreid.core.registry import Registry, member_ref, registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -184,28 +194,72 @@ class RandomErasing:
         return images
 
 
-class BatchAugment(nn.Module):
-    """The `augment` section of params.yaml as one module: uint8 batch in, normalised float out."""
+# Parameters of a Kornia augmentation that are not one value per image: kept whole by every shard.
+WHOLE_BATCH_PARAMETERS = ("order", "forward_input_shape")
+PROBE = (2, 3, 32, 16)  # the batch an extra augmentation is checked on when built
 
-    def __init__(self, cfg: dict):
+
+def build_extra(spec: Any, index: int, registry: Registry, experiment: str) -> K.AugmentationBase2D:
+    """One `augment.extra` entry, checked: a Kornia 2-D augmentation that keeps the batch's shape."""
+    key = f"augment.extra[{index}]"
+    name, arguments = member_ref(spec)
+    member = registry.member("augmentation", name, key)
+    registry.check_arguments(member, arguments, key)
+    where = f"experiment {experiment!r}: key '{key}': augmentation {name!r} ({member.where})"
+    try:
+        module = registry.load(member)(**arguments)
+    except CCReIDError:
+        raise
+    except Exception as error:  # noqa: BLE001 — whatever a constructor raises on its arguments
+        raise CCReIDError(f"{where} refused its arguments {arguments}: {type(error).__name__}: {error}") from None
+    if not isinstance(module, K.AugmentationBase2D):
+        raise CCReIDError(f"{where}: an augmentation is a kornia.augmentation.AugmentationBase2D")
+    probe = torch.rand(PROBE, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.random.fork_rng(devices=[]):  # the check draws nothing from the training's generator
+            out = module(probe)
+    except Exception as error:  # noqa: BLE001
+        raise CCReIDError(f"{where}: fails on a batch of shape {PROBE}: {type(error).__name__}: {error}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != PROBE:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CCReIDError(f"{where}: expected an output of shape {PROBE} (the input's), got {got}")
+    return module
+
+
+def shard_parameters(params: dict, shard: slice, total: int, local_shape: torch.Size) -> dict:
+    """This shard's slice of parameters drawn for a global batch of `total` images."""
+    sliced = {}
+    for key, value in params.items():
+        per_image = isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == total
+        sliced[key] = value[shard] if per_image and key not in WHOLE_BATCH_PARAMETERS else value
+    sliced["forward_input_shape"] = torch.tensor(local_shape, dtype=torch.long)
+    return sliced
+
+
+class BatchAugment(nn.Module):
+    """The `augment` section of params.yaml as one module: uint8 batch in, normalised float out.
+    Its `extra` members come from `members` (default: ccreid's and Kornia's); errors name `experiment`."""
+
+    def __init__(self, cfg: dict, members: Registry | None = None, experiment: str = "?"):
         super().__init__()
+        members = members or registry()
         crop = cfg["crop"]
         self.geometry = FlipCrop(cfg["flip"], crop["p"], crop["scale"], crop["interpolation"])
-        jitter = cfg["color_jitter"]
-        photometric: list[nn.Module] = []
-        if jitter["p"] > 0:
-            photometric.append(
-                K.ColorJitter(
-                    jitter["brightness"], jitter["contrast"], jitter["saturation"], jitter["hue"], p=jitter["p"]
-                )
-            )
-        if cfg["grayscale"] > 0:
-            photometric.append(K.RandomGrayscale(p=cfg["grayscale"]))
-        self.photometric = nn.Sequential(*photometric) if photometric else None
+        self.extra = nn.ModuleList(build_extra(spec, i, members, experiment) for i, spec in enumerate(cfg["extra"]))
         erasing = cfg["erasing"]
         self.erasing = RandomErasing(
             erasing["p"], tuple(erasing["area"]), tuple(erasing["aspect"]), erasing["sampling"], tuple(erasing["fill"])
         )
+
+    def _extra(self, batch: torch.Tensor, mine: slice, total: int) -> torch.Tensor:
+        """The extra augmentations on [0, 1] floats, each with this shard's slice of parameters drawn
+        for the whole global batch."""
+        for augmentation in cast(Iterable[K.AugmentationBase2D], self.extra):
+            params = augmentation.forward_parameters(torch.Size((total, *batch.shape[1:])))
+            if total != len(batch):
+                params = shard_parameters(params, mine, total, batch.shape)
+            batch = augmentation(batch, params=params)
+        return batch
 
     @torch.no_grad()
     def forward(
@@ -231,8 +285,8 @@ class BatchAugment(nn.Module):
             batch = resample(as_float(images.contiguous()), rows, cols)
             if out is not None and out.shape == batch.shape and out.device == batch.device and out.dtype == batch.dtype:
                 batch = out.copy_(batch)
-        if self.photometric is None:
+        if len(self.extra) == 0:
             batch = normalize_(batch, 255.0)
         else:
-            batch = normalize_(self.photometric(batch.div_(255.0)), 1.0)
+            batch = normalize_(self._extra(batch.div_(255.0), mine, n * shards), 1.0)
         return self.erasing.apply_(batch, boxes)

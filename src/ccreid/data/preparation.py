@@ -15,7 +15,8 @@ import pandas as pd
 from PIL import Image
 
 from ccreid.core.config import DatasetCfg
-from ccreid.data.layouts import PARSERS, ParsedDataset, protocols_to_json
+from ccreid.core.registry import Registry
+from ccreid.data.layouts.base import ParsedDataset, protocols_to_json
 from ccreid.data.layouts.validate import validate
 from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import IMAGES, PROTOCOLS, SAMPLES, SKIPPED, SUMMARY
@@ -29,17 +30,18 @@ def _missing_root_message(name: str, cfg: DatasetCfg) -> str:
     )
 
 
-def parse_dataset(name: str, cfg: DatasetCfg) -> tuple[ParsedDataset, dict]:
-    """Parse and validate the raw data set; returns the parse and its summary."""
-    if cfg.layout not in PARSERS:
-        raise CCReIDError(f"datasets.{name}.layout = {cfg.layout!r} is unknown; use one of {', '.join(PARSERS)}")
+def parse_dataset(name: str, cfg: DatasetCfg, registry: Registry) -> tuple[ParsedDataset, dict]:
+    """Parse and validate the raw data set with its layout's parser (from `registry`); returns the
+    parse and its summary."""
+    member = registry.member("layout", cfg.layout, f"datasets.{name}.layout")
+    parser = registry.load(member)
     root = Path(cfg.root)
     if not root.is_dir():
         raise CCReIDError(_missing_root_message(name, cfg))
     try:
-        parsed = PARSERS[cfg.layout](root)
+        parsed = parser(root)
     except CCReIDError as error:
-        fits = _layouts_that_fit(root, cfg.layout)
+        fits = _layouts_that_fit(root, parser, registry)
         if not fits:
             raise
         raise CCReIDError(
@@ -50,11 +52,13 @@ def parse_dataset(name: str, cfg: DatasetCfg) -> tuple[ParsedDataset, dict]:
     return parsed, validate(parsed, name)
 
 
-def _layouts_that_fit(root: Path, failed: str) -> list[str]:
-    """The other layouts that parse `root` (only asked after its own layout failed)."""
+def _layouts_that_fit(root: Path, failed, registry: Registry) -> list[str]:
+    """The other layouts that parse `root` (only asked after its own layout failed: this imports
+    every parser)."""
     fits = []
-    for layout, parser in PARSERS.items():
-        if parser is PARSERS[failed]:
+    for layout in registry.names("layout"):
+        parser = registry.load(registry.member("layout", layout))
+        if parser is failed:
             continue
         try:
             parser(root)

@@ -18,6 +18,9 @@ Several processes (DDP; NCCL on CUDA, gloo on CPU): each rank trains on its shar
 global P×K batch; the triplet loss sees the whole batch (features gathered across ranks); rank 0
 alone writes checkpoint, model and logs.
 
+The loss terms are registry members (engine/losses/, one file each), built from the sections of
+params.yaml `loss` that are on and added up in their order (ccreid.core.stage_code.loss_terms).
+
 Validation and test monitoring come in as `monitors` (objects with an ``evaluate(model,
 eval_cfg, device)`` method): the engine does not import evaluation code, so editing it never
 retrains a run that does not monitor (docs/architecture.md)."""
@@ -40,17 +43,20 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ccreid.core import fingerprint
 
-from ccreid.engine import losses
 from ccreid.data.augment import BatchAugment
 from ccreid.core.sections import train_section
 from ccreid.core.devices import AUTOCAST_DTYPES, channels_last
 from ccreid.core.distributed import World
 from ccreid.core.errors import CCReIDError
 from ccreid.data.loader import Prefetcher, open_training_images
-from ccreid.models import build_model
+from ccreid.core.registry import Registry
+from ccreid.core.stage_code import loss_terms, plugins_registry
 from ccreid.models.checkpoint import CHECKPOINT_FORMAT, load_training_state, save_training_state
+from ccreid.models.members import Built
+from ccreid.models.reid import build_model
 from ccreid.data.prepared import PreparedData
 from ccreid.data.sampler import IdentitySampler
+from ccreid.engine.losses.term import LossTerm, Step, TermContext
 from ccreid.engine.training_log import TrainingLog
 
 
@@ -96,6 +102,16 @@ def running_stats_frozen(model: nn.Module) -> Iterator[None]:
     finally:
         for layer in layers:
             layer.track_running_stats = True
+
+
+def build_loss_term(name: str, context: TermContext, registry: Registry, experiment: str) -> LossTerm:
+    """The term of section `loss.<name>`, built with its section's values (but `enabled`)."""
+    section = {key: value for key, value in context.loss[name].items() if key != "enabled"}
+    built = Built(registry, "loss", {"name": name, **section}, f"loss.{name}", experiment)
+    term = built(context=context)
+    if not isinstance(term, LossTerm):
+        raise built.error("a loss term is a ccreid.engine.losses.term.LossTerm")
+    return term
 
 
 class TrainingOutputs(nn.Module):
@@ -161,23 +177,28 @@ class Trainer:
         seed_everything(tcfg["seed"])
         # Every rank draws the same initial weights and the augmentation of the whole global batch
         # (ccreid.data.augment), so N processes train as one process with train.bn_batch does.
-        self.model = build_model(run_cfg["model"], run_cfg["loss"], num_ids, num_clothes).to(device)
+        registry = plugins_registry(run_cfg)
+        experiment = run_cfg.get("experiment", "?")
+        self.model = build_model(run_cfg["model"], run_cfg["loss"], num_ids, num_clothes, registry, experiment)
+        self.model = self.model.to(device)
         self.meta = {"num_ids": num_ids, "num_clothes": num_clothes}
         self.channels_last = channels_last(tcfg["memory_format"], device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.network = self._wrap(self.model)
-        self.augment = BatchAugment(run_cfg["augment"]).to(device)
+        self.augment = BatchAugment(run_cfg["augment"], registry, experiment).to(device)
         self._input = None  # float batch buffer, reused by the augmentation from step to step
-        self.clothes_params = [p for n, p in self.model.named_parameters() if n.startswith("clothes_classifier.")]
+        context = TermContext(self.model, run_cfg["loss"], world, self.positive_mask)
+        self.terms = {
+            name: build_loss_term(name, context, registry, experiment).to(device)
+            for name in loss_terms(run_cfg["loss"])
+        }
         main_params = [p for n, p in self.model.named_parameters() if not n.startswith("clothes_classifier.")]
+        # A term's own parameters (none of ccreid's terms have any) are outside DDP's model: the step
+        # averages their gradients over processes itself.
+        self.term_params = [p for term in self.terms.values() if term.in_objective for p in term.parameters()]
+        main_params += self.term_params
         self.optimizer = torch.optim.Adam(main_params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
-        ccfg = run_cfg["loss"]["clothes"]
-        self.clothes_optimizer = (
-            torch.optim.Adam(self.clothes_params, lr=ccfg["lr"], weight_decay=ccfg["weight_decay"])
-            if self.clothes_params
-            else None
-        )
         self.autocast_dtype = AUTOCAST_DTYPES.get(tcfg["amp"])
         # fp16's narrow range needs loss scaling; the scaler is a no-op pass-through otherwise.
         self.scaler = torch.amp.GradScaler(device.type, enabled=tcfg["amp"] == "fp16")
@@ -205,10 +226,8 @@ class Trainer:
         factor = lr_factor(epoch, self.cfg["train"])
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg["train"]["lr"] * factor
-        clothes = self.cfg["loss"]["clothes"]
-        if self.clothes_optimizer is not None:
-            for group in self.clothes_optimizer.param_groups:
-                group["lr"] = clothes["lr"] * (factor if clothes["lr_schedule"] == "main" else 1.0)
+        for term in self.terms.values():
+            term.set_lr(factor)
         return self.cfg["train"]["lr"] * factor
 
     def _mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -219,55 +238,28 @@ class Trainer:
         """One optimisation step on this rank's `rows` (positions in the training split) and their
         uint8 `images`; returns the loss terms averaged over ranks. FloatingPointError (with the
         terms) when one is not finite."""
-        lcfg = self.cfg["loss"]
         index = torch.from_numpy(rows)
         self._input = batch = self.augment(
             images.to(self.device, non_blocking=True), out=self._input, shard=self.world.rank, shards=self.world.size
         )
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        pids = self.labels[index].to(self.device)
-        clothes = self.clothes[index].to(self.device)
-        with_aux = self.model.aux_head is not None and epoch >= lcfg["aux"]["start_epoch"]
+        active = {name: term for name, term in self.terms.items() if epoch >= term.start_epoch}
+        with_aux = any(term.uses_aux for term in active.values())
         with self._autocast():
             # Losses in full precision: AMP's half-precision outputs upcast, others as they are.
             out = {
                 key: value.to(torch.promote_types(value.dtype, torch.float32))
                 for key, value in self.network(batch, with_aux=with_aux).items()
             }
-        features = out["features"]
-        terms = {"id": losses.cross_entropy_label_smooth(out["logits"], pids, lcfg["id"]["label_smoothing"])}
-        if lcfg["triplet"]["weight"] > 0:
-            terms["triplet"] = lcfg["triplet"]["weight"] * losses.batch_hard_triplet(
-                self.world.gather_with_grad(features), self.world.gather(pids), lcfg["triplet"]["margin"]
-            )
-        if with_aux and lcfg["aux"]["enabled"]:
-            terms["aux"] = lcfg["aux"]["weight"] * losses.cross_entropy_label_smooth(
-                out["aux_logits"], pids, lcfg["id"]["label_smoothing"]
-            )
-        if with_aux and lcfg["distill"]["enabled"]:
-            terms["distill"] = lcfg["distill"]["weight"] * losses.distillation_kl(
-                out["aux_logits"], out["logits"], lcfg["distill"]["temperature"]
-            )
-        monitored = {}
-        if self.clothes_optimizer is not None and epoch >= lcfg["clothes"]["start_epoch"]:
-            classifier = self.model.clothes_classifier
-            assert classifier is not None  # the clothes optimizer exists only with it
-            clothes_loss = losses.cross_entropy_label_smooth(
-                classifier(features.detach()), clothes, lcfg["clothes"]["label_smoothing"]
-            )
-            self.clothes_optimizer.zero_grad(set_to_none=True)
-            clothes_loss.backward()
-            self.world.average_gradients(self.clothes_params)
-            self.clothes_optimizer.step()
-            monitored["clothes_classifier"] = clothes_loss
-            if lcfg["adversarial"]["enabled"]:
-                terms["adversarial"] = lcfg["adversarial"]["weight"] * losses.clothes_adversarial_loss(
-                    classifier(features),
-                    clothes,
-                    self.positive_mask[pids],
-                    lcfg["adversarial"]["epsilon"],
-                )
+        step = Step(out, self.labels[index].to(self.device), self.clothes[index].to(self.device), epoch)
+        terms, monitored = {}, {}
+        for name, term in active.items():  # in order: a term may use what an earlier one updated
+            value = _checked_value(term(step), name, self.cfg.get("experiment", "?"))
+            if term.in_objective:
+                terms[name] = value
+            else:
+                monitored[term.log_name or name] = value
         loss = cast(torch.Tensor, sum(terms.values()))  # terms always holds "id": a tensor
         # Averaged over ranks, so every rank sees the same values and stops together.
         logged = self._mean_over_ranks(terms | {"total": loss} | monitored)
@@ -275,6 +267,8 @@ class Trainer:
             raise FloatingPointError(logged)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.term_params:
+            self.world.average_gradients(self.term_params)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return logged
@@ -301,7 +295,9 @@ class Trainer:
             "world_size": self.world.size,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "clothes_optimizer": self.clothes_optimizer.state_dict() if self.clothes_optimizer else None,
+            "loss_terms": {
+                name: {"module": term.state_dict(), **term.training_state()} for name, term in self.terms.items()
+            },
             "scaler": self.scaler.state_dict(),
             "rng": self.world.gather_objects(_rng_state(self.device)),
             "test_curve": test_curve,
@@ -311,10 +307,47 @@ class Trainer:
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.clothes_optimizer is not None:
-            self.clothes_optimizer.load_state_dict(state["clothes_optimizer"])
+        for name, term in self.terms.items():
+            term.load_state_dict(state["loss_terms"][name]["module"])
+            term.load_training_state(state["loss_terms"][name])
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"][self.world.rank], self.device)
+
+
+# The batch check_training steps on: two identities x two images, each image its own outfit.
+CHECK_PIDS, CHECK_CLOTHES = [0, 0, 1, 1], [0, 1, 2, 3]
+
+
+def check_training(run_cfg: dict) -> None:
+    """Build what the run trains with — the model, its augmentation, its loss terms — with every
+    member checked against its contract, and take one step of the last epoch (every term on) on a
+    probe batch at the data set's size, so a mistake in a member stops before any data is read or
+    anything written. On a throwaway model, with torch's random state restored afterwards."""
+    registry, experiment = plugins_registry(run_cfg), run_cfg.get("experiment", "?")
+    height, width = run_cfg["dataset"]["size"]
+    pids, clothes = torch.tensor(CHECK_PIDS), torch.tensor(CHECK_CLOTHES)
+    positive_mask = torch.zeros(2, 4)
+    positive_mask[pids, clothes] = 1.0
+    with torch.random.fork_rng(devices=[]):
+        model = build_model({**run_cfg["model"], "pretrained": "none"}, run_cfg["loss"], 2, 4, registry, experiment)
+        augment = BatchAugment(run_cfg["augment"], registry, experiment)
+        context = TermContext(model, run_cfg["loss"], World(), positive_mask)
+        terms = [build_loss_term(name, context, registry, experiment) for name in loss_terms(run_cfg["loss"])]
+        images = augment(torch.randint(0, 256, (4, 3, height, width), dtype=torch.uint8))
+        outputs = TrainingOutputs(model.train())(images, with_aux=any(term.uses_aux for term in terms))
+        step = Step(outputs, pids, clothes, max(run_cfg["train"]["epochs"] - 1, 0))
+        for name, term in zip(loss_terms(run_cfg["loss"]), terms):
+            _checked_value(term(step), name, experiment)
+
+
+def _checked_value(value, name: str, experiment: str) -> torch.Tensor:
+    if not (isinstance(value, torch.Tensor) and value.dim() == 0):
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise CCReIDError(
+            f"experiment {experiment!r}: loss term {name!r} returned {shape}; "
+            "a loss term returns one scalar (a 0-dimensional tensor)"
+        )
+    return value
 
 
 def _load_checkpoint(path: Path, run_cfg: dict, world_size: int) -> dict | None:

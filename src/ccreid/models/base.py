@@ -1,4 +1,5 @@
-"""The interface every backbone offers the re-id head (ccreid.models.backbones registers them)."""
+"""The interfaces every backbone and every pooling offer the re-id head (their registries:
+models/backbones/, models/poolings/; the contracts in docs/extending.md)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,9 @@ class Backbone(nn.Module, ABC):
 
     @abstractmethod
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class GlobalPooling(nn.Module):
+    """B x C x H x W -> B x (expansion * C); `expansion` is set by each pooling."""
+
+    expansion: int

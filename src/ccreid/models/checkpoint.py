@@ -21,11 +21,12 @@ import torch
 
 from ccreid.core.atomic import atomic_path
 from ccreid.core.errors import CCReIDError
+from ccreid.core.registry import Registry, registry
 from ccreid.models.reid import build_model
 
 # Bumped when what a file holds changes; files of another format are refused, naming both.
 MODEL_FORMAT = 1
-CHECKPOINT_FORMAT = 3  # 3: loadable with weights_only (JSON config, NumPy state as a tensor)
+CHECKPOINT_FORMAT = 4  # 3: loadable with weights_only (JSON config, NumPy state as a tensor); 4: loss terms' states
 
 RETRAIN = "delete it and re-run `ccreid train`"
 # How torch names the callable a refused pickle asked for.
@@ -82,12 +83,25 @@ def save_model(state: dict, path: Path) -> None:
     _write({**plain, "format": MODEL_FORMAT, "config_json": json.dumps(state["config"], sort_keys=True)}, path)
 
 
-def load_model(model_path: Path, device: torch.device) -> torch.nn.Module:
-    """The trained model in eval mode, built from the config stored with its weights."""
+def load_model(
+    model_path: Path, device: torch.device, members: Registry | None = None, experiment: str = "?"
+) -> torch.nn.Module:
+    """The trained model in eval mode, built from the config stored with its weights (its members
+    from `members`, default ccreid's own; errors name `experiment`)."""
     saved = _read(model_path, "ccreid model file", MODEL_FORMAT, RETRAIN)
     cfg = _config(saved, model_path, "model file", RETRAIN)
     try:
-        model = build_model({**cfg["model"], "pretrained": "none"}, cfg["loss"], saved["num_ids"], saved["num_clothes"])
+        model = build_model(
+            {**cfg["model"], "pretrained": "none"},
+            cfg["loss"],
+            saved["num_ids"],
+            saved["num_clothes"],
+            members or registry(),
+            experiment,
+        )
+    except KeyError as error:
+        raise CCReIDError(f"{model_path}: its config lacks {error}; {RETRAIN}") from None
+    try:
         model.load_state_dict(saved["model"])
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

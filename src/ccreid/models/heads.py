@@ -1,4 +1,4 @@
-"""The re-id head: global pooling, BN neck, correction module, classifiers, auxiliary head."""
+"""The re-id head after the pooling: BN neck, correction module, classifiers, auxiliary head."""
 
 from __future__ import annotations
 
@@ -8,66 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccreid.core.errors import registered
-
-
-class GlobalPooling(nn.Module):
-    """B x C x H x W -> B x (expansion * C)."""
-
-    expansion: int
-
-
-class AvgPool(GlobalPooling):
-    """Global average pooling (the lab log's "池化mean"). B x C x H x W -> B x C."""
-
-    expansion = 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-
-class MaxPool(GlobalPooling):
-    """Global max pooling. B x C x H x W -> B x C."""
-
-    expansion = 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_max_pool2d(x, 1).flatten(1)
-
-
-class GeMPool(GlobalPooling):
-    """Generalised-mean pooling (Radenovic et al., TPAMI 2018): (mean x^p)^(1/p), p learnt.
-
-    p = 1 is average pooling, p -> infinity max pooling; p starts at 3.
-    """
-
-    expansion = 1
-
-    def __init__(self, p: float = 3.0, eps: float = 1e-6):
-        super().__init__()
-        self.p = nn.Parameter(torch.full((1,), p))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        powered = x.clamp(min=self.eps).pow(self.p)
-        return F.adaptive_avg_pool2d(powered, 1).flatten(1).pow(1.0 / self.p)
-
-
-class MaxAvgPool(GlobalPooling):
-    """[global max, global avg] concatenated (CAL's pooling): B x C x H x W -> B x 2C."""
-
-    expansion = 2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([F.adaptive_max_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1)], dim=1).flatten(1)
-
-
-# params.yaml `model.pooling` -> pooling module; `expansion` = output channels / input channels.
-POOLINGS: dict[str, type[GlobalPooling]] = {"avg": AvgPool, "max": MaxPool, "gem": GeMPool, "maxavg": MaxAvgPool}
-
-
-def build_pooling(name: str) -> GlobalPooling:
-    return registered(POOLINGS, name, "model.pooling", "pooling")()
+from ccreid.models.base import GlobalPooling
 
 
 class BNNeck(nn.BatchNorm1d):
@@ -133,13 +74,13 @@ def id_classifier(in_features: int, num_ids: int, bias: bool = True) -> nn.Linea
 
 class AuxiliaryHead(nn.Module):
     """Deep-supervision identity head on the mid-level map: pool -> BN neck -> linear, with the
-    main head's bias settings."""
+    main head's pooling (its own instance) and bias settings."""
 
     def __init__(
-        self, in_channels: int, num_ids: int, pooling: str, neck_bias: bool = True, classifier_bias: bool = True
+        self, in_channels: int, num_ids: int, pool: GlobalPooling, neck_bias: bool = True, classifier_bias: bool = True
     ):
         super().__init__()
-        self.pool = build_pooling(pooling)
+        self.pool = pool
         self.neck = BNNeck(in_channels * self.pool.expansion, neck_bias)
         self.classifier = id_classifier(in_channels * self.pool.expansion, num_ids, classifier_bias)
 

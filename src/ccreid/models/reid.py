@@ -14,17 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ccreid.models.backbones import build_backbone
-from ccreid.models.base import Backbone
-from ccreid.models.heads import (
-    AuxiliaryHead,
-    BNNeck,
-    CorrectionModule,
-    CosineClassifier,
-    build_pooling,
-    id_classifier,
-)
-from ccreid.models.multiscale import MultiScaleModule
+from ccreid.core.registry import Registry
+from ccreid.models.base import Backbone, GlobalPooling
+from ccreid.models.heads import AuxiliaryHead, BNNeck, CorrectionModule, CosineClassifier, id_classifier
+from ccreid.models.members import build_backbone, build_multiscale, build_pooling
 
 
 class ReIDModel(nn.Module):
@@ -33,28 +26,28 @@ class ReIDModel(nn.Module):
         backbone: Backbone,
         num_ids: int,
         *,
-        pooling: str = "maxavg",
+        pool: GlobalPooling,
+        aux_pool: GlobalPooling | None = None,
         multiscale: nn.Module | None = None,
         correction: bool = False,
-        aux_head: bool = False,
         num_clothes: int | None = None,
         clothes_scale: float = 16.0,
         neck_bias: bool = True,
         classifier_bias: bool = True,
     ):
-        """`multiscale` runs on the final map (same width); `aux_head` adds an identity head on
-        the backbone's mid map; `num_clothes=None` builds no clothes classifier."""
+        """`multiscale` runs on the final map (same width); `aux_pool` adds an identity head on the
+        backbone's mid map, pooled by it; `num_clothes=None` builds no clothes classifier."""
         super().__init__()
         self.backbone = backbone
         self.multiscale = multiscale
-        self.pool = build_pooling(pooling)
+        self.pool = pool
         self.embedding_dim = backbone.out_channels * self.pool.expansion
         self.neck = BNNeck(self.embedding_dim, neck_bias)
         self.correction = CorrectionModule(self.embedding_dim) if correction else None
         self.classifier = id_classifier(self.embedding_dim, num_ids, classifier_bias)
         self.aux_head = None
-        if aux_head:
-            self.aux_head = AuxiliaryHead(backbone.mid_channels, num_ids, pooling, neck_bias, classifier_bias)
+        if aux_pool is not None:
+            self.aux_head = AuxiliaryHead(backbone.mid_channels, num_ids, aux_pool, neck_bias, classifier_bias)
         self.clothes_classifier = None
         if num_clothes is not None:
             self.clothes_classifier = CosineClassifier(self.embedding_dim, num_clothes, clothes_scale)
@@ -74,29 +67,26 @@ class ReIDModel(nn.Module):
         return outputs
 
 
-def build_model(model_cfg: dict, loss_cfg: dict, num_ids: int, num_clothes: int) -> ReIDModel:
-    """Build the model from the resolved `model` and `loss` sections of params.yaml."""
-    backbone = build_backbone(
-        model_cfg["backbone"], model_cfg["pretrained"], model_cfg["last_stride"], model_cfg.get("width", 1.0)
-    )
+def build_model(
+    model_cfg: dict, loss_cfg: dict, num_ids: int, num_clothes: int, registry: Registry, experiment: str
+) -> ReIDModel:
+    """Build the model from the resolved `model` and `loss` sections of params.yaml, its members
+    from `registry`, each checked against its contract (errors name `experiment`)."""
+    backbone = build_backbone(model_cfg, registry, experiment)
     multiscale_cfg = model_cfg["multiscale"]
     multiscale = None
     if multiscale_cfg["enabled"]:
-        multiscale = MultiScaleModule(
-            backbone.out_channels,
-            gate=multiscale_cfg["gate"],
-            blocks=multiscale_cfg["blocks"],
-            reduction=multiscale_cfg["reduction"],
-        )
+        multiscale = build_multiscale(multiscale_cfg, registry, experiment, backbone.out_channels)
     clothes_cfg = loss_cfg["clothes"]
+    # distillation needs the auxiliary head as its student even when its own loss is off
+    aux_head = loss_cfg["aux"]["enabled"] or loss_cfg["distill"]["enabled"]
     return ReIDModel(
         backbone,
         num_ids,
-        pooling=model_cfg["pooling"],
+        pool=build_pooling(model_cfg["pooling"], registry, experiment, backbone.out_channels),
+        aux_pool=build_pooling(model_cfg["pooling"], registry, experiment, backbone.mid_channels) if aux_head else None,
         multiscale=multiscale,
         correction=model_cfg["correction"],
-        # distillation needs the auxiliary head as its student even when its own loss is off
-        aux_head=loss_cfg["aux"]["enabled"] or loss_cfg["distill"]["enabled"],
         num_clothes=num_clothes if clothes_cfg["enabled"] else None,
         clothes_scale=clothes_cfg["scale"],
         neck_bias=model_cfg["neck_bias"],

@@ -19,8 +19,7 @@ from ccreid.core.distributed import World, process_group, world_from_environment
 from ccreid.core.paths import CHECKPOINT, FOLDER_RECORD, LIVE_DIR, TEST_CURVE
 from ccreid.core.stage_code import MONITORS, monitors_on, stage_code
 from ccreid.data.prepared import load_prepared
-from ccreid.engine.trainer import Trainer, run_epochs
-from ccreid.models import check_names
+from ccreid.engine.trainer import Trainer, check_training, run_epochs
 from ccreid.models.checkpoint import save_model
 from ccreid.core.weights import pretrained_file
 
@@ -28,7 +27,6 @@ from ccreid.core.weights import pretrained_file
 def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | None = None) -> Path:
     """Train the run's model into `model_path` (+ checkpoint and DVCLive logs in its folder)."""
     model_path = Path(model_path)
-    check_names(run_cfg)
     # The prepared folder's own fingerprint identifies its content (prepare is deterministic).
     inputs = {"prepared": Path(prepared_dir) / FOLDER_RECORD}
     weights = pretrained_file(run_cfg["model"])
@@ -41,6 +39,7 @@ def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | Non
     with exclusive(model_path, holder=holder, companions=companions):
         if fingerprint.is_fresh(model_path, expected):
             return model_path
+        check_training(run_cfg)  # a member that breaks its contract stops here, before any data is read
         _train(Path(prepared_dir), run_cfg, model_path, expected, world, device)
     return model_path
 

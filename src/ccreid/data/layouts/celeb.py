@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccreid.data.layouts.base import ParsedDataset
+from ccreid.core.registry import layout
 from ccreid.data.layouts.naming import FlatLayout, NamePattern, identity_only_labels, standard_protocols
 
 LAYOUT = FlatLayout(
@@ -26,6 +27,8 @@ LAYOUT = FlatLayout(
 )
 
 
+@layout("celeb")
+@layout("celeb_light")
 def parse_celeb(root: Path) -> ParsedDataset:
     """Celeb-reID and Celeb-reID-light (same layout and names)."""
     return LAYOUT.parse(root)

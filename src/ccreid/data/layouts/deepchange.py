@@ -17,6 +17,7 @@ from pathlib import Path
 from ccreid.data.layouts.base import ParsedDataset
 from ccreid.data.layouts.files import list_images, require_dir, require_root, samples_frame
 from ccreid.data.layouts.naming import NamePattern, Row, standard_protocols
+from ccreid.core.registry import layout
 from ccreid.core.errors import CCReIDError
 
 PATTERN = NamePattern(
@@ -94,6 +95,7 @@ def _split_rows(root: Path, folder_name: str, split: str) -> list[Row]:
     return rows
 
 
+@layout("deepchange")
 def parse_deepchange(root: Path) -> ParsedDataset:
     holds = "train-set/, val-set-*/, test-set-*/ and their -bbox.txt lists"
     root = require_root(root, "DeepChange", holds)

@@ -20,6 +20,7 @@ from ccreid.data.layouts.files import (
     require_root,
     samples_frame,
 )
+from ccreid.core.registry import layout
 from ccreid.data.layouts.naming import (
     NamePattern,
     Row,
@@ -54,6 +55,7 @@ def _eval_rows(root: Path, part: str, prefix: str) -> list[Row]:
     return rows + label_images(gallery, f"{prefix}gallery", TEST_PATTERN, identity_only_labels)
 
 
+@layout("last")
 def parse_last(root: Path) -> ParsedDataset:
     root = require_root(root, "LaST", "train/ val/ test/, i.e. the published last/ folder")
     train = list_nested_images(require_dir(root / "train", "LaST"))

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from ccreid.data.layouts.base import ParsedDataset, Protocol
+from ccreid.core.registry import layout
 from ccreid.data.layouts.naming import FlatLayout, NamePattern
 
 
@@ -36,5 +37,6 @@ LAYOUT = FlatLayout(
 )
 
 
+@layout("ltcc")
 def parse_ltcc(root: Path) -> ParsedDataset:
     return LAYOUT.parse(root)

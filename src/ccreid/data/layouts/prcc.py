@@ -8,6 +8,7 @@ import pandas as pd
 
 from ccreid.data.layouts.base import ParsedDataset, Protocol
 from ccreid.data.layouts.files import list_images, require_dir
+from ccreid.core.registry import layout
 from ccreid.core.errors import CCReIDError
 
 CAMERAS = {"A": 0, "B": 1, "C": 2}
@@ -30,6 +31,7 @@ def _pid_folders(split_dir: Path) -> list[Path]:
     return folders
 
 
+@layout("prcc")
 def parse_prcc(root: Path) -> ParsedDataset:
     root = Path(root)
     rgb = require_dir(root / "rgb", "PRCC", hint="the PRCC root is the folder that holds rgb/")

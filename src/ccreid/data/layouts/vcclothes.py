@@ -12,6 +12,7 @@ from pathlib import Path
 from re import Match
 
 from ccreid.data.layouts.base import ParsedDataset, Protocol
+from ccreid.core.registry import layout
 from ccreid.data.layouts.naming import FlatLayout, NamePattern
 
 SC_CAMERAS = (2, 3)
@@ -39,5 +40,6 @@ LAYOUT = FlatLayout(
 )
 
 
+@layout("vcclothes")
 def parse_vcclothes(root: Path) -> ParsedDataset:
     return LAYOUT.parse(root)

@@ -1,21 +1,19 @@
-"""OSNet x1.0 and OSNet-AIN x1.0 (Zhou et al., ICCV 2019 and arXiv 1910.06827).
+"""OSNet's layers (Zhou et al., ICCV 2019 and arXiv 1910.06827): the omni-scale blocks and what
+they are made of, shared by the OSNet backbones (models/backbones/osnet.py) and the multi-scale
+block (models/blocks/osnet.py).
 
 Layers carry torchreid's names (`osnet.py` and `osnet_ain.py`), so torchreid's published
-ImageNet files load directly; the 512-d `fc` embedding layer and the `classifier` of those files
-are not part of the backbone (our re-id head replaces them). The omni-scale block is also the
-building block of the multi-scale module (ccreid.models.multiscale).
+ImageNet files load directly.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from ccreid.models.base import Backbone
 
 
 class ConvLayer(nn.Module):
@@ -84,7 +82,7 @@ class LightConvStream(nn.Module):
 class ChannelGate(nn.Module):
     """OSNet's unified aggregation gate: sigmoid(fc2(relu(fc1(avgpool(x))))) * x.
 
-    The same function as GATES["se_avg"] (lab-log entry 196), under torchreid's names.
+    The same function as the gate `se_avg` (lab-log entry 196), under torchreid's names.
     """
 
     def __init__(self, in_channels: int, reduction: int = 16):
@@ -199,72 +197,3 @@ def init_osnet_weights(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.affine:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-CHANNELS_X1_0 = (64, 256, 384, 512)
-
-
-class OSNetBackbone(Backbone):
-    """Stem conv1 + maxpool, stages conv2..conv4, 1x1 conv5. Output stride 16, no classifier."""
-
-    # Built by the subclasses; declared for the shared forward.
-    conv1: nn.Module
-    maxpool: nn.Module
-    conv4: nn.Sequential
-    conv5: nn.Module
-
-    @abstractmethod
-    def stages_to_conv3(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (conv4 map, conv5 map); both are 512-channel at x1.0."""
-        mid_map = self.conv4(self.stages_to_conv3(self.maxpool(self.conv1(x))))
-        return mid_map, self.conv5(mid_map)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[1]
-
-
-class OSNet(OSNetBackbone):
-    """osnet_x1_0: two OSBlocks per stage; the transitions are the last element of conv2 / conv3."""
-
-    def __init__(self, channels: Sequence[int] = CHANNELS_X1_0):
-        super().__init__()
-        self.mid_channels = self.out_channels = channels[3]
-        self.conv1 = ConvLayer(3, channels[0], 7, stride=2, padding=3)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.conv2 = nn.Sequential(
-            OSBlock(channels[0], channels[1]), OSBlock(channels[1], channels[1]), transition(channels[1])
-        )
-        self.conv3 = nn.Sequential(
-            OSBlock(channels[1], channels[2]), OSBlock(channels[2], channels[2]), transition(channels[2])
-        )
-        self.conv4 = nn.Sequential(OSBlock(channels[2], channels[3]), OSBlock(channels[3], channels[3]))
-        self.conv5 = Conv1x1(channels[3], channels[3])
-        init_osnet_weights(self)
-
-    def stages_to_conv3(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv3(self.conv2(x))
-
-
-class OSNetAIN(OSNetBackbone):
-    """osnet_ain_x1_0: IN in the stem and, as the AIN search found, inside the residual of
-    blocks conv2.0, conv2.1, conv3.1 and conv4.0; transitions are separate (`pool2`, `pool3`)."""
-
-    def __init__(self, channels: Sequence[int] = CHANNELS_X1_0):
-        super().__init__()
-        self.mid_channels = self.out_channels = channels[3]
-        self.conv1 = ConvLayer(3, channels[0], 7, stride=2, padding=3, IN=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.conv2 = nn.Sequential(
-            OSBlockAIN(channels[0], channels[1], IN=True), OSBlockAIN(channels[1], channels[1], IN=True)
-        )
-        self.pool2 = transition(channels[1])
-        self.conv3 = nn.Sequential(OSBlockAIN(channels[1], channels[2]), OSBlockAIN(channels[2], channels[2], IN=True))
-        self.pool3 = transition(channels[2])
-        self.conv4 = nn.Sequential(OSBlockAIN(channels[2], channels[3], IN=True), OSBlockAIN(channels[3], channels[3]))
-        self.conv5 = Conv1x1(channels[3], channels[3])
-        init_osnet_weights(self)
-
-    def stages_to_conv3(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool3(self.conv3(self.pool2(self.conv2(x))))

@@ -1,38 +1,15 @@
-"""Backbone registry (params.yaml `model.backbone`) and pretrained-weight loading (`model.pretrained`).
-
-Every backbone has `out_channels` (final map), `mid_channels` (the map before the last stage:
-layer3 for ResNets, conv4 for OSNet), `forward_features(x) -> (mid_map, final_map)` and
-`forward(x) -> final_map`. Its state_dict names are those of the published checkpoint minus the
-ImageNet classifier, so `pretrained` may point at the published file as downloaded.
-"""
+"""Initial weights of a backbone from a file (`model.pretrained`: the published ImageNet file or a
+local path): read without running code, every key checked, each problem named."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ccreid.core.errors import CCReIDError, registered
-from ccreid.models.base import Backbone
-from ccreid.models.osnet import CHANNELS_X1_0, OSNet, OSNetAIN
-from ccreid.models.resnet import ResNet50, TinyResNet
+from ccreid.core.errors import CCReIDError
 from ccreid.core.weights import require_weights
-
-# name -> builder(last_stride, width). OSNet keeps its published output stride 16 (conv4 and
-# conv5 do not downsample), so last_stride does not apply to it.
-BACKBONES: dict[str, Callable[[int, float], Backbone]] = {
-    "resnet50": lambda last_stride, width: ResNet50(last_stride, width=width),
-    "resnet50_ibn_a": lambda last_stride, width: ResNet50(last_stride, ibn=True, width=width),
-    "osnet_x1_0": lambda last_stride, width: OSNet(_channels(CHANNELS_X1_0, width)),
-    "osnet_ain_x1_0": lambda last_stride, width: OSNetAIN(_channels(CHANNELS_X1_0, width)),
-    "resnet_tiny": lambda last_stride, width: TinyResNet(last_stride, _channels((16, 32, 64, 128), width)),
-}
-
-
-def _channels(channels: tuple[int, ...], width: float) -> tuple[int, ...]:
-    return tuple(max(4, int(round(c * width))) for c in channels)
 
 
 # Keys of the published files that the backbone does not have: the ImageNet classifier (and,
@@ -45,20 +22,13 @@ NESTING_KEYS = ("state_dict", "model", "model_state_dict")
 MAX_NAMES_IN_MESSAGE = 10
 
 
-def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, width: float = 1.0) -> Backbone:
-    """Build backbone `name`; pretrained: "none", "imagenet" (the published file under
-    data/weights/, see ccreid.core.weights) or the path of a local weight file.
-
-    `width` scales the channels (1.0 = the published network; only then do checkpoints fit)."""
-    builder = registered(BACKBONES, name, "model.backbone", "backbone")
-    if last_stride not in (1, 2):
-        raise CCReIDError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
-    backbone = builder(last_stride, width)
+def load_pretrained(backbone: nn.Module, name: str, pretrained: str) -> None:
+    """`pretrained`: "none", "imagenet" (the published file of backbone `name` under data/weights/,
+    see ccreid.core.weights) or the path of a local weight file (only width 1.0 fits them)."""
     if pretrained == "imagenet":
         load_weight_file(backbone, require_weights(name))
     elif pretrained != "none":
         load_weight_file(backbone, pretrained)
-    return backbone
 
 
 def load_weight_file(backbone: nn.Module, path: str | Path) -> None:

@@ -1,4 +1,5 @@
-"""ResNet backbones: torchvision's ResNet-50, its IBN-a variant, and a tiny ResNet for tests.
+"""ResNet backbones, `model.backbone` `resnet50` (torchvision's ResNet-50), `resnet50_ibn_a` (its
+IBN-a variant) and `resnet_tiny` (a tiny ResNet for tests).
 
 Parameter names are those of the published checkpoints (torchvision's `resnet50`, IBN-Net's
 `resnet50_ibn_a`) minus the ImageNet classifier `fc`, so their files load without renaming.
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from ccreid.core.registry import backbone
 from ccreid.models.base import Backbone
 
 
@@ -141,3 +143,18 @@ def _basic_block(in_channels: int, out_channels: int, stride: int) -> BasicBlock
             nn.BatchNorm2d(out_channels),
         )
     return BasicBlock(in_channels, out_channels, stride, downsample)
+
+
+@backbone("resnet50")
+def resnet50(last_stride: int = 1, width: float = 1.0) -> ResNet50:
+    return ResNet50(last_stride, width=width)
+
+
+@backbone("resnet50_ibn_a")
+def resnet50_ibn_a(last_stride: int = 1, width: float = 1.0) -> ResNet50:
+    return ResNet50(last_stride, ibn=True, width=width)
+
+
+@backbone("resnet_tiny")
+def resnet_tiny(last_stride: int = 1, width: float = 1.0) -> TinyResNet:
+    return TinyResNet(last_stride, tuple(max(4, int(round(c * width))) for c in (16, 32, 64, 128)))

@@ -1,0 +1,1 @@
+"""Global poolings, one file each, named by params.yaml `model.pooling` (`@pooling("name")`)."""
