@@ -11,7 +11,9 @@
 4. evaluation at Market-1501 scale (3,368 × 15,913) on the device and on the CPU: the same
    numbers, and both times;
 5. extraction images/s (fp32 and bf16);
-6. with two GPUs or more: `torchrun --nproc_per_node 2` training images/s.
+6. augmentation: ccreid's CAL steps against Kornia's equivalent chain on the device, per batch
+   (benchmarks/augment_kornia.py);
+7. with two GPUs or more: `torchrun --nproc_per_node 2` training images/s.
 
 Goals it reports against (docs/scaling.md): ≥ 1,000 img/s training on an H100/H200-class GPU
 (≈ 560 on an A100: NVIDIA's ResNet-50 AMP ≈ 2,470 img/s at 224² scaled by 4.1/18.2 GFLOPs for
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from augment_kornia import compare as compare_augmentation
 from common import REPO, cores, recipe, synthetic_set
 from eval_speed import SIZES, distinct_random_distances, labels
 from input_pipeline import JPEGDataset
@@ -201,6 +204,7 @@ def two_gpu_training(quick: bool) -> dict:
 
 def markdown(report: dict) -> str:
     t, c, e, x = report["training"], report["cal_style"], report["evaluation"], report["extraction"]
+    a = report["augmentation"]
     goal = GOALS
     fast = t["bf16_channels_last"]
     lines = [
@@ -225,6 +229,8 @@ def markdown(report: dict) -> str:
         f"| evaluation {e['size']}: device / CPU seconds | {e.get(report['device'].split(':')[0] + '_seconds', 0):.2f}"
         f" / {e['cpu_seconds']:.2f} (same numbers: {e['same_numbers']}) | |",
         f"| extraction fp32 / bf16, img/s | {x['off']['images_per_second']:.0f} / {x['bf16']['images_per_second']:.0f} | |",
+        f"| augmentation of a {a['batch']}-image batch: ccreid / Kornia's chain, ms | {1e3 * a['ccreid']:.1f} / "
+        f"{1e3 * a['kornia']:.1f} (Kornia {a['kornia_over_ccreid']:.2f}× ccreid's time) | |",
     ]
     if report.get("two_gpus"):
         lines.append(f"| torchrun 2 GPUs, img/s | {report['two_gpus']['images_per_second']} | |")
@@ -261,6 +267,9 @@ def main() -> None:
         report["cal_style"] = cal_style_training(data, scale, device, workers=cores())
         report["extraction"] = extraction(data, scale, device)
     report["evaluation"] = evaluation(device, args.quick)
+    report["augmentation"] = compare_augmentation(
+        device, batch=8 if args.quick else 64, repeats=3 if args.quick else 30
+    )
     report["two_gpus"] = (
         two_gpu_training(args.quick) if device.type == "cuda" and torch.cuda.device_count() > 1 else None
     )

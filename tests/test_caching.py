@@ -69,7 +69,7 @@ def test_editing_one_experiment_reruns_its_chain_and_the_report(project):
     trained = {p for p in planned if p.endswith("model.pt")}
     assert trained == {"results/synthetic/213/model.pt", "results/synthetic/214/model.pt"}
     assert "results/synthetic/212/features.h5" not in planned
-    assert "results/synthetic/report.md" in planned
+    assert "results/synthetic/demo/report.md" in planned
 
 
 def test_evaluation_only_edit_reevaluates_without_retraining(project):
@@ -84,6 +84,8 @@ def test_euclidean_variant_equals_its_model_owner(project):
     cosine = json.loads((project / "results/synthetic/214/metrics.json").read_text())
     euclidean = json.loads((project / "results/synthetic/210/metrics.json").read_text())
     assert euclidean == cosine  # the lab log's 210: "euclidean and cosine identical"
+    report = (project / "results/synthetic/demo/report.md").read_text()
+    assert "| 210 | 214 with euclidean distance [trains the same model as 214] |" in report
 
 
 @pytest.mark.slurm
@@ -97,24 +99,32 @@ def test_slurm_profile_requests_a_gpu_per_training(slurm_plugin, tmp_path):
     assert "gpu=1" in train_job and "slurm_partition=gpu" in train_job and "cpus_per_task=8" in train_job
 
 
-def test_a_data_set_runs_its_registry_without_the_entries_it_excludes_and_with_its_seeds(tmp_path):
-    """The demo's shape (datasets.<ds>.exclude and .seeds) in Snakemake's own plan: the default
-    target trains every entry but the excluded one (its dependant still trains: 214 on 213's
-    base chain), the extra seed's run, and reports exactly those; the excluded entry stays a
-    target or a table away (`lab_log`: every lab-log entry)."""
+def test_the_default_target_is_the_default_table_with_its_seeds_and_any_table_builds_by_name(tmp_path):
+    """The demo's shape (default.table and datasets.<ds>.seeds) in Snakemake's own plan: the
+    default target trains the table's entries (214 without 213 in the table still trains alone:
+    only 213's config is inherited), the extra seed's run, and reports exactly those; an entry in no
+    table stays a target away, and Snakemake names it at the start; a table of the user's is a
+    target of its own."""
     params = small_registry()
-    params["datasets"]["synthetic"].update(exclude=["213"], seeds={"212": [1, 2]})
+    params["tables"] |= {"demo": ["212", "214", "210"], "mine": ["213", "214"]}
+    params["tables"].pop("lab_log")
+    params["tables"].pop("modules")
+    params["datasets"]["synthetic"]["seeds"] = {"212": [1, 2]}
     project = write_project(tmp_path / "project", params)
     trained = {path for path in planned_outputs(project) if path.endswith("model.pt")}
     assert trained == {f"results/synthetic/{run}/model.pt" for run in ("212", "212@2", "214")}
-    dry = run(["snakemake", "--cores", "2", "--dry-run", "--printshellcmds"], cwd=project).stdout
-    assert "--experiments 212 214 210" in dry
+    dry = run(["snakemake", "--cores", "2", "--dry-run", "--printshellcmds"], cwd=project)
+    assert "--out results/synthetic/demo --prepared data/prepared/synthetic --experiments 212 214 210" in dry.stdout
+    assert "in no table of params.yaml, so built only when named: 213" not in dry.stdout + dry.stderr
     alone = run(["snakemake", "--cores", "2", "--dry-run", "results/synthetic/213/metrics.json"], cwd=project)
     assert "results/synthetic/213/model.pt" in alone.stdout
-    table = run(["snakemake", "--cores", "2", "--dry-run", "--printshellcmds", "lab_log"], cwd=project).stdout
-    assert "results/synthetic/213/model.pt" in table
-    listed = re.search(r"--out results/synthetic/lab_log .*--experiments ([\d ]+?) 2>", table)
-    assert listed and sorted(listed.group(1).split()) == ["210", "212", "213", "214"], table
+    table = run(["snakemake", "--cores", "2", "--dry-run", "--printshellcmds", "mine"], cwd=project).stdout
+    assert "results/synthetic/213/model.pt" in table and "results/synthetic/212/model.pt" not in table
+    listed = re.search(r"--out results/synthetic/mine .*--experiments ([\d ]+?) 2>", table)
+    assert listed and listed.group(1).split() == ["213", "214"], table
+    edit_params(project, lambda p: p["tables"].pop("mine"))
+    named = run(["snakemake", "--cores", "2", "--dry-run"], cwd=project)
+    assert "in no table of params.yaml, so built only when named: 213" in named.stdout + named.stderr
 
 
 def test_workflow_lints_clean():

@@ -70,6 +70,30 @@ def test_config_list_keeps_its_columns_for_long_ids(chained):
     assert any(line.split()[:2] == ["902", "900longid"] for line in lines)
 
 
+def test_entries_that_train_the_same_model_are_named(chained):
+    """220 = 213 with distillation ×10 and clothes-smoothed CE is 216 again (×10 is the default):
+    `config list` and `config show` say so, as for the evaluation-only variants (210 → 209)."""
+    edit_params(
+        chained,
+        lambda p: p["experiments"].update(
+            {
+                "220": {
+                    "base": "213",
+                    "note": "z",
+                    "loss": {"distill": {"enabled": True}, "clothes": {"label_smoothing": 0.1}},
+                }
+            }
+        ),
+    )
+    listing = run(["python", "-m", "ccreid", "config", "list"], cwd=chained).stdout
+    assert re.search(r"^\s+220\s+213 .* z \[trains the same model as 216 \(on synthetic\)\]$", listing, re.M), listing
+    assert re.search(r"^\s+210\s+209 .*\[trains the same model as 209 \(on synthetic\)\]$", listing, re.M), listing
+    assert "in no table (a target or a table away): 900, 901, 220" in listing
+    shown = run(["python", "-m", "ccreid", "config", "show", "220"], cwd=chained).stdout
+    assert shown.startswith("# 220 trains the same model as 216 (on synthetic)\n")
+    assert not run(["python", "-m", "ccreid", "config", "show", "216"], cwd=chained).stdout.startswith("#")
+
+
 def test_unknown_experiment_is_one_clear_error(chained):
     failed = run(["python", "-m", "ccreid", "config", "diff", "212", "999"], cwd=chained, check=False)
     assert failed.returncode == 2 and "999" in failed.stderr and "Traceback" not in failed.stderr

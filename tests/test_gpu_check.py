@@ -25,5 +25,7 @@ def test_the_device_check_dry_runs_every_section_on_the_cpu(tmp_path):
     assert report["evaluation"]["same_numbers"] is True
     assert report["extraction"]["bf16"]["images_per_second"] > 0
     assert report["two_gpus"] is None  # one device here: the torchrun section says so
+    assert report["augmentation"]["ccreid"] > 0 and report["augmentation"]["kornia"] > 0
     table = (out / "gpu_check.md").read_text()
     assert "ccreid bf16 / CAL-style fp32" in table and "not run: fewer than 2 GPUs" in table
+    assert "augmentation of a 8-image batch: ccreid / Kornia's chain, ms" in table

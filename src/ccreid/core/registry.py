@@ -14,6 +14,7 @@ the same way from Kornia's installed sources.
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -28,7 +29,7 @@ from ccreid.core.errors import CCReIDError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # src/ccreid
 MARK = "__ccreid_member__"  # ((kind, name), ...) on each decorated object, checked when it is loaded
-PLUGIN_PACKAGE = "ccreid_plugins"  # plugin files import as ccreid_plugins.<path with dots>
+PLUGIN_PREFIX = "ccreid_plugin_"  # plugin files import as ccreid_plugin_<file stem>_<hash of its path>
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class Registry:
             path = self.root / plugin
             if not path.is_file():
                 raise CCReIDError(f"plugins: {plugin!r}: no such file (paths are relative to params.yaml's folder)")
-            self._add(_members_in(path.resolve(), plugin_module(plugin), plugin))
+            self._add(_members_in(path.resolve(), plugin_module(path.resolve()), plugin))
         self._with_kornia = False
 
     def _add(self, members: Iterable[Member]) -> None:
@@ -327,10 +328,11 @@ class Registry:
         return obj
 
 
-def plugin_module(plugin: str) -> str:
-    """The module name a plugin file imports under: ccreid_plugins.<its path, dots for slashes>."""
-    parts = Path(plugin).with_suffix("").parts
-    return ".".join([PLUGIN_PACKAGE, *(part.replace("-", "_") for part in parts if part not in (".", ".."))])
+def plugin_module(source: Path) -> str:
+    """The module name a plugin file imports under: unique to its path (two projects' lab/gates.py
+    in one process are two modules)."""
+    digest = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    return f"{PLUGIN_PREFIX}{source.stem.replace('-', '_')}_{digest}"
 
 
 def _import_plugin(name: str, source: Path):

@@ -43,23 +43,33 @@ def _probing(module: nn.Module) -> Iterator[None]:
         module.train(training)
 
 
+class ContractError(CCReIDError):
+    """A member that breaks its contract, named with its experiment (raised as is through the
+    members that build it: a gate inside its block)."""
+
+
 class Built:
     """One member being built for one experiment: its errors name both."""
 
     def __init__(self, registry: Registry, kind: str, spec: Any, key: str, experiment: str):
-        self.name, self.arguments = member_ref(spec)
-        self.member: Member = registry.member(kind, self.name, key)
-        registry.check_arguments(self.member, self.arguments, key)
-        self.builder = registry.load(self.member)
         self.key, self.experiment = key, experiment
+        try:
+            self.name, self.arguments = member_ref(spec)
+            self.member: Member = registry.member(kind, self.name, key)
+            registry.check_arguments(self.member, self.arguments, key)
+            self.builder = registry.load(self.member)
+        except CCReIDError as error:
+            raise ContractError(f"experiment {experiment!r}: {error}") from None
 
-    def error(self, text: str) -> CCReIDError:
+    def error(self, text: str) -> ContractError:
         member = self.member
-        return CCReIDError(f"experiment {self.experiment!r}: {member.kind} {member.name!r} ({member.where}): {text}")
+        return ContractError(f"experiment {self.experiment!r}: {member.kind} {member.name!r} ({member.where}): {text}")
 
     def __call__(self, **contract: Any) -> nn.Module:
         try:
             module = self.builder(**contract, **self.arguments)
+        except ContractError:
+            raise
         except CCReIDError as error:
             raise self.error(str(error)) from None
         except (TypeError, ValueError, RuntimeError, AssertionError) as error:
@@ -74,6 +84,8 @@ class Built:
     def forward(self, module: nn.Module, *inputs: torch.Tensor, method: str = "forward") -> Any:
         try:
             return getattr(module, method)(*inputs)
+        except ContractError:
+            raise
         except Exception as error:  # noqa: BLE001 — whatever a member's forward raises on its probe
             shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
             raise self.error(f"its {method} fails on an input of shape {shapes}: {type(error).__name__}: {error}")

@@ -684,10 +684,14 @@ def ablation_report(
     rows = []
     for exp in experiments:
         row = _experiment_row(exp, params.entry(exp), runs, protocols)
+        # Entries that resolve to one training share its model: evaluation-only variants (210),
+        # and entries whose readings train the same network.
+        owner = model_owner(params, dataset, exp) if on_dataset else exp
+        if owner != exp:
+            row["note"] = f"{row['note']} [trains the same model as {owner}]".strip()
         if exp in results:
             row |= _seed_columns(runs[exp], protocols.main)
             # The curve lives with the trained model, which evaluation-only variants share.
-            owner = model_owner(params, dataset, exp) if on_dataset else exp
             row |= _best_on_test(results_dir / owner / TEST_CURVE, protocols.main)
         rows.append(row)
 

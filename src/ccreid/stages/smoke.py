@@ -6,6 +6,7 @@ results/ and says what it is: no stage, table or report reads it."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 
@@ -46,9 +47,12 @@ def smoke(prepared_dir: Path, run_cfg: dict, out_path: Path, batches: int = 2, d
         epoch = max(cfg["train"]["epochs"] - 1, 0)  # the last epoch: every loss term past its start
         trainer.set_lr(epoch)
         trainer.network.train()
-        losses = [
-            trainer.step(rows, trainer.images.read(rows), epoch) for rows in trainer.sampler.epoch(epoch)[:batches]
-        ]
+        drawn: list = []
+        for sampled in itertools.count(epoch):  # a small set's epoch may hold fewer: the next epochs' follow
+            drawn += trainer.sampler.epoch(sampled)
+            if len(drawn) >= batches:
+                break
+        losses = [trainer.step(rows, trainer.images.read(rows), epoch) for rows in drawn[:batches]]
     finally:
         trainer.close()
     model = trainer.model.eval()

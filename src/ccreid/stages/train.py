@@ -36,10 +36,11 @@ def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | Non
     world = world_from_environment()
     holder = f".rank{world.rank}" if world.distributed else ""
     companions = (model_path.parent / CHECKPOINT, model_path.parent / TEST_CURVE)
+    # A member that breaks its contract stops here: before any data is read or anything written.
+    check_training(run_cfg)
     with exclusive(model_path, holder=holder, companions=companions):
         if fingerprint.is_fresh(model_path, expected):
             return model_path
-        check_training(run_cfg)  # a member that breaks its contract stops here, before any data is read
         _train(Path(prepared_dir), run_cfg, model_path, expected, world, device)
     return model_path
 
