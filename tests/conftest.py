@@ -90,6 +90,7 @@ def write_project(root: Path, params: dict) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(REPO / "workflow", root / "workflow", dirs_exist_ok=True)
+    shutil.copytree(REPO / "plugins", root / "plugins", dirs_exist_ok=True)
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root
 

@@ -41,9 +41,9 @@ def test_the_page_has_an_example_of_every_extension_point():
 def project(tmp_path, example: dict[str, str]):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     if "python" in example:
-        (tmp_path / "lab").mkdir()
-        (tmp_path / "lab" / "example.py").write_text(example["python"])
-        raw["plugins"] = ["lab/example.py"]
+        (tmp_path / "plugins").mkdir()
+        (tmp_path / "plugins" / "example.py").write_text(example["python"])
+        raw["plugins"] = ["plugins/example.py"]
     return raw
 
 

@@ -43,9 +43,9 @@ def write(tmp_path, source: str | None, gate="mine", raw: dict | None = None) ->
     """A project folder: params.yaml with entry 219 (213 with `gate`) and, when given, the plugin."""
     raw = raw or yaml.safe_load((REPO / "params.yaml").read_text())
     if source is not None:
-        (tmp_path / "lab").mkdir(exist_ok=True)
-        (tmp_path / "lab" / "gates.py").write_text(source)
-        raw["plugins"] = ["lab/gates.py"]
+        (tmp_path / "plugins").mkdir(exist_ok=True)
+        (tmp_path / "plugins" / "gates.py").write_text(source)
+        raw["plugins"] = ["plugins/gates.py"]
     raw["experiments"]["219"] = {"base": "213", "note": "mine", "model": {"multiscale": {"gate": gate}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return raw
@@ -106,7 +106,7 @@ def test_an_argument_the_member_does_not_take_names_what_it_takes(tmp_path):
     assert "experiment '219'" in message and "key 'model.multiscale.gate': gate 'mine' (" in message
     assert "does not accept ['kernal']" in message and "it takes kernel" in message
     assert "after the ones ccreid passes every gate: channels, reduction" in message
-    assert raw["plugins"] == ["lab/gates.py"]
+    assert raw["plugins"] == ["plugins/gates.py"]
 
 
 def test_a_layout_name_is_checked_too(tmp_path):
@@ -120,14 +120,15 @@ def test_two_members_under_one_name_stop_naming_both_places(tmp_path):
     write(tmp_path, gate_source(name="se_avg"), gate="se_avg")
     message = load_error(tmp_path)
     assert "gate 'se_avg' is registered twice" in message
-    assert "models/gates/se_avg.py" in message and "lab/gates.py:" in message
+    assert "models/gates/se_avg.py" in message and "plugins/gates.py:" in message
 
 
 @pytest.mark.parametrize(
     "plugins, expected",
     [
-        (["lab/nowhere.py"], "plugins: 'lab/nowhere.py': no such file"),
-        ("lab/gates.py", "plugins = 'lab/gates.py': expected a list of Python files"),
+        (["plugins/nowhere.py"], "plugins: 'plugins/nowhere.py': no such file"),
+        (["lab/gates.py"], "plugins: 'lab/gates.py' is not in the folder plugins/ beside params.yaml: move it there"),
+        ("plugins/gates.py", "plugins = 'plugins/gates.py': expected a list of Python files"),
     ],
 )
 def test_a_plugin_that_is_not_there_is_named(tmp_path, plugins, expected):
@@ -139,7 +140,7 @@ def test_a_plugin_that_is_not_there_is_named(tmp_path, plugins, expected):
 
 def test_a_plugin_that_is_not_python_is_named_with_its_line(tmp_path):
     write(tmp_path, gate_source(init="pass )"))
-    assert "lab/gates.py:12: not valid Python (unmatched ')')" in load_error(tmp_path)
+    assert "plugins/gates.py:12: not valid Python (unmatched ')')" in load_error(tmp_path)
 
 
 # --------------------------------------------------------------- when the run is built, before any job
@@ -167,19 +168,19 @@ def test_a_member_that_breaks_its_contract_stops_before_training(tmp_path, sourc
     write(tmp_path, source, gate={"name": "mine", "kernel": 4 if "kernel must be odd" in expected else 5})
     message = build_error(tmp_path)
     assert expected in message
-    assert "experiment '219'" in message and "gate 'mine'" in message and "lab/gates.py" in message
+    assert "experiment '219'" in message and "gate 'mine'" in message and "plugins/gates.py" in message
 
 
 def test_a_loss_term_that_returns_more_than_a_scalar_stops_before_training(tmp_path):
     raw = write(tmp_path, None, gate="se_avg")
-    (tmp_path / "lab").mkdir()
-    (tmp_path / "lab" / "terms.py").write_text(
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "terms.py").write_text(
         "from ccreid.core.registry import loss\nfrom ccreid.engine.losses.term import LossTerm\n\n\n"
         '@loss("per_sample")\nclass PerSample(LossTerm):\n    def __init__(self, context, weight):\n'
         "        super().__init__()\n\n    def forward(self, step):\n"
         '        return step.outputs["features"].square().sum(1)\n'
     )
-    raw["plugins"] = ["lab/terms.py"]
+    raw["plugins"] = ["plugins/terms.py"]
     raw["experiments"]["219"]["loss"] = {"per_sample": {"enabled": True, "weight": 1.0}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     message = build_error(tmp_path)
@@ -188,13 +189,13 @@ def test_a_loss_term_that_returns_more_than_a_scalar_stops_before_training(tmp_p
 
 def test_a_block_that_ignores_its_input_stops_before_training(tmp_path):
     raw = write(tmp_path, None, gate="se_avg")
-    (tmp_path / "lab").mkdir()
-    (tmp_path / "lab" / "blocks.py").write_text(
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "blocks.py").write_text(
         "import torch\nfrom torch import nn\n\nfrom ccreid.core.registry import block\n\n\n"
         "class Constant(nn.Module):\n    def forward(self, x):\n        return torch.zeros_like(x)\n\n\n"
         '@block("constant")\ndef constant(channels, gate, blocks):\n    return Constant()\n'
     )
-    raw["plugins"] = ["lab/blocks.py"]
+    raw["plugins"] = ["plugins/blocks.py"]
     raw["experiments"]["219"]["model"]["multiscale"]["block"] = "constant"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     message = build_error(tmp_path)

@@ -146,9 +146,9 @@ def test_a_new_entry_with_its_own_gate_passes_the_registry_checks(tmp_path):
     """The next lab-log entry, as a researcher adds it: a plugin file with a new gate and entry
     219 = 213 with it, in a project of its own; the registry's checks run on it as on the log."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    (tmp_path / "lab").mkdir()
-    (tmp_path / "lab" / "eca_gate.py").write_text(ECA_GATE)
-    raw["plugins"] = ["lab/eca_gate.py"]
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "eca_gate.py").write_text(ECA_GATE)
+    raw["plugins"] = ["plugins/eca_gate.py"]
     raw["experiments"]["219"] = {
         "base": "213",
         "note": "213 with an ECA gate",

@@ -619,11 +619,21 @@ def _check_meaning(run_cfg: dict, unscaled: dict, where: str, train_ids: int | N
         raise CCReIDError("\n".join(problems))
 
 
+PLUGINS_DIR = "plugins"  # beside params.yaml: DVC's config stage depends on this folder
+
+
 def _plugins(files, source: str) -> dict:
-    """params.yaml `plugins:`: files of the user's own members, relative to params.yaml's folder."""
+    """params.yaml `plugins:`: files of the user's own members, under plugins/ beside params.yaml
+    (the folder DVC's config stage depends on, so both orchestrators see their code)."""
     if not (isinstance(files, list) and all(isinstance(f, str) and f.endswith(".py") for f in files)):
         raise CCReIDError(
             f"{source}: plugins = {files!r}: expected a list of Python files (paths relative to {source})"
+        )
+    outside = [f for f in files if Path(f).parts[:1] != (PLUGINS_DIR,) or ".." in Path(f).parts]
+    if outside:
+        raise CCReIDError(
+            f"{source}: plugins: {outside[0]!r} is not in the folder {PLUGINS_DIR}/ beside {Path(source).name}: "
+            "move it there (DVC's stages depend on that folder, so a change of its code is seen)"
         )
     return {"root": str(Path(source).resolve().parent), "files": list(files)}
 
