@@ -154,11 +154,11 @@ BAD_PARAMS = {
     "cyclic base": (lambda p: p["experiments"]["212"].update(base="216"), "cyclic base chain"),
     "unknown backbone": (
         _set("model", backbone="resnet51"),
-        "experiment '212': model.backbone: unknown backbone 'resnet51'; valid backbones: resnet50",
+        "experiment '212': key 'model.backbone' = 'resnet51': no backbone of that name; valid backbones: osnet_x1_0",
     ),
     "unknown gate": (
         lambda p: p["experiments"]["212"].update(model={"multiscale": {"enabled": True, "gate": "se_maxx"}}),
-        "experiment '212': model.multiscale.gate: unknown gate 'se_maxx'; valid gates: se_avg",
+        "experiment '212': key 'model.multiscale.gate' = 'se_maxx': no gate of that name; valid gates: conv7_avgmax",
     ),
     "unquoted experiment id": (lambda p: p["experiments"].update({212: p["experiments"].pop("212")}), "quote it"),
     "a loss that would add nothing": (

@@ -335,7 +335,7 @@ def test_torchrun_two_cpu_processes_train_one_model(project, tmp_path):
     params["datasets"]["synthetic"]["schedule_scale"] = 0.03  # 2 epochs; aux head and clothes from epoch 1
     # Full modules (aux head unused in epoch 0, clothes classifier outside DDP) and the triplet
     # loss on features gathered across the two ranks.
-    params["datasets"]["synthetic"]["overrides"]["loss"]["triplet"] = {"weight": 1.0}
+    params["datasets"]["synthetic"]["overrides"]["loss"]["triplet"] = {"enabled": True}
     root = copy_project(project, tmp_path / "ddp", params)
     result = run(
         [
@@ -384,7 +384,7 @@ def ghost_batchnorm_config() -> dict:
     """208 (BatchNorm in backbone, OS blocks, gates, neck and aux head; aux head unused in epoch
     0) with the triplet loss, P×K = 16 in BatchNorm groups of 8: two DDP ranks of 8 each."""
     params = four_epoch_params()
-    params["datasets"]["synthetic"]["overrides"]["loss"]["triplet"] = {"weight": 1.0}
+    params["datasets"]["synthetic"]["overrides"]["loss"]["triplet"] = {"enabled": True}
     params["defaults"]["train"]["bn_batch"] = 8
     return Params(params).run_config("synthetic", "208")
 
