@@ -29,7 +29,7 @@ EXPERIMENTS = ("212", "210")
 # Byte-compared between the SLURM and the local run: every metrics.json, the model, the report.
 COMPARED = [f"results/synthetic/{exp}/metrics.json" for exp in EXPERIMENTS] + [
     "results/synthetic/212/model.pt",
-    "results/synthetic/report.md",
+    "results/synthetic/demo/report.md",
 ]
 
 
