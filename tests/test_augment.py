@@ -15,7 +15,11 @@ from ccreid.data.augment import (
     IMAGENET_STD,
     BatchAugment,
     RandomErasing,
+    FlipCrop,
+    gather_cols,
     gather_pixels,
+    gather_rows,
+    resample,
     to_normalized_float,
 )
 
@@ -203,3 +207,17 @@ def test_shards_of_a_global_batch_are_augmented_as_the_whole_batch(interpolation
     if extra:  # the extra augmentations changed the batch
         torch.manual_seed(5)
         assert not torch.equal(BatchAugment({**cfg, "extra": []})(batch), whole)
+
+
+def test_resampling_blends_only_the_cropped_images_and_loses_no_bit():
+    """The blends run on the cropped images alone; the others (at most flipped) take a column
+    gather. The result equals blending every image, weight 0 included, to the last bit."""
+    torch.manual_seed(2)
+    rows, cols = FlipCrop(flip_p=0.5, crop_p=0.5, scale=1.125).draw(16, 32, 16)
+    assert 0 < int(rows.blends.sum()) < 16  # a mixed batch
+    batch = images(n=16).float()
+    vertical = torch.lerp(gather_rows(batch, rows.low), gather_rows(batch, rows.high), rows.weight.view(16, 1, 32, 1))
+    every = torch.lerp(
+        gather_cols(vertical, cols.low), gather_cols(vertical, cols.high), cols.weight.view(16, 1, 1, 16)
+    )
+    assert torch.equal(resample(batch, rows, cols), every)
