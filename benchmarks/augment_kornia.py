@@ -26,7 +26,8 @@ import kornia.augmentation as K
 import torch
 
 from common import recipe
-from ccreid.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment
+from ccreid.data.augment import BatchAugment
+from ccreid.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 HEIGHT, WIDTH = 384, 192
 

@@ -60,6 +60,7 @@ TRAINING = (
         "core.weights",
         "data.augment",
         "data.loader",
+        "data.normalization",
         "data.sampler",
         "engine.losses",
         "engine.losses.term",
@@ -76,7 +77,7 @@ CLOSURES = {
     "extract": CORE
     | DATA
     | MODELS
-    | {"core.devices", "core.weights", "data.augment", "evaluation.embedding", "evaluation.features"},
+    | {"core.devices", "core.weights", "data.normalization", "evaluation.embedding", "evaluation.features"},
     "evaluate": CORE
     | {
         "core.devices",

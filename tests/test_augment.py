@@ -11,8 +11,6 @@ import pytest
 import torch.nn.functional as F
 
 from ccreid.data.augment import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     BatchAugment,
     RandomErasing,
     FlipCrop,
@@ -20,8 +18,8 @@ from ccreid.data.augment import (
     gather_pixels,
     gather_rows,
     resample,
-    to_normalized_float,
 )
+from ccreid.data.normalization import IMAGENET_MEAN, IMAGENET_STD, to_normalized_float
 
 CAL_FILL = [0.4914, 0.4822, 0.4465]
 ERASE_ALL = {"p": 1.0, "area": [0.02, 0.4], "aspect": [0.3, 1 / 0.3], "sampling": "cal", "fill": CAL_FILL}

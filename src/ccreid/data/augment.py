@@ -39,30 +39,9 @@ from torch import nn
 
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import Registry, member_ref, registry
+from ccreid.data.normalization import as_float, normalize_
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 ERASING_TRIES = 100  # CAL's RandomErasing gives up after 100 boxes that do not fit
-
-
-def normalize_(images: torch.Tensor, value_range: float) -> torch.Tensor:
-    """In place: float images in [0, value_range] → ImageNet-normalised (one multiply, one add)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return images.mul_(1.0 / (value_range * std)).add_(-mean / std)
-
-
-def as_float(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 → torch's default float dtype (values 0..255), into `out` when it fits."""
-    dtype = torch.get_default_dtype()
-    if out is None or out.shape != images.shape or out.device != images.device or out.dtype != dtype:
-        out = torch.empty(images.shape, dtype=dtype, device=images.device)
-    return out.copy_(images)
-
-
-def to_normalized_float(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 N×3×H×W → float, ImageNet-normalised (shared by training and extraction)."""
-    return normalize_(as_float(images, out), 255.0)
 
 
 class AxisSampling:

@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from ccreid.core.devices import AUTOCAST_DTYPES, channels_last
-from ccreid.data.augment import to_normalized_float
+from ccreid.data.normalization import to_normalized_float
 from ccreid.data.images import read_rows
 from ccreid.data.prepared import PreparedData
 
