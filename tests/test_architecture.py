@@ -104,6 +104,7 @@ CLOSURES = {
         "evaluation.features",
         "evaluation.metrics",
         "evaluation.rerank",
+        "evaluation.scoring",
         "reporting.config_diff",
         "reporting.ranked_lists",
         "reporting.training_curves",
@@ -112,7 +113,7 @@ CLOSURES = {
         "core.fingerprint",
         "reporting.job_costs",
     },
-    # Ranked lists rank the gallery as evaluation does: the metrics and the prepared images.
+    # Ranked lists rank the gallery as evaluation does (its scorer) and show the prepared images.
     "rank_list": {
         "ccreid",
         "core.atomic",
@@ -122,6 +123,7 @@ CLOSURES = {
         "evaluation.features",
         "evaluation.metrics",
         "evaluation.rerank",
+        "evaluation.scoring",
         "reporting.ranked_lists",
     },
     # Commands that write no result: what training builds, checked (check), and a few batches of it

@@ -12,7 +12,10 @@ from PIL import Image
 
 from ccreid.data.prepared import load_prepared
 from ccreid.evaluation.features import read_features, write_features
-from ccreid.reporting.ranked_lists import Run, _good_and_junk, multi_shot, rank_queries, sample_queries
+import pandas as pd
+
+from ccreid.evaluation.scoring import good_and_junk
+from ccreid.reporting.ranked_lists import Run, multi_shot, rank_queries, sample_queries
 
 from conftest import run, tiny_params, write_project
 
@@ -57,7 +60,7 @@ def test_the_list_is_the_evaluated_ranking(project):
         rows = sample_queries(query, gallery, protocol.mode, 1000, seed=0)
         assert len(rows) > 0
         for item in rank_queries(run_, protocol, rows, top=len(gallery["pids"])):
-            good, junk = _good_and_junk(query, gallery, item.index, protocol.mode)
+            good, junk = (mask[0] for mask in good_and_junk(query, gallery, protocol.mode, np.array([item.index])))
             assert not junk[item.gallery].any()  # same identity, wrong camera or clothes: left out
             assert len(item.gallery) == (~junk).sum()
             assert np.array_equal(item.good, good[item.gallery])
@@ -71,13 +74,26 @@ def test_the_list_is_the_evaluated_ranking(project):
             assert np.all(np.diff(dist[item.gallery]) >= -1e-6)  # nearest first
 
 
+def test_every_query_s_first_true_match_is_the_rank_per_query_csv_holds(project):
+    """One scorer: evaluation's per_query.csv and the ranked list agree on every query's rank."""
+    run(["python", "-m", "ccreid", "evaluate", "--dataset", "synthetic", "--exp", "213"], cwd=project)
+    per_query = pd.read_csv(project / "results/synthetic/213/per_query.csv")
+    splits, protocols = read_features(project / "results/synthetic/213/features.h5")
+    for protocol in multi_shot(protocols):
+        evaluated = per_query[per_query["protocol"] == protocol.name]
+        answered = evaluated["ap"].notna().to_numpy()
+        ranked = rank_queries(Run("213", splits, protocols, EVAL), protocol, np.flatnonzero(answered))
+        assert len(ranked) == answered.sum() > 0
+        assert [item.first_rank for item in ranked] == evaluated["first_rank"][answered].astype(int).tolist()
+
+
 def test_the_sample_is_seeded_and_has_true_matches(project):
     splits, protocols = read_features(project / "results/synthetic/213/features.h5")
     cc = multi_shot(protocols)[0]
     query, gallery = splits[cc.query], splits[cc.gallery]
     first = sample_queries(query, gallery, cc.mode, 3, seed=0)
     assert np.array_equal(first, sample_queries(query, gallery, cc.mode, 3, seed=0))
-    assert len(first) == 3 and all(_good_and_junk(query, gallery, r, cc.mode)[0].any() for r in first)
+    assert len(first) == 3 and good_and_junk(query, gallery, cc.mode, first)[0].any(axis=1).all()
 
 
 def colours(png: bytes) -> tuple[int, int, tuple[int, int]]:

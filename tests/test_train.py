@@ -25,6 +25,7 @@ from ccreid.engine.losses.triplet import batch_hard_triplet
 from ccreid.engine import trainer as train_module
 from ccreid.core.config import Params
 from ccreid.core.distributed import World
+from ccreid.data.layouts.base import Protocol
 from ccreid.core.errors import CCReIDError
 from ccreid.data.images import read_rows
 from ccreid.data.loader import InMemoryImages, Prefetcher, StreamedImages, open_training_images
@@ -233,7 +234,7 @@ def test_validation_uses_prcc_val_cameras_c_against_a_and_needs_a_val_split(proj
     val = validation_set(data, {"name": "synthetic", "layout": "prcc"})
     query, gallery = val.splits["query"], val.splits["gallery"]
     assert set(query.labels["camids"].tolist()) == {2} and set(gallery.labels["camids"].tolist()) == {0}
-    assert val.protocols == {"": ("query", "gallery", "cc")}
+    assert val.protocols == [Protocol("", query="query", gallery="gallery", mode="cc")]
     train_pids = set(data.samples.loc[data.samples["split"] == "train", "pid"])
     assert not train_pids & set(query.labels["pids"].tolist())
     with pytest.raises(CCReIDError, match="train.val_every"):
@@ -378,6 +379,15 @@ def test_test_every_logs_the_test_protocols_and_writes_the_curve(project, tmp_pa
     assert logged_steps(tested / MODEL.parent / LIVE_DIR / "plots" / "metrics" / "test" / "cc" / "R1.tsv")
     assert not (plain / MODEL.parent / "test_curve.json").exists()
     assert_same_weights(plain / MODEL, tested / MODEL)
+    # One scorer: the last epoch's test figures are the evaluated model's metrics.json.
+    for stage in ("extract", "evaluate"):
+        run(["ccreid", stage, "--dataset", "synthetic", "--exp", "212"], cwd=tested)
+    metrics = json.loads((tested / MODEL.parent / "metrics.json").read_text())
+    last = curve["epochs"][-1]
+    assert {key: last[key] for key in ("cc/mAP", "sc/R1")} == {
+        "cc/mAP": metrics["cc"]["mAP"],
+        "sc/R1": metrics["sc"]["R1"],
+    }
 
 
 def ghost_batchnorm_config() -> dict:

@@ -26,8 +26,9 @@ def prepare_section(dataset_cfg: dict) -> dict:
 TRAIN_SECTIONS = ("model", "loss", "train", "augment")
 EXTRACT_KEYS = ("flip", "batch_size", "amp", "memory_format", "cpu_threads")  # eval keys that change the features
 EVAL_KEYS = ("distance", "rerank", "single_shot")  # eval keys that change only the metrics
-# eval keys training reads when eval.test_every evaluates the test protocols during training.
-TEST_DURING_TRAINING_KEYS = ("test_every", "distance", "flip", "batch_size", "amp", "memory_format")
+# eval keys training reads when eval.test_every evaluates the test protocols during training (scored
+# as evaluation scores them: ccreid.evaluation.scoring).
+TEST_DURING_TRAINING_KEYS = ("test_every", "distance", "rerank", "flip", "batch_size", "amp", "memory_format")
 
 
 # train keys that change how training runs but never the trained weights.

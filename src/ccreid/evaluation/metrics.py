@@ -79,7 +79,10 @@ def _same_pid_items(q_pid: torch.Tensor, g_pid: torch.Tensor) -> tuple[torch.Ten
     return g_order[torch.minimum(group_start[:, None] + offset, last)], real
 
 
-def _is_good(mode, same_pid_real, q_cam, cand_cam, q_clo, cand_clo) -> torch.Tensor:
+def is_good(mode, same_pid_real, q_cam, cand_cam, q_clo, cand_clo) -> torch.Tensor:
+    """The protocol's true matches among candidates of each query's identity (the rules above);
+    the candidates of the same identity that are not good are junk. Candidates: Q×M, or the
+    whole gallery broadcast as 1×G."""
     good = same_pid_real & (cand_cam != q_cam[:, None])
     if mode == "cc":
         good &= cand_clo != q_clo[:, None]
@@ -154,7 +157,7 @@ def _query_ranks(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes, g_cloth
 
     # The same-pid items of every query (a handful each): goods, junk, and their distances.
     same_pid, same_pid_real = _same_pid_items(q_pid, g_pid)
-    good = _is_good(mode, same_pid_real, q_cam, g_cam[same_pid], q_clo, None if g_clo is None else g_clo[same_pid])
+    good = is_good(mode, same_pid_real, q_cam, g_cam[same_pid], q_clo, None if g_clo is None else g_clo[same_pid])
     num_good = good.sum(1)
     k = int(num_good.max())
     if k == 0:

@@ -1,7 +1,18 @@
-"""Every protocol of a data set scored from its features: one metrics.json entry per protocol
-(mAP, mINP, R1/R5/R10/R20 as fractions, queries, skipped), per-query AP and first-match rank,
-and CMC curves. Single-shot protocols (one random gallery image per identity, several seeded
-draws) give the mean and, as ``<metric>_std``, the spread over draws."""
+"""Scoring a protocol, defined once: what evaluation writes to metrics.json, what the monitors log
+during training (evaluation/validation.py) and what the ranked lists draw (reporting/ranked_lists.py)
+all go through these functions.
+
+A split is a dict of arrays, one row per image: `feats`, `pids`, `camids`, `clothes` (and
+`paths`). Scoring a protocol: restrict both splits to its cameras (VC-Clothes), the query ×
+gallery distances (`eval.distance`, or k-reciprocal re-ranking with `eval.rerank`), the
+protocol's good and junk items of each query (ccreid.evaluation.metrics), and every query's AP,
+first-match rank and INP.
+
+metrics.json holds one entry per protocol (mAP, mINP, R1/R5/R10/R20 as fractions, queries,
+skipped), per_query.csv each query's AP and first-match rank, cmc.csv the CMC curves. Single-shot
+protocols (one random gallery image per identity, several seeded draws) give the mean and, as
+``<metric>_std``, the spread over draws.
+"""
 
 from __future__ import annotations
 
@@ -10,35 +21,56 @@ import pandas as pd
 import torch
 
 from ccreid.data.layouts.base import Protocol
-from ccreid.evaluation.metrics import distances, query_ranks, summarize
+from ccreid.evaluation.metrics import distances, is_good, query_ranks, summarize
 from ccreid.evaluation.rerank import k_reciprocal_rerank
 
 RANKS = (1, 5, 10, 20)
+LABELS = ("pids", "camids", "clothes")
 
 
-def _subset(split: dict, keep: np.ndarray) -> dict:
+def subset(split: dict, keep: np.ndarray) -> dict:
     return {key: value[keep] for key, value in split.items()}
 
 
-def _to_device(split: dict, device) -> dict:
-    return {key: torch.as_tensor(split[key], device=device) for key in ("feats", "pids", "camids", "clothes")}
+def restrict(split: dict, protocol: Protocol) -> dict:
+    """The split's images the protocol keeps: those of its cameras when it names some."""
+    if not protocol.cameras:
+        return split
+    return subset({key: np.asarray(value) for key, value in split.items()}, np.isin(split["camids"], protocol.cameras))
 
 
-def _ranks(query: dict, gallery: dict, protocol: Protocol, eval_cfg: dict):
+def protocol_distances(
+    query_feats: torch.Tensor, gallery_feats: torch.Tensor, eval_cfg: dict, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Query × gallery distances as evaluation ranks by them: re-ranked (eval.rerank) or
+    eval.distance; of the queries `rows` only, when given (re-ranking still sees every query)."""
     if eval_cfg["rerank"]:
-        dist = k_reciprocal_rerank(query["feats"], gallery["feats"])
-    else:
-        dist = distances(query["feats"], gallery["feats"], eval_cfg["distance"])
-    return query_ranks(
-        dist,
-        query["pids"],
-        gallery["pids"],
-        query["camids"],
-        gallery["camids"],
-        query["clothes"],
-        gallery["clothes"],
-        mode=protocol.mode,
-    )
+        dist = k_reciprocal_rerank(query_feats, gallery_feats)
+        return dist if rows is None else dist[rows]
+    return distances(query_feats if rows is None else query_feats[rows], gallery_feats, eval_cfg["distance"])
+
+
+def on_device(split: dict, device) -> dict[str, torch.Tensor]:
+    """The split's features and labels as tensors (a read-only array, as pandas may hand out, copied:
+    torch does not share memory it may not write)."""
+    return {key: torch.as_tensor(np.require(split[key], requirements="W"), device=device) for key in ("feats", *LABELS)}
+
+
+def score(query: dict, gallery: dict, mode: str, eval_cfg: dict, device) -> tuple[torch.Tensor, ...]:
+    """Per-query AP, first-match rank, INP and number of true matches of restricted splits."""
+    q, g = on_device(query, device), on_device(gallery, device)
+    dist = protocol_distances(q["feats"], g["feats"], eval_cfg)
+    return query_ranks(dist, q["pids"], g["pids"], q["camids"], g["camids"], q["clothes"], g["clothes"], mode=mode)
+
+
+def good_and_junk(query: dict, gallery: dict, mode: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """len(rows) × gallery masks: each query's true matches, and its junk (same identity, not a
+    true match: left out of its ranking)."""
+    q = {key: torch.as_tensor(np.asarray(query[key])[rows]) for key in LABELS}
+    g = {key: torch.as_tensor(np.asarray(gallery[key]))[None, :] for key in LABELS}
+    same_pid = q["pids"][:, None] == g["pids"]
+    good = is_good(mode, same_pid, q["camids"], g["camids"], q["clothes"], g["clothes"])
+    return good.numpy(), (same_pid & ~good).numpy()
 
 
 def _headline(ap, first, inp) -> tuple[dict, np.ndarray]:
@@ -62,13 +94,9 @@ def protocol_metrics(
     for protocol in protocols:
         if protocol.single_shot and not eval_cfg["single_shot"]:
             continue
-        query, gallery = splits[protocol.query], splits[protocol.gallery]
-        if protocol.cameras:
-            query = _subset(query, np.isin(query["camids"], protocol.cameras))
-            gallery = _subset(gallery, np.isin(gallery["camids"], protocol.cameras))
-        query_t = _to_device(query, torch_device)
+        query, gallery = restrict(splits[protocol.query], protocol), restrict(splits[protocol.gallery], protocol)
         if not protocol.single_shot:
-            ap, first, inp, _ = _ranks(query_t, _to_device(gallery, torch_device), protocol, eval_cfg)
+            ap, first, inp, _ = score(query, gallery, protocol.mode, eval_cfg, torch_device)
             metrics[protocol.name], cmc_curves[protocol.name] = _headline(ap, first, inp)
             per_query.append(
                 pd.DataFrame(
@@ -85,7 +113,7 @@ def protocol_metrics(
         trials = []
         for trial in range(protocol.trials):
             keep = _single_shot_draw(gallery, np.random.default_rng(trial))
-            ap, first, inp, _ = _ranks(query_t, _to_device(_subset(gallery, keep), torch_device), protocol, eval_cfg)
+            ap, first, inp, _ = score(query, subset(gallery, keep), protocol.mode, eval_cfg, torch_device)
             trials.append(_headline(ap, first, inp)[0])
         table = pd.DataFrame(trials)
         metrics[protocol.name] = (

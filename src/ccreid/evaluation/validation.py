@@ -21,7 +21,8 @@ from ccreid.data.layouts.prcc import CAMERAS as PRCC_CAMERAS
 from ccreid.core.errors import CCReIDError
 from ccreid.evaluation.embedding import embed
 from ccreid.data.images import read_rows
-from ccreid.evaluation.metrics import distances, query_ranks, summarize
+from ccreid.evaluation.metrics import summarize
+from ccreid.evaluation.scoring import restrict, score
 from ccreid.data.prepared import PreparedData
 
 VAL_PROTOCOL = "val"
@@ -30,13 +31,13 @@ VAL_PROTOCOL = "val"
 @dataclass
 class Split:
     images: torch.Tensor  # uint8 N×3×H×W
-    labels: dict[str, torch.Tensor]  # pids, camids, clothes
+    labels: dict[str, np.ndarray]  # pids, camids, clothes
 
     @classmethod
     def read(cls, data: PreparedData, rows: np.ndarray) -> Split:
         part = data.samples.loc[rows]
         labels = {
-            name: torch.tensor(part[column].to_numpy(np.int64))
+            name: part[column].to_numpy(np.int64)
             for name, column in (("pids", "pid"), ("camids", "camid"), ("clothes", "clothes_label"))
         }
         return cls(read_rows(data.images_path, rows), labels)
@@ -44,33 +45,25 @@ class Split:
 
 @dataclass
 class Monitor:
-    """Query/gallery pairs evaluated together; each split is embedded once per evaluation.
-    `protocols`: name -> (query split, gallery split, mode); an empty name gives plain keys."""
+    """Protocols evaluated together, scored as evaluation scores them (ccreid.evaluation.scoring);
+    each split is embedded once per evaluation. A protocol named "" gives plain keys."""
 
     splits: dict[str, Split]
-    protocols: dict[str, tuple[str, str, str]]
+    protocols: list[Protocol]
 
     def evaluate(self, model: torch.nn.Module, eval_cfg: dict, device: torch.device) -> dict[str, float]:
         """mAP and R1 of `model` (left in eval mode) per protocol, under the run's evaluation settings."""
         model.eval()
-        feats = {
-            name: torch.as_tensor(embed(model, split.images, eval_cfg, device)) for name, split in self.splits.items()
+        embedded = {
+            name: {"feats": embed(model, split.images, eval_cfg, device), **split.labels}
+            for name, split in self.splits.items()
         }
         metrics: dict[str, float] = {}
-        for name, (query, gallery, mode) in self.protocols.items():
-            q, g = self.splits[query].labels, self.splits[gallery].labels
-            ap, first, inp, _ = query_ranks(
-                distances(feats[query], feats[gallery], eval_cfg["distance"]),
-                q["pids"],
-                g["pids"],
-                q["camids"],
-                g["camids"],
-                q["clothes"],
-                g["clothes"],
-                mode=mode,
-            )
+        for protocol in self.protocols:
+            query, gallery = (restrict(embedded[split], protocol) for split in (protocol.query, protocol.gallery))
+            ap, first, inp, _ = score(query, gallery, protocol.mode, eval_cfg, device)
             summary = summarize(ap, first, inp, max_rank=1)
-            prefix = f"{name}/" if name else ""
+            prefix = f"{protocol.name}/" if protocol.name else ""
             metrics |= {f"{prefix}mAP": summary["mAP"], f"{prefix}R1": float(summary["cmc"][0])}
         return metrics
 
@@ -95,35 +88,18 @@ def validation_set(data: PreparedData, dataset: dict) -> Monitor:
             f"train.val_every > 0 but data set {dataset['name']!r} (layout {dataset['layout']}) has no "
             "validation queries and gallery; set train.val_every: 0"
         )
-    return Monitor(
-        {"query": Split.read(data, query), "gallery": Split.read(data, gallery)}, {"": ("query", "gallery", mode)}
-    )
+    splits = {"query": Split.read(data, query), "gallery": Split.read(data, gallery)}
+    return Monitor(splits, [Protocol("", query="query", gallery="gallery", mode=mode)])
 
 
 def test_monitor(data: PreparedData) -> Monitor:
-    """Every multi-shot test protocol of a prepared data set (validation left out), each split
-    restricted to the protocol's cameras where it names some (VC-Clothes)."""
+    """Every multi-shot test protocol of a prepared data set (validation left out)."""
     samples = data.samples
-    splits: dict[str, Split] = {}
-    protocols = {}
-
-    def split_of(protocol: Protocol, split: str) -> str:
-        keep = samples["split"] == split
-        key = split
-        if protocol.cameras:
-            keep &= samples["camid"].isin(protocol.cameras)
-            key = f"{split} cameras {','.join(map(str, protocol.cameras))}"
-        if key not in splits:
-            splits[key] = Split.read(data, samples.index[keep].to_numpy())
-        return key
-
-    for protocol in data.protocols:
-        if protocol.name != VAL_PROTOCOL and not protocol.single_shot:
-            protocols[protocol.name] = (
-                split_of(protocol, protocol.query),
-                split_of(protocol, protocol.gallery),
-                protocol.mode,
-            )
+    protocols = [p for p in data.protocols if p.name != VAL_PROTOCOL and not p.single_shot]
+    splits = {
+        split: Split.read(data, samples.index[samples["split"] == split].to_numpy())
+        for split in sorted({name for p in protocols for name in (p.query, p.gallery)})
+    }
     return Monitor(splits, protocols)
 
 

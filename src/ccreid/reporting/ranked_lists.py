@@ -3,9 +3,10 @@ queries, each with its top gallery images framed green (same identity) or red, a
 its first true match; one PNG per multi-shot protocol (cc first), one run or two side by side
 (an experiment and its base, on the same queries).
 
-The list is the one evaluation scores: the protocol's junk (ccreid.evaluation.metrics: same
-identity but same camera, or, for cc/sc, the wrong clothes) is left out, ties are broken against
-the true match, and the rank shown is ``query_ranks``' first-match rank.
+The list is the one evaluation scores, through the same scorer (ccreid.evaluation.scoring): the
+protocol's cameras, its distances (re-ranked when evaluation re-ranks), its junk (same identity
+but same camera, or, for cc/sc, the wrong clothes) left out, ties broken against the true match,
+and the rank shown is the first-match rank per_query.csv holds.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from PIL import Image
 from ccreid.core.errors import CCReIDError
 from ccreid.data.images import read_rows
 from ccreid.data.layouts.base import Protocol
-from ccreid.evaluation.metrics import distances, query_ranks
-from ccreid.evaluation.rerank import k_reciprocal_rerank
+from ccreid.evaluation.metrics import query_ranks
+from ccreid.evaluation.scoring import good_and_junk, on_device, protocol_distances, restrict
 
 TOP = 10
 QUERIES = 8
@@ -61,61 +62,40 @@ def multi_shot(protocols: list[Protocol]) -> list[Protocol]:
     return sorted(chosen, key=lambda p: p.name != "cc")
 
 
-def _filtered(split: dict, protocol: Protocol) -> dict:
-    if not protocol.cameras:
-        return split
-    keep = np.isin(split["camids"], protocol.cameras)
-    return {key: np.asarray(value)[keep] for key, value in split.items()}
-
-
-def _good_and_junk(query: dict, gallery: dict, row: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """The metrics' rules (ccreid.evaluation.metrics) for one query: same identity and a true
-    match, or same identity and junk."""
-    same_pid = gallery["pids"] == query["pids"][row]
-    good = same_pid & (gallery["camids"] != query["camids"][row])
-    if mode == "cc":
-        good &= gallery["clothes"] != query["clothes"][row]
-    elif mode == "sc":
-        good &= gallery["clothes"] == query["clothes"][row]
-    return good, same_pid & ~good
-
-
 def sample_queries(query: dict, gallery: dict, mode: str, count: int, seed: int) -> np.ndarray:
     """`count` queries that have a true match, drawn with `seed`, in split order: the same
     queries for every experiment on the same prepared data."""
-    answered = [row for row in range(len(query["pids"])) if _good_and_junk(query, gallery, row, mode)[0].any()]
-    if not answered:
+    good, _ = good_and_junk(query, gallery, mode, np.arange(len(query["pids"])))
+    answered = np.flatnonzero(good.any(axis=1))
+    if not len(answered):
         raise CCReIDError("no query has a true match in the gallery: nothing to draw")
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(np.array(answered), size=min(count, len(answered)), replace=False))
+    return np.sort(rng.choice(answered, size=min(count, len(answered)), replace=False))
 
 
 def rank_queries(run: Run, protocol: Protocol, rows: np.ndarray, top: int = TOP) -> list[RankedQuery]:
-    query = _filtered(run.splits[protocol.query], protocol)
-    gallery = _filtered(run.splits[protocol.gallery], protocol)
-    q_feats, g_feats = torch.as_tensor(query["feats"]), torch.as_tensor(gallery["feats"])
-    if run.eval_cfg["rerank"]:
-        dist = k_reciprocal_rerank(q_feats, g_feats)[torch.as_tensor(rows)]
-    else:
-        dist = distances(q_feats[torch.as_tensor(rows)], g_feats, run.eval_cfg["distance"])
-    dist_np = dist.double().cpu().numpy()
+    query, gallery = restrict(run.splits[protocol.query], protocol), restrict(run.splits[protocol.gallery], protocol)
+    q, g = on_device(query, "cpu"), on_device(gallery, "cpu")
+    picked = torch.as_tensor(rows)
+    dist = protocol_distances(q["feats"], g["feats"], run.eval_cfg, picked)
     _, first, _, _ = query_ranks(
         dist,
-        query["pids"][rows],
-        gallery["pids"],
-        query["camids"][rows],
-        gallery["camids"],
-        query["clothes"][rows],
-        gallery["clothes"],
+        q["pids"][picked],
+        g["pids"],
+        q["camids"][picked],
+        g["camids"],
+        q["clothes"][picked],
+        g["clothes"],
         mode=protocol.mode,
     )
+    good, junk = good_and_junk(query, gallery, protocol.mode, rows)
+    dist_np = dist.double().numpy()
     ranked = []
     for i, row in enumerate(rows):
-        good, junk = _good_and_junk(query, gallery, int(row), protocol.mode)
-        valid = np.flatnonzero(~junk)
+        valid = np.flatnonzero(~junk[i])
         # Nearest first; on equal distance the negative first, as the metrics rank it.
-        order = valid[np.lexsort((good[valid], dist_np[i, valid]))][:top]
-        ranked.append(RankedQuery(int(row), order, good[order], int(first[i])))
+        order = valid[np.lexsort((good[i, valid], dist_np[i, valid]))][:top]
+        ranked.append(RankedQuery(int(row), order, good[i, order], int(first[i])))
     return ranked
 
 
@@ -156,10 +136,10 @@ def ranked_list_png(
     seed: int = SEED,
 ) -> bytes:
     """One PNG: `count` seeded queries of `protocol`, a block per run (side by side)."""
-    query = _filtered(runs[0].splits[protocol.query], protocol)
-    gallery = _filtered(runs[0].splits[protocol.gallery], protocol)
+    query = restrict(runs[0].splits[protocol.query], protocol)
+    gallery = restrict(runs[0].splits[protocol.gallery], protocol)
     for run in runs[1:]:
-        if list(_filtered(run.splits[protocol.query], protocol)["paths"]) != list(query["paths"]):
+        if list(restrict(run.splits[protocol.query], protocol)["paths"]) != list(query["paths"]):
             raise CCReIDError(f"{runs[0].name} and {run.name} hold different {protocol.name!r} queries")
     rows = sample_queries(query, gallery, protocol.mode, count, seed)
     ranked = [rank_queries(run, protocol, rows) for run in runs]
