@@ -1,6 +1,10 @@
 # Helpers shared by the rules: params.yaml is read once through ccreid's own config code, so
 # Snakemake and the CLI can never disagree on inheritance or validation.
+import subprocess
+import sys
 from pathlib import Path
+
+from snakemake.logging import logger
 
 from ccreid.core import paths
 from ccreid.core.config import load_params, model_owner
@@ -208,3 +212,15 @@ def table_inputs(table):
         }
 
     return inputs
+
+
+def record_in_dvc():
+    """`ccreid dvc record` where the project is a DVC project with dvc.yaml (docs/scaling.md). Its
+    failure is reported, not raised: the results are built, and recording can be run again."""
+    if not (Path(".dvc").is_dir() and Path("dvc.yaml").is_file()):
+        return
+    done = subprocess.run([sys.executable, "-m", "ccreid", "dvc", "record"], capture_output=True, text=True)
+    for line in (done.stdout + done.stderr).splitlines():
+        logger.info(line)
+    if done.returncode != 0:
+        logger.warning("these results are not recorded in DVC yet: fix the above, then run `ccreid dvc record`")
