@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +217,8 @@ def write_stage_configs(params: Params, out: Path = paths.DVC_CONFIG_DIR) -> Non
             target = tmp / path.relative_to(paths.DVC_CONFIG_DIR)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(_json_text(entry))
+        # the headline stage's dependency: puts this stage (and its checks) upstream of it
+        (tmp / paths.DVC_SELECTED).write_text(_json_text({"dataset": params.run.dataset, "exp": params.run.exp}))
 
 
 def write_headline(dataset: str, run: str, out: Path = HEADLINE) -> dict:
@@ -240,13 +241,19 @@ class Stage:
     """One stage instance of dvc.yaml, as ccreid checks it."""
 
     name: str  # as DVC names it: train@synthetic-212
-    rank: int  # place in the build order: each stage reads only outputs of lower ranks
     label: str  # for messages: the run (synthetic/212), data set or weight file
-    outs: tuple[Path, ...]  # every output dvc.yaml declares for it
-    product: Path  # the output whose fingerprint record (or digest) says whether it is fresh
-    benchmark: Path
+    outs: tuple[Path, ...]  # what dvc.yaml declares: the product (fingerprinted) first, the job's benchmark last
+    upstream: tuple[Path, ...]  # its inputs as Snakemake sees them (their times must be older)
     expected: Callable[[], dict] | None = field(default=None, compare=False)  # its fingerprint; None: a digest
     backbone: str = ""  # weights stages: whose published digest the file must have
+
+    @property
+    def product(self) -> Path:
+        return self.outs[0]
+
+    @property
+    def benchmark(self) -> Path:
+        return self.outs[-1]
 
 
 def _expected(stage: str, entry: dict, inputs: dict[str, Path]) -> Callable[[], dict]:
@@ -266,101 +273,58 @@ def _expected(stage: str, entry: dict, inputs: dict[str, Path]) -> Callable[[], 
 
 def pipeline_stages(params: Params, table: dict) -> list[Stage]:
     """Every stage of the table with its outputs, in build order (dvc.yaml declares the same)."""
-    entries = _section_entries(params, table)
-    config_dir = paths.DVC_CONFIG_DIR
+    entries = {
+        str(path.relative_to(paths.DVC_CONFIG_DIR)): entry for path, entry in _section_entries(params, table).items()
+    }
     stages = []
+    outs: tuple[Path, ...]
     for dataset, item in table["synth"].items():
         root = Path(item["root"])
+        outs = (root, paths.benchmark_path(dataset, "synth"))
         stages.append(
-            Stage(
-                f"synth@{dataset}",
-                0,
-                dataset,
-                (root, paths.benchmark_path(dataset, "synth")),
-                root,
-                paths.benchmark_path(dataset, "synth"),
-                _expected("synth", entries[config_dir / dataset / "synth.json"], {}),
-            )
+            Stage(f"synth@{dataset}", dataset, outs, (), _expected("synth", entries[f"{dataset}/synth.json"], {}))
         )
     for dataset, item in table["prepare"].items():
-        prepared = paths.prepared_dir(dataset)
-        stages.append(
-            Stage(
-                f"prepare@{dataset}",
-                1,
-                dataset,
-                (prepared, paths.benchmark_path(dataset, "prepare")),
-                prepared,
-                paths.benchmark_path(dataset, "prepare"),
-                _expected("prepare", entries[config_dir / dataset / "prepare.json"], {"raw": Path(item["root"])}),
-            )
-        )
+        raw = Path(item["root"])
+        outs = (paths.prepared_dir(dataset), paths.benchmark_path(dataset, "prepare"))
+        expected = _expected("prepare", entries[f"{dataset}/prepare.json"], {"raw": raw})
+        stages.append(Stage(f"prepare@{dataset}", dataset, outs, (raw,), expected))
     for backbone, item in table["weights"].items():
-        file, benchmark = Path(item["file"]), Path(item["benchmark"])
-        stages.append(Stage(f"weights@{backbone}", 0, file.name, (file, benchmark), file, benchmark, backbone=backbone))
+        file = Path(item["file"])
+        stages.append(Stage(f"weights@{backbone}", file.name, (file, Path(item["benchmark"])), (), backbone=backbone))
     for group in ("train", "train_tested"):
         for key, item in table[group].items():
             dataset, run = item["dataset"], item["run"]
             model, folder = paths.model_path(dataset, run), paths.run_dir(dataset, run)
-            benchmark = paths.benchmark_path(dataset, "train", run)
-            outs = [model, fingerprint.record_path(model), folder / paths.LIVE_DIR, benchmark]
-            if group == "train_tested":
-                outs.append(folder / paths.TEST_CURVE)
-            inputs = {"prepared": paths.prepared_dir(dataset) / paths.FOLDER_RECORD}
-            if not item["init"].startswith(str(config_dir)):
-                inputs["weights"] = Path(item["init"])
-            elif entries[config_dir / dataset / run / paths.DVC_INIT]["pretrained"] != "none":
-                inputs["weights"] = Path(entries[config_dir / dataset / run / paths.DVC_INIT]["pretrained"])
-            entry = entries[config_dir / dataset / run / "train.json"]
-            stages.append(
-                Stage(
-                    f"{group}@{key}",
-                    2,
-                    f"{dataset}/{run}",
-                    tuple(outs),
-                    model,
-                    benchmark,
-                    _expected("train", entry, inputs),
-                )
-            )
+            tested = (folder / paths.TEST_CURVE,) if group == "train_tested" else ()
+            outs = (model, fingerprint.record_path(model), folder / paths.LIVE_DIR, *tested)
+            prepared = paths.prepared_dir(dataset)
+            inputs, upstream = {"prepared": prepared / paths.FOLDER_RECORD}, [prepared]
+            init = entries.get(f"{dataset}/{run}/{paths.DVC_INIT}")  # none: from the ImageNet file
+            weights = item["init"] if init is None else None if init["pretrained"] == "none" else init["pretrained"]
+            if weights is not None:
+                inputs["weights"] = Path(weights)
+                upstream.append(Path(weights))
+            expected = _expected("train", entries[f"{dataset}/{run}/train.json"], inputs)
+            outs += (paths.benchmark_path(dataset, "train", run),)
+            stages.append(Stage(f"{group}@{key}", f"{dataset}/{run}", outs, tuple(upstream), expected))
     for key, item in table["runs"].items():
         dataset, run = item["dataset"], item["run"]
         features, metrics = paths.features_path(dataset, run), paths.metrics_path(dataset, run)
-        prepared_record = paths.prepared_dir(dataset) / paths.FOLDER_RECORD
-        benchmark = paths.benchmark_path(dataset, "extract", run)
-        stages.append(
-            Stage(
-                f"extract@{key}",
-                3,
-                f"{dataset}/{run}",
-                (features, fingerprint.record_path(features), benchmark),
-                features,
-                benchmark,
-                _expected(
-                    "extract",
-                    entries[config_dir / dataset / run / "extract.json"],
-                    {"prepared": prepared_record, "model": paths.model_path(dataset, item["owner"])},
-                ),
-            )
+        prepared, model = paths.prepared_dir(dataset), paths.model_path(dataset, item["owner"])
+        outs = (features, fingerprint.record_path(features), paths.benchmark_path(dataset, "extract", run))
+        inputs = {"prepared": prepared / paths.FOLDER_RECORD, "model": model}
+        expected = _expected("extract", entries[f"{dataset}/{run}/extract.json"], inputs)
+        stages.append(Stage(f"extract@{key}", f"{dataset}/{run}", outs, (prepared, model), expected))
+        outs = (
+            metrics,
+            fingerprint.record_path(metrics),
+            metrics.with_name(paths.PER_QUERY),
+            metrics.with_name(paths.CMC),
+            paths.benchmark_path(dataset, "evaluate", run),
         )
-        benchmark = paths.benchmark_path(dataset, "evaluate", run)
-        stages.append(
-            Stage(
-                f"evaluate@{key}",
-                4,
-                f"{dataset}/{run}",
-                (
-                    metrics,
-                    fingerprint.record_path(metrics),
-                    metrics.with_name(paths.PER_QUERY),
-                    metrics.with_name(paths.CMC),
-                    benchmark,
-                ),
-                metrics,
-                benchmark,
-                _expected("evaluate", entries[config_dir / dataset / run / "evaluate.json"], {"features": features}),
-            )
-        )
+        expected = _expected("evaluate", entries[f"{dataset}/{run}/evaluate.json"], {"features": features})
+        stages.append(Stage(f"evaluate@{key}", f"{dataset}/{run}", outs, (features,), expected))
     return stages
 
 
@@ -488,22 +452,35 @@ def times_kept(outs: list[Path]):
             os.utime(path, ns=stamps)
 
 
-def order_times(stages: list[Stage]) -> None:
-    """Set the times of fresh stages' outputs in build order (a later rank, a later time), as
-    Snakemake would have left them: a checkout writes files in any order. Stale ones keep theirs,
-    so Snakemake still rebuilds them. Times are whole seconds apart, for coarse file systems."""
-    now = time.time()
-    for stage in stages:
-        if state(stage)[0] != FRESH:
+def _snakemake_time(path: Path) -> float:
+    """A file's time as Snakemake reads it: a folder's is that of the .snakemake_timestamp Snakemake
+    puts in the folders it builds, else the folder's own."""
+    stamp = path / ".snakemake_timestamp"
+    return (stamp if path.is_dir() and stamp.is_file() else path).stat().st_mtime
+
+
+def order_times(stages: list[Stage]) -> list[str]:
+    """Give fresh results times in build order, as Snakemake would have left them: Snakemake
+    rebuilds an output older than an input, and a checkout (`dvc checkout`, `pull`, `exp apply`)
+    writes files in any order. Only a fresh stage with an output no newer than an input is
+    touched (then one second past its newest input, for coarse file systems); a stale one keeps
+    its times, so Snakemake still rebuilds it. Returns the stages retimed."""
+    retimed = []
+    for stage in stages:  # in build order: inputs are settled before their readers
+        outs = [out for out in stage.outs if out.exists()]
+        inputs = [path for path in stage.upstream if path.exists()]
+        if not outs or not inputs:
             continue
-        stamp = now + stage.rank + 1
-        for out in stage.outs:
-            for path in _paths_under(out):
-                if path.exists():
-                    os.utime(path, (stamp, stamp))
-            timestamp = out / ".snakemake_timestamp"  # a folder Snakemake built: it reads this file's time
-            if timestamp.is_file():
-                os.utime(timestamp, (stamp, stamp))
+        newest_input = max(_snakemake_time(path) for path in inputs)
+        if min(_snakemake_time(out) for out in outs) > newest_input or state(stage)[0] != FRESH:
+            continue
+        stamp = newest_input + 1
+        for out in outs:
+            os.utime(out, (stamp, stamp))
+            if (out / ".snakemake_timestamp").is_file():
+                os.utime(out / ".snakemake_timestamp", (stamp, stamp))
+        retimed.append(stage.name)
+    return retimed
 
 
 # ---------------------------------------------------------------- the commands
@@ -567,15 +544,17 @@ def record(params: Params, drop: tuple[str, ...] = ()) -> dict[str, list[str]]:
     for stage in fresh:
         if not stage.benchmark.exists():  # built before benchmarks existed: complete, cost unmeasured
             atomic_write_text(stage.benchmark, benchmark_line(None))
-    committing = ["config", *(stage.name for stage in fresh)]
+    committing = [*(["config"] if "config" in changed else []), *(stage.name for stage in fresh)]
     selected = stage_key(params.run.dataset, params.run.exp)
     evaluated = next(s for s in stages if s.name == f"evaluate@{selected}")
     if "headline" in changed and (evaluated in fresh or evaluated.name not in changed):
         write_headline(params.run.dataset, params.run.exp)
         committing.append("headline")
     outs = [out for stage in fresh for out in stage.outs] + [paths.DVC_CONFIG_DIR]
-    with times_kept(outs):
-        dvc("commit", "--force", *committing, what=" (recording results)")
+    if committing:
+        with times_kept(outs):
+            dvc("commit", "--force", *committing, what=" (recording results)")
+    order_times(stages)  # results DVC placed (`dvc exp apply`, `dvc checkout`): in build order for Snakemake
     return {"synced": synced, "recorded": [s.name for s in fresh], "stale": stale}
 
 
@@ -585,7 +564,7 @@ def _configured_remote(remote: str | None) -> str:
         if remote not in remotes[::2]:
             raise CCReIDError(f"no DVC remote named {remote!r} (configured: {', '.join(remotes[::2]) or 'none'})")
         return remote
-    default = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True).stdout.strip()
+    default = subprocess.run(["dvc", "config", "core.remote"], capture_output=True, text=True).stdout.strip()
     if not default:
         raise CCReIDError(
             "no default DVC remote: `dvc remote add -d store <dir-or-url>` and commit .dvc/config (experiments "
@@ -594,15 +573,22 @@ def _configured_remote(remote: str | None) -> str:
     return default
 
 
-def _missing_objects(message: str, lock: dict) -> list[str]:
-    """The outputs (run, file) whose objects DVC reported missing, from its md5 list."""
-    where = {}
-    for name, entry in lock.items():
-        for out in entry.get("outs", []):
-            if "md5" in out:
-                where[out["md5"].removesuffix(".dir")] = f"{name}: {out['path']}"
-    named = sorted({where[md5] for md5 in where if md5 in message})
-    return named
+def _missing_objects(lock: dict, names: list[str]) -> list[str]:
+    """The recorded outputs (stage: path) whose bytes DVC's cache lacks, a folder's files included
+    (`dvc fetch` only warns about objects the remote lacks)."""
+    objects = Path(dvc("cache", "dir").strip()) / "files" / "md5"
+    missing = []
+    for name in names:
+        for out in lock.get(name, {}).get("outs", []):
+            md5 = out["md5"]
+            manifest = objects / md5[:2] / md5[2:]
+            if not manifest.is_file():
+                missing.append(f"{name}: {out['path']}")
+            elif md5.endswith(".dir"):
+                for entry in json.loads(manifest.read_text()):
+                    if not (objects / entry["md5"][:2] / entry["md5"][2:]).is_file():
+                        missing.append(f"{name}: {out['path']}/{entry['relpath']}")
+    return missing
 
 
 def _stale_lock_entries(params: Params, lock: dict, names: list[str]) -> list[str]:
@@ -629,7 +615,7 @@ def pull(params: Params, remote: str | None = None) -> list[str]:
     table = check_table(params)
     stages = pipeline_stages(params, table)
     lock = read_lock()
-    names = [stage.name for stage in stages if stage.name in lock] + [n for n in ("config", "headline") if n in lock]
+    names = [stage.name for stage in stages if stage.name in lock] + [n for n in ("config",) if n in lock]
     if not names:
         raise CCReIDError(
             f"{LOCK} records no results of dvc.yaml's stages: nothing to pull (commit dvc.lock where they were recorded)"
@@ -642,16 +628,13 @@ def pull(params: Params, remote: str | None = None) -> list[str]:
             "recorded with, or build these runs again; nothing was pulled"
         )
     chosen = _configured_remote(remote)
-    try:
-        dvc("fetch", "--remote", chosen, *names, what=f" from remote {chosen!r}")
-    except CCReIDError as error:
-        missing = _missing_objects(str(error), lock)
-        if missing:
-            raise CCReIDError(
-                f"remote {chosen!r} lacks results dvc.lock records (push them from where they were built: "
-                "`ccreid dvc push`); nothing was checked out:\n  " + "\n  ".join(missing)
-            ) from None
-        raise
+    dvc("fetch", "--remote", chosen, *names, what=f" from remote {chosen!r}")
+    missing = _missing_objects(lock, names)
+    if missing:
+        raise CCReIDError(
+            f"remote {chosen!r} lacks results dvc.lock records (push them from where they were built: "
+            "`ccreid dvc push`); nothing was checked out:\n  " + "\n  ".join(missing)
+        )
     dvc("checkout", *names, what=" (an unsaved file is in the way: `ccreid dvc record` it first)")
     order_times(stages)
     return names
