@@ -9,10 +9,9 @@ import json
 import pytest
 import yaml
 
-from ccreid.core import paths
 from ccreid.core.config import Params, load_params
 from ccreid.core.errors import CCReIDError
-from ccreid.dvc_pipeline import TABLE, check_table, runs_table, sync, table_text, write_stage_configs
+from ccreid.dvc_pipeline import CONFIG_DIR, TABLE, check_table, runs_table, sync, table_text, write_stage_configs
 from conftest import REPO, tiny_params
 
 
@@ -78,7 +77,7 @@ def test_the_config_stage_writes_each_stage_s_config_and_refuses_an_unknown_run(
     raw["datasets"]["synthetic"]["exclude"] = ["213"]
     sync(Params(raw))
     write_stage_configs(Params(raw))
-    folder = tmp_path / paths.DVC_CONFIG_DIR / "synthetic"
+    folder = tmp_path / CONFIG_DIR / "synthetic"
     train = json.loads((folder / "212/train.json").read_text())
     assert set(train) == {"config", "code"} and train["config"]["train"]["epochs"] == 2
     assert json.loads((folder / "212/init.json").read_text()) == {"pretrained": "none"}

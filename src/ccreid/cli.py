@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     write = config.add_parser(
         "write", help="DVC's config stage: the config each stage of each run reads, one JSON each"
     )
-    write.add_argument("--out", default=str(paths.DVC_CONFIG_DIR), help=f"folder (default: {paths.DVC_CONFIG_DIR})")
+    write.add_argument("--out", default="results/dvc_config", help="folder (default: results/dvc_config)")
     write.set_defaults(func=cmd_config_write)
     config.add_parser("list", help="the registry: ids, bases, notes, reported numbers").set_defaults(
         func=cmd_config_list

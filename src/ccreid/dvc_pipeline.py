@@ -35,6 +35,13 @@ from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, prepar
 from ccreid.core.stage_code import stage_code, stage_module
 from ccreid.core.weights import check_digest, published, weights_path
 
+# Kept out of core/paths.py, which is in every stage's code closure: a name added there would
+# rebuild every result. results/dvc_config/<ds>/{synth,prepare}.json, <ds>/<run>/{train,extract,
+# evaluate}.json (+ init.json: what a training not from the ImageNet weights starts from) and
+# selected.json (the run `run:` selects) are written by DVC's config stage (`ccreid config write`).
+CONFIG_DIR = Path("results") / "dvc_config"
+INIT = "init.json"
+SELECTED = "selected.json"
 TABLE = Path("dvc_runs.yaml")
 LOCK = Path("dvc.lock")
 HEADLINE = Path("metrics.json")  # the selected run's metrics: `dvc exp show`'s columns
@@ -64,7 +71,7 @@ def _init_dep(dataset: str, run: str, model_cfg: dict) -> str:
     stage's output), else the run's init record (from scratch, or a file of the user's)."""
     if model_cfg["pretrained"] == "imagenet":
         return str(weights_path(model_cfg["backbone"]))
-    return str(paths.DVC_CONFIG_DIR / dataset / run / paths.DVC_INIT)
+    return str(CONFIG_DIR / dataset / run / INIT)
 
 
 def runs_table(params: Params) -> dict:
@@ -157,7 +164,7 @@ def _section_entries(params: Params, table: dict) -> dict[Path, dict]:
     record of each training that does not start from the ImageNet weights."""
     from ccreid.data.synthetic import DRAWING, validated
 
-    root = paths.DVC_CONFIG_DIR
+    root = CONFIG_DIR
     entries: dict[Path, dict] = {}
     for dataset in table["synth"]:
         synth = json.loads(canonical_json({**validated(params.dataset(dataset).synth), "drawing": DRAWING}))
@@ -170,7 +177,7 @@ def _section_entries(params: Params, table: dict) -> dict[Path, dict]:
         folder = root / item["dataset"] / item["run"]
         entries[folder / "train.json"] = {"config": train_section(run_cfg), "code": stage_code("train", run_cfg)}
         if run_cfg["model"]["pretrained"] != "imagenet":
-            entries[folder / paths.DVC_INIT] = _init_record(run_cfg["model"])
+            entries[folder / INIT] = _init_record(run_cfg["model"])
     for item in table["runs"].values():
         eval_cfg = params.run_config(item["dataset"], item["run"])["eval"]
         folder = root / item["dataset"] / item["run"]
@@ -196,7 +203,7 @@ def _json_text(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True) + "\n"  # as atomic_write_json writes it
 
 
-def write_stage_configs(params: Params, out: Path = paths.DVC_CONFIG_DIR) -> None:
+def write_stage_configs(params: Params, out: Path = CONFIG_DIR) -> None:
     """DVC's `config` stage: checks that the table is params.yaml's and that `run:` selects one of
     its runs, then writes every stage's config file, whole (a run that left leaves none)."""
     table = check_table(params)
@@ -214,11 +221,11 @@ def write_stage_configs(params: Params, out: Path = paths.DVC_CONFIG_DIR) -> Non
         )
     with atomic_dir(out) as tmp:
         for path, entry in _section_entries(params, table).items():
-            target = tmp / path.relative_to(paths.DVC_CONFIG_DIR)
+            target = tmp / path.relative_to(CONFIG_DIR)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(_json_text(entry))
         # the headline stage's dependency: puts this stage (and its checks) upstream of it
-        (tmp / paths.DVC_SELECTED).write_text(_json_text({"dataset": params.run.dataset, "exp": params.run.exp}))
+        (tmp / SELECTED).write_text(_json_text({"dataset": params.run.dataset, "exp": params.run.exp}))
 
 
 def write_headline(dataset: str, run: str, out: Path = HEADLINE) -> dict:
@@ -273,9 +280,7 @@ def _expected(stage: str, entry: dict, inputs: dict[str, Path]) -> Callable[[], 
 
 def pipeline_stages(params: Params, table: dict) -> list[Stage]:
     """Every stage of the table with its outputs, in build order (dvc.yaml declares the same)."""
-    entries = {
-        str(path.relative_to(paths.DVC_CONFIG_DIR)): entry for path, entry in _section_entries(params, table).items()
-    }
+    entries = {str(path.relative_to(CONFIG_DIR)): entry for path, entry in _section_entries(params, table).items()}
     stages = []
     outs: tuple[Path, ...]
     for dataset, item in table["synth"].items():
@@ -300,7 +305,7 @@ def pipeline_stages(params: Params, table: dict) -> list[Stage]:
             outs = (model, fingerprint.record_path(model), folder / paths.LIVE_DIR, *tested)
             prepared = paths.prepared_dir(dataset)
             inputs, upstream = {"prepared": prepared / paths.FOLDER_RECORD}, [prepared]
-            init = entries.get(f"{dataset}/{run}/{paths.DVC_INIT}")  # none: from the ImageNet file
+            init = entries.get(f"{dataset}/{run}/{INIT}")  # none: from the ImageNet file
             weights = item["init"] if init is None else None if init["pretrained"] == "none" else init["pretrained"]
             if weights is not None:
                 inputs["weights"] = Path(weights)
@@ -550,7 +555,7 @@ def record(params: Params, drop: tuple[str, ...] = ()) -> dict[str, list[str]]:
     if "headline" in changed and (evaluated in fresh or evaluated.name not in changed):
         write_headline(params.run.dataset, params.run.exp)
         committing.append("headline")
-    outs = [out for stage in fresh for out in stage.outs] + [paths.DVC_CONFIG_DIR]
+    outs = [out for stage in fresh for out in stage.outs] + [CONFIG_DIR]
     if committing:
         with times_kept(outs):
             dvc("commit", "--force", *committing, what=" (recording results)")

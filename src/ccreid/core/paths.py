@@ -32,12 +32,8 @@ METRICS = "metrics.json"
 PER_QUERY = "per_query.csv"
 CMC = "cmc.csv"
 
-# ccreid config write (DVC's config stage): results/dvc_config/<dataset>/{synth,prepare}.json and
-# results/dvc_config/<dataset>/<run>/{train,extract,evaluate}.json (+ init.json: what a training not
-# from the ImageNet weights starts from) and the selected run
-DVC_CONFIG_DIR = Path("results") / "dvc_config"
-DVC_INIT = "init.json"
-DVC_SELECTED = "selected.json"  # results/dvc_config/selected.json: the run `run:` selects
+# ccreid config write (DVC's config stage): results/<dataset>/<exp>/config/<stage>.json
+STAGE_CONFIG = "{stage}.json"
 
 # ccreid report: results/<dataset>/
 REPORT_MD, REPORT_CSV, REPORT_HTML = "report.md", "report.csv", "report.html"
