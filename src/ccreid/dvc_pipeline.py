@@ -17,6 +17,7 @@ DVC restores is complete and fresh to Snakemake too. What DVC itself would get w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -578,21 +579,34 @@ def _configured_remote(remote: str | None) -> str:
     return default
 
 
-def _missing_objects(lock: dict, names: list[str]) -> list[str]:
+def _raw_data(params: Params, table: dict) -> list[str]:
+    """The `.dvc` files of the real data sets' raw data (the synthetic ones are stage outputs)."""
+    return [f"{params.dataset(name).root}.dvc" for name in table["prepare"] if name not in table["synth"]]
+
+
+def _recorded_outs(lock: dict, names: list[str], dvc_files: list[str]) -> list[tuple[str, str, str]]:
+    """(stage or .dvc file, path, md5) of every output the lock or the .dvc files record."""
+    outs = [(name, out["path"], out["md5"]) for name in names for out in lock.get(name, {}).get("outs", [])]
+    for dvc_file in dvc_files:
+        recorded = yaml.safe_load(Path(dvc_file).read_text()) or {}
+        folder = Path(dvc_file).parent
+        outs += [(dvc_file, str(folder / out["path"]), out["md5"]) for out in recorded.get("outs", [])]
+    return outs
+
+
+def _missing_objects(outs: list[tuple[str, str, str]]) -> list[str]:
     """The recorded outputs (stage: path) whose bytes DVC's cache lacks, a folder's files included
     (`dvc fetch` only warns about objects the remote lacks)."""
     objects = Path(dvc("cache", "dir").strip()) / "files" / "md5"
     missing = []
-    for name in names:
-        for out in lock.get(name, {}).get("outs", []):
-            md5 = out["md5"]
-            manifest = objects / md5[:2] / md5[2:]
-            if not manifest.is_file():
-                missing.append(f"{name}: {out['path']}")
-            elif md5.endswith(".dir"):
-                for entry in json.loads(manifest.read_text()):
-                    if not (objects / entry["md5"][:2] / entry["md5"][2:]).is_file():
-                        missing.append(f"{name}: {out['path']}/{entry['relpath']}")
+    for name, path, md5 in outs:
+        manifest = objects / md5[:2] / md5[2:]
+        if not manifest.is_file():
+            missing.append(f"{name}: {path}")
+        elif md5.endswith(".dir"):
+            for entry in json.loads(manifest.read_text()):
+                if not (objects / entry["md5"][:2] / entry["md5"][2:]).is_file():
+                    missing.append(f"{name}: {path}/{entry['relpath']}")
     return missing
 
 
@@ -600,8 +614,6 @@ def _stale_lock_entries(params: Params, lock: dict, names: list[str]) -> list[st
     """Recorded stages whose config file in dvc.lock is not the one params.yaml and the code give
     now: the results DVC holds for them are another config's."""
     entries = {str(path): _json_text(entry) for path, entry in _section_entries(params, check_table(params)).items()}
-    import hashlib
-
     stale = []
     for name in names:
         for dep in lock.get(name, {}).get("deps", []):
@@ -633,26 +645,27 @@ def pull(params: Params, remote: str | None = None) -> list[str]:
             "recorded with, or build these runs again; nothing was pulled"
         )
     chosen = _configured_remote(remote)
-    dvc("fetch", "--remote", chosen, *names, what=f" from remote {chosen!r}")
-    missing = _missing_objects(lock, names)
+    targets = [*names, *_raw_data(params, table)]  # the raw data too: Snakemake plans from it
+    dvc("fetch", "--remote", chosen, *targets, what=f" from remote {chosen!r}")
+    missing = _missing_objects(_recorded_outs(lock, names, _raw_data(params, table)))
     if missing:
         raise CCReIDError(
             f"remote {chosen!r} lacks results dvc.lock records (push them from where they were built: "
             "`ccreid dvc push`); nothing was checked out:\n  " + "\n  ".join(missing)
         )
-    dvc("checkout", *names, what=" (an unsaved file is in the way: `ccreid dvc record` it first)")
+    dvc("checkout", *targets, what=" (an unsaved file is in the way: `ccreid dvc record` it first)")
     order_times(stages)
     return names
 
 
 def push(params: Params, remote: str | None = None) -> list[str]:
-    """`dvc push` of every recorded result (the raw data DVC tracks is pushed by `dvc push` too)."""
+    """`dvc push` of every recorded result and of the raw data DVC tracks for them."""
     check_repository()
     table = check_table(params)
     lock = read_lock()
     names = [s.name for s in pipeline_stages(params, table) if s.name in lock] + [n for n in ("config",) if n in lock]
     chosen = _configured_remote(remote)
-    dvc("push", "--remote", chosen, *names, what=f" to remote {chosen!r}")
+    dvc("push", "--remote", chosen, *names, *_raw_data(params, table), what=f" to remote {chosen!r}")
     return names
 
 
@@ -671,21 +684,23 @@ def _experiment_lock(name: str) -> dict:
 
 def apply(params: Params, names: list[str]) -> dict[str, list[str]]:
     """Bring the results experiments built (queued runs, `dvc exp pull`ed ones) into the workspace:
-    each stage the workspace has not recorded joins dvc.lock and is checked out of the cache;
-    nothing recorded is replaced and nothing else is touched (`dvc exp apply` would force a
-    checkout of the experiment's whole lock file, deleting results it does not list)."""
+    each stage the workspace has not recorded (or recorded under an old config) takes the
+    experiment's entry in dvc.lock and is checked out of the cache, unforced (an unsaved file in
+    the way stops it); a current recorded result is never replaced and nothing else is touched
+    (`dvc exp apply` forces a checkout of the experiment's whole lock file, deleting results it
+    does not list)."""
     check_repository()
     record(params)  # Snakemake's builds first: they are then the workspace's, kept
     table = check_table(params)
     stages = pipeline_stages(params, table)
     known = {stage.name for stage in stages}
-    lock = read_lock()
+    lock, outdated = read_lock(), changed_stages()  # after recording: not built, or built from an old config
     merged, taken, kept = dict(lock), [], []
     for name in names:
         for stage, entry in _experiment_lock(name).items():
             if stage not in known or merged.get(stage) == entry:
                 continue
-            if stage in merged:
+            if stage in merged and stage not in outdated:
                 kept.append(f"{stage} (from {name}: the workspace's recorded result is kept)")
                 continue
             merged[stage] = entry
