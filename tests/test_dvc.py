@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from ccreid.core.benchmark import read_benchmark
+from ccreid.core.config import load_params
+from ccreid.dvc_pipeline import check_table, pipeline_stages, read_lock
 from conftest import REPO, edit_params, run, tiny_params, write_project
 
 EXPERIMENTS = ("212", "213", "214")
@@ -168,6 +170,20 @@ def test_snakemake_builds_are_recorded_and_experiments_delete_and_retrain_nothin
     plots = run(["dvc", "plots", "show", "--json"], cwd=project).stdout  # of the selected run, 214
     assert "results/synthetic/214/cmc.csv" in plots and "214/live/plots/metrics/train/id.tsv" in plots
     assert nothing_to_do(project)
+
+
+def test_the_stages_ccreid_checks_are_dvc_yaml_s(built, monkeypatch):
+    """What `ccreid dvc` checks of each stage (its outputs, their fingerprints) is what dvc.yaml
+    declares and the stage modules record: every stage Snakemake built was found fresh and
+    recorded, each with exactly the outputs DVC committed."""
+    monkeypatch.chdir(built)
+    params = load_params("params.yaml")
+    stages = {stage.name: stage for stage in pipeline_stages(params, check_table(params))}
+    lock = read_lock()
+    recorded = [name for name in stages if name in lock]
+    assert len(recorded) == 8  # synth, prepare and 212's and 214's train, extract, evaluate
+    for name in recorded:
+        assert sorted(out["path"] for out in lock[name]["outs"]) == sorted(str(out) for out in stages[name].outs), name
 
 
 def test_the_queue_restores_built_entries_and_trains_only_the_missing_one(queued, tmp_path):
