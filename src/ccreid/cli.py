@@ -211,12 +211,16 @@ def cmd_dvc_sync(args) -> None:
 
 
 def cmd_dvc_record(args) -> None:
-    from ccreid.dvc_pipeline import record
+    from ccreid.dvc_pipeline import TABLE, record
 
     done = record(_params(args), tuple(args.drop))
     if done["synced"]:
-        print(f"dvc_runs.yaml: {' '.join(done['synced'])}")
-    print(f"recorded {len(done['recorded'])} stage(s) in dvc.lock and DVC's cache: {' '.join(done['recorded'])}")
+        print(f"{TABLE}: {' '.join(done['synced'])}")
+    names = done["recorded"]
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    print(
+        f"recorded {len(names)} stage(s) in dvc.lock and DVC's cache{': ' if names else ''}{' '.join(names[:8])}{more}"
+    )
     for line in done["stale"]:
         print(f"not recorded, stale (to build again): {line}")
 
@@ -349,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dvc = sub.add_parser("dvc", help="results through DVC: record, push, pull, apply (docs/scaling.md)")
     actions = dvc.add_subparsers(dest="action", required=True)
-    drop_help = "runs that left params.yaml whose recorded results DVC may stop tracking (their files stay)"
+    drop_help = "runs that left params.yaml (as the refusal names them: prcc-214) whose results DVC may stop tracking; their files stay"
     p = actions.add_parser("sync", help="write dvc_runs.yaml, the runs dvc.yaml iterates over, from params.yaml")
     p.add_argument("--drop", nargs="+", default=[], metavar="RUN", help=drop_help)
     p.set_defaults(func=cmd_dvc_sync)
