@@ -23,6 +23,7 @@ LAYERS = {
     "evaluation": 2,
     "reporting": 3,
     "stages": 4,
+    "dvc_pipeline": 4,  # DVC's runs table and the `ccreid dvc` commands: over core and data, no stage
     "cli": 5,
     "__main__": 6,
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -157,25 +158,36 @@ def test_mutated_params_work_or_are_refused_in_one_line(data):
         text = text[: data.draw(st.integers(0, len(text)), label="cut at")]
     exp = data.draw(st.sampled_from(REGISTRY + ["999"]), label="experiment")
     command = data.draw(st.sampled_from(["write", "show", "list"]), label="command")
+    if command == "write" and edit == "none" and isinstance(params.get("run"), dict):
+        text = yaml.safe_dump({**params, "run": {**params["run"], "exp": exp}}, sort_keys=False)  # DVC's selection
     with tempfile.TemporaryDirectory() as folder:
         params_file, out = Path(folder) / "params.yaml", Path(folder) / "config"
         params_file.write_text(text)
         argv = {
-            "write": ["config", "write", "--dataset", "synthetic", "--exp", exp, "--out", str(out)],
-            "show": ["config", "show", exp, "--dataset", "synthetic"],
-            "list": ["config", "list"],
+            # DVC's config stage, after its runs table is written (both relative to the project)
+            "write": [["dvc", "sync"], ["config", "write", "--out", str(out)]],
+            "show": [["config", "show", exp, "--dataset", "synthetic"]],
+            "list": [["config", "list"]],
         }[command]
-        status, stderr = call(["--params", str(params_file), *argv])
+        here = os.getcwd()
+        os.chdir(folder)
+        try:
+            for step in argv:
+                status, stderr = call(["--params", str(params_file), *step])
+                if status != 0:
+                    break
+        finally:
+            os.chdir(here)
         event(f"exit status {status}")
         assert_worked_or_refused(status, stderr)
         if edit == "duplicate a block":
             assert status == 2 and "appears twice" in stderr, stderr
         written = sorted(p.name for p in out.iterdir()) if out.exists() else []
-        assert written == (
-            ["evaluate.json", "extract.json", "prepare.json", "synth.json", "train.json"]
-            if status == 0 and command == "write"
-            else []
-        )
+        assert written == (["selected.json", "synthetic"] if status == 0 and command == "write" else [])
+        if written:  # every stage's config: the data set's, and each run's (+ its training's)
+            assert sorted(p.name for p in (out / "synthetic").glob("*.json")) == ["prepare.json", "synth.json"]
+            runs = [folder for folder in (out / "synthetic").iterdir() if folder.is_dir()]
+            assert runs and all({"evaluate.json", "extract.json"} <= {p.name for p in run.iterdir()} for run in runs)
 
 
 # ------------------------------------------------------------------ raw data-set trees

@@ -16,10 +16,9 @@ from pathlib import Path
 import yaml
 
 from ccreid.core import paths
-from ccreid.core.atomic import DiskFullError, atomic_write_json
+from ccreid.core.atomic import DiskFullError
 from ccreid.core.benchmark import benchmarked
 from ccreid.core.config import load_params, model_owner
-from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, prepare_section, train_section
 from ccreid.core.errors import CCReIDError
 
 
@@ -78,7 +77,11 @@ def cmd_weights(args) -> None:
     from ccreid.stages.weights import backbone_weights, run_weights
 
     if args.backbone:
-        print(backbone_weights(args.backbone))
+        from ccreid.core.weights import weights_path
+
+        fetched = weights_path(args.backbone)
+        with benchmarked(_benchmark(args, paths.weights_benchmark_path(fetched.name)), fetched):
+            print(backbone_weights(args.backbone))
         return
     if not (args.dataset and args.exp):
         raise CCReIDError("ccreid weights: give --backbone NAME, or --dataset and --exp of a run")
@@ -123,8 +126,6 @@ def cmd_evaluate(args) -> None:
         metrics = evaluate(
             Path(args.features or paths.features_path(args.dataset, args.exp)), run_cfg["eval"], out, device=args.device
         )
-    if args.headline:
-        atomic_write_json(Path(args.headline), {"dataset": args.dataset, "exp": args.exp, **metrics})
     for name, values in metrics.items():
         print(f"{name:>10}: mAP {values['mAP']:.4f}  R1 {values['R1']:.4f}  mINP {values['mINP']:.4f}")
 
@@ -194,30 +195,15 @@ def cmd_smoke(args) -> None:
 
 def cmd_queue(args) -> None:
     """Queue registry entries as DVC experiments (one row each in `dvc exp show`)."""
-    import subprocess
+    from ccreid.dvc_pipeline import queue
 
     params = _params(args)
     params.dataset(args.dataset)
-    experiments = args.experiments or params.experiments
-    for exp in experiments:
-        params.entry(exp)  # an unknown id stops before anything is queued
-    for exp in experiments:
-        name = f"{args.dataset}-{exp}"
-        command = [
-            "dvc",
-            "exp",
-            "run",
-            "--queue",
-            "-n",
-            name,
-            "-S",
-            f"run.dataset={args.dataset}",
-            "-S",
-            f"run.exp='{exp}'",
-        ]
-        if subprocess.run(command).returncode != 0:
-            raise CCReIDError(f"`{' '.join(command)}` failed; is this a DVC repository with dvc.yaml?")
-    print(f"queued {len(experiments)} experiment(s); start them with `dvc queue start -j N`")
+    queued = queue(params, args.dataset, args.experiments or params.table(params.default.table))
+    print(
+        f"queued {len(queued)} experiment(s); run them with `dvc queue start -j N`, then bring their results "
+        f"into the workspace with `ccreid dvc apply {' '.join(queued)}`"
+    )
 
 
 def _same_training_note(params, dataset: str, run: str) -> str:
@@ -243,32 +229,64 @@ def cmd_config_diff(args) -> None:
     print("\n".join(lines) if lines else f"{args.old} and {args.new}: no difference in the resolved config")
 
 
-SYNTHETIC_DVC_DATASET = "synthetic"  # the data set dvc.yaml's synth stage writes
-
-
 def cmd_config_write(args) -> None:
-    """One JSON file per stage holding exactly the config that stage reads and the hash of the
-    code it runs (the ones its fingerprint records). DVC stages depend on these files instead of
-    all of params.yaml and src/, so its params follow inheritance (editing 197 changes 199's
-    files, 199 is based on it, and leaves 212's unchanged) and its code deps follow each stage's
-    import closure."""
-    from ccreid.core.stage_code import stage_code
+    """DVC's config stage: one JSON file per stage and run of DVC's runs table, holding exactly the
+    config that stage reads and the hash of the code it runs (the ones its fingerprint records).
+    DVC stages depend on these files instead of all of params.yaml and src/, so its params follow
+    inheritance (editing 197 changes 199's files, 199 is based on it, and leaves 212's unchanged)
+    and its code deps follow each stage's import closure."""
+    from ccreid.dvc_pipeline import write_stage_configs
 
-    params = _params(args)
-    run_cfg = params.run_config(args.dataset, args.exp)
-    out = Path(args.out)
-    synthetic = params.datasets.get(SYNTHETIC_DVC_DATASET)
-    sections = {
-        "synth": synthetic.synth if synthetic is not None else None,
-        "prepare": prepare_section(params.dataset(args.dataset).model_dump(mode="json")),
-        "train": train_section(run_cfg),
-        "extract": {key: run_cfg["eval"][key] for key in EXTRACT_KEYS},
-        "evaluate": {key: run_cfg["eval"][key] for key in EVAL_KEYS},
-    }
-    for stage, section in sections.items():
-        atomic_write_json(
-            out / paths.STAGE_CONFIG.format(stage=stage), {"config": section, "code": stage_code(stage, run_cfg)}
-        )
+    write_stage_configs(_params(args), Path(args.out))
+
+
+def cmd_dvc_sync(args) -> None:
+    from ccreid.dvc_pipeline import TABLE, sync
+
+    changes = sync(_params(args), tuple(args.drop))
+    print(f"{TABLE}: " + (" ".join(changes) if changes else "up to date"))
+
+
+def cmd_dvc_record(args) -> None:
+    from ccreid.dvc_pipeline import TABLE, record
+
+    done = record(_params(args), tuple(args.drop))
+    if done["synced"]:
+        print(f"{TABLE}: {' '.join(done['synced'])}")
+    names = done["recorded"]
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    print(
+        f"recorded {len(names)} stage(s) in dvc.lock and DVC's cache{': ' if names else ''}{' '.join(names[:8])}{more}"
+    )
+    for line in done["stale"]:
+        print(f"not recorded, stale (to build again): {line}")
+
+
+def cmd_dvc_pull(args) -> None:
+    from ccreid.dvc_pipeline import pull
+
+    print(f"pulled {len(pull(_params(args), args.remote))} stage(s)' results")
+
+
+def cmd_dvc_push(args) -> None:
+    from ccreid.dvc_pipeline import push
+
+    print(f"pushed {len(push(_params(args), args.remote))} stage(s)' results")
+
+
+def cmd_dvc_apply(args) -> None:
+    from ccreid.dvc_pipeline import apply
+
+    done = apply(_params(args), args.experiments)
+    print(f"applied {len(done['applied'])} stage(s): {' '.join(done['applied'])}")
+    for line in done["kept"]:
+        print(f"kept {line}")
+
+
+def cmd_dvc_headline(args) -> None:
+    from ccreid.dvc_pipeline import write_headline
+
+    write_headline(args.dataset, args.exp, Path(args.out))
 
 
 def cmd_config_list(args) -> None:
@@ -337,7 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("evaluate", cmd_evaluate, "evaluate every protocol into metrics.json", job=True)
     p.add_argument("--features")
     p.add_argument("--out")
-    p.add_argument("--headline", help="also write the metrics here (a fixed path for `dvc exp show`)")
     p.add_argument("--device")
 
     p = stage("report", cmd_report, "the ablation table of a data set: md, csv, html, plots", exp=False)
@@ -367,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
 
     p = stage("queue", cmd_queue, "queue registry entries as DVC experiments (`dvc queue start` runs them)", exp=False)
-    p.add_argument("--experiments", nargs="+", help="only these experiments (default: the registry)")
+    p.add_argument("--experiments", nargs="+", help="only these experiments (default: the default table's)")
 
     config = sub.add_parser("config", help="inspect params.yaml").add_subparsers(dest="action", required=True)
     show = config.add_parser("show", help="print an experiment's resolved config")
@@ -379,14 +396,36 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new")
     diff.add_argument("--dataset", help="compare the configs run on this data set (its overrides and scale)")
     diff.set_defaults(func=cmd_config_diff)
-    write = config.add_parser("write", help="write the config each stage reads, one JSON per stage")
-    write.add_argument("--dataset", required=True)
-    write.add_argument("--exp", required=True)
-    write.add_argument("--out", required=True, help="folder for train.json, extract.json, evaluate.json")
+    write = config.add_parser(
+        "write", help="DVC's config stage: the config each stage of each run reads, one JSON each"
+    )
+    write.add_argument("--out", default="results/dvc_config", help="folder (default: results/dvc_config)")
     write.set_defaults(func=cmd_config_write)
     listing = config.add_parser("list", help="the registry: ids, bases, notes, reported numbers, shared trainings")
     listing.add_argument("--dataset", help="name shared trainings on this data set (default: default.dataset)")
     listing.set_defaults(func=cmd_config_list)
+
+    dvc = sub.add_parser("dvc", help="results through DVC: record, push, pull, apply (docs/scaling.md)")
+    actions = dvc.add_subparsers(dest="action", required=True)
+    drop_help = "runs that left params.yaml (as the refusal names them: prcc-214) whose results DVC may stop tracking; their files stay"
+    p = actions.add_parser("sync", help="write dvc_runs.yaml, the runs dvc.yaml iterates over, from params.yaml")
+    p.add_argument("--drop", nargs="+", default=[], metavar="RUN", help=drop_help)
+    p.set_defaults(func=cmd_dvc_sync)
+    p = actions.add_parser("record", help="record results Snakemake built in dvc.lock and DVC's cache (runs nothing)")
+    p.add_argument("--drop", nargs="+", default=[], metavar="RUN", help=drop_help)
+    p.set_defaults(func=cmd_dvc_record)
+    for name, func, what in (("push", cmd_dvc_push, "to"), ("pull", cmd_dvc_pull, "from")):
+        p = actions.add_parser(name, help=f"every result dvc.lock records, {what} a DVC remote")
+        p.add_argument("--remote", help="a remote of `dvc remote list` (default: the default remote)")
+        p.set_defaults(func=func)
+    p = actions.add_parser("apply", help="bring finished experiments' results into the workspace, keeping its own")
+    p.add_argument("experiments", nargs="+", help="experiment names (`dvc exp show`)")
+    p.set_defaults(func=cmd_dvc_apply)
+    p = actions.add_parser("headline", help="DVC's headline stage: the selected run's metrics for `dvc exp show`")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--out", default="metrics.json")
+    p.set_defaults(func=cmd_dvc_headline)
     return parser
 
 

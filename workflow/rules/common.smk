@@ -1,8 +1,11 @@
 # Helpers shared by the rules: params.yaml is read once through ccreid's own config code, so
 # Snakemake and the CLI can never disagree on inheritance or validation.
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
-import shlex
+from snakemake.logging import logger
 
 from ccreid.core import paths
 from ccreid.core.config import load_params, model_owner
@@ -10,7 +13,7 @@ from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, prepar
 from ccreid.core.errors import CCReIDError
 # Every rule's params hold its stage's code hash (the one its fingerprint records): Snakemake
 # never looks inside a shell command, so this is how a rule reruns when its stage's code changed.
-from ccreid.core.stage_code import stage_code
+from ccreid.core.stage_code import layout_config, stage_code
 from ccreid.core.weights import IMAGENET_WEIGHTS, weights_path
 from ccreid.reporting.job_costs import job_benchmarks
 
@@ -74,8 +77,7 @@ def prepare_params(wildcards):
 
 def prepare_code(wildcards):
     """The code hash of preparation: the stage's and the data set's layout's."""
-    layout = PARAMS.dataset(wildcards.dataset).layout
-    return stage_code("prepare", {"dataset": {"layout": layout}, "plugins": PARAMS.plugins})
+    return stage_code("prepare", layout_config(PARAMS.dataset(wildcards.dataset).layout, PARAMS.plugins))
 
 
 def train_params(wildcards):
@@ -211,3 +213,15 @@ def check_trainings(dag):
             runs.setdefault(job.wildcards.dataset, []).append(job.wildcards.exp)
     for dataset, names in sorted(runs.items()):
         shell(f"ccreid check --dataset {shlex.quote(dataset)} {' '.join(shlex.quote(n) for n in sorted(names))}")
+
+
+def record_in_dvc():
+    """`ccreid dvc record` where the project is a DVC project with dvc.yaml (docs/scaling.md). Its
+    failure is reported, not raised: the results are built, and recording can be run again."""
+    if not (Path(".dvc").is_dir() and Path("dvc.yaml").is_file()):
+        return
+    done = subprocess.run([sys.executable, "-m", "ccreid", "dvc", "record"], capture_output=True, text=True)
+    for line in (done.stdout + done.stderr).splitlines():
+        logger.info(line)
+    if done.returncode != 0:
+        logger.warning("these results are not recorded in DVC yet: fix the above, then run `ccreid dvc record`")

@@ -34,6 +34,11 @@ def plugins_registry(cfg: dict) -> Registry:
     return registry(tuple(plugins["files"]), plugins["root"])
 
 
+def layout_config(layout: str, plugins: dict | None) -> dict:
+    """What selects preparation's code: its data set's layout, among ccreid's and the plugins' ones."""
+    return {"dataset": {"layout": layout}, "plugins": plugins}
+
+
 def model_members(model_cfg: dict, registry: Registry) -> list[Member]:
     """The members a model is built from: backbone, pooling, and the multi-scale block and gate."""
     members = [

@@ -11,21 +11,16 @@ from ccreid.core.atomic import atomic_dir, exclusive, require_free_space
 from ccreid.core.config import DatasetCfg
 from ccreid.core.paths import SUMMARY
 from ccreid.core.sections import prepare_section
-from ccreid.core.stage_code import plugins_registry, stage_code
+from ccreid.core.stage_code import layout_config, plugins_registry, stage_code
 from ccreid.data.layouts.validate import format_summary
 from ccreid.data.preparation import parse_dataset, write_prepared
-
-
-def _layout_config(cfg: DatasetCfg, plugins: dict | None) -> dict:
-    """What selects the stage's code: the data set's layout, among ccreid's and the plugins' layouts."""
-    return {"dataset": {"layout": cfg.layout}, "plugins": plugins}
 
 
 def prepare(name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = None, plugins: dict | None = None) -> dict:
     """Build ``out_dir`` for data set `name`; returns the summary. No-op when already fresh.
     `plugins`: params.yaml's plugin files (Params.plugins), where the layout may come from."""
     out_dir = Path(out_dir)
-    selection = _layout_config(cfg, plugins)
+    selection = layout_config(cfg.layout, plugins)
     parsed, summary = parse_dataset(name, cfg, plugins_registry(selection))
     expected = fingerprint.make_fingerprint(
         __name__,
@@ -46,7 +41,7 @@ def prepare(name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = Non
 
 def check(name: str, cfg: DatasetCfg, plugins: dict | None = None) -> str:
     """Parse and validate only (`ccreid prepare --check`): the summary as text, nothing written."""
-    return format_summary(parse_dataset(name, cfg, plugins_registry(_layout_config(cfg, plugins)))[1])
+    return format_summary(parse_dataset(name, cfg, plugins_registry(layout_config(cfg.layout, plugins)))[1])
 
 
 def summary_text(summary: dict) -> str:
