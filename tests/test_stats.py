@@ -204,8 +204,11 @@ def test_minimum_detectable_effect_and_the_seeds_a_smaller_one_needs():
     # One run each measured no seed spread: unknown. Query sampling alone wider than the effect:
     # no number of seeds will do.
     assert stats.difference_interval(base[0], exp[0]).seeds_needed(0.01) is None
+    assert stats.difference_interval(base[0], exp[0]).query_floor() is None
+    assert result.query_floor() < 0.01
     noisy = rng.normal(0, 1.0, (3, 30))
-    assert stats.difference_interval(noisy, noisy + rng.normal(0, 1.0, (3, 30))).seeds_needed(0.01) is None
+    query_limited = stats.difference_interval(noisy, noisy + rng.normal(0, 1.0, (1, 30)), same_seeds=True)
+    assert query_limited.seeds_needed(0.01) is None and query_limited.query_floor() > 0.01
 
 
 # --- bad input -------------------------------------------------------------------------------

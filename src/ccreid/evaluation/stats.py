@@ -326,6 +326,14 @@ class Interval:
             low, high = (middle + 1, high) if detectable(middle) > effect else (low, middle)
         return low
 
+    def query_floor(self, power: float = POWER) -> float | None:
+        """The detectable effect with unlimited seeds: what sampling the queries' shared difficulty
+        leaves (None where one run each measured no seed spread to separate it from)."""
+        spread = self.spread
+        if spread is None or not spread.seeded:
+            return None
+        return self._detectable(math.sqrt(float(spread.fixed)), spread.queries - 1.0, power)
+
     def _detectable(self, se: float, df: float, power: float) -> float:
         return float((student_t_quantile(0.5 + self.confidence / 2.0, df) + student_t_quantile(power, df)) * se)
 
