@@ -384,3 +384,18 @@ def test_runs_of_the_same_seeds_pair_in_the_difference_and_the_header_names_them
     assert "per-seed differences where both ran the same training seeds, each pair" in same["header"]
     assert "weights and batches: 213)" in same["header"] and "on their own" not in same["header"]
     assert "each experiment's seeds on their own: 213)" in other["header"] and "per-seed diff" not in other["header"]
+
+
+def test_an_interval_wider_than_the_metric_stops_at_0_and_100(tmp_path):
+    """Three seeds far apart: t's interval of the mean reaches past 0 %, which no mAP can."""
+    import yaml
+
+    from ccreid.core.config import Params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["experiments"]["212"]["seeds"] = [1, 2, 3]
+    results = tmp_path / "synthetic"
+    for run, gain in (("212", -0.25), ("212@2", 0.0), ("212@3", 0.3)):
+        write_result(results / run, 0, gain)
+    row = report("synthetic", Params(raw), results, tmp_path / "out", experiments=["212"])["rows"][0]
+    assert row["cc_mAP_low"] == 0.0 < row["cc_mAP"] < row["cc_mAP_high"] < 1.0

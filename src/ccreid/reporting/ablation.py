@@ -315,10 +315,10 @@ def _experiment_row(exp: str, entry: dict, runs: dict[str, list[Result]], protoc
             interval = mean_interval(_run_values(tables, metric), CONFIDENCE, label=_label(exp, mine))
             # One run: metrics.json's value; several: the mean over seeds the interval is about.
             value = result.metrics[main][metric] if len(mine) == 1 else interval.estimate
-            row |= {
+            row |= {  # a metric lies in [0, 1]: so does its interval (t's may reach past it with few seeds)
                 f"{main}_{metric}": value,
-                f"{main}_{metric}_low": interval.low,
-                f"{main}_{metric}_high": interval.high,
+                f"{main}_{metric}_low": max(interval.low, 0.0),
+                f"{main}_{metric}_high": min(interval.high, 1.0),
             }
         row[f"{main}_queries"] = result.metrics[main]["queries"]
         row[f"{main}_runs"] = len(mine)
