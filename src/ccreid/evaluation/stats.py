@@ -42,7 +42,7 @@ from ccreid.core.errors import CCReIDError
 MIN_QUERIES = 2  # a variance over queries needs two
 POWER = 0.8  # the power of the minimum detectable effect
 MAX_SEEDS = 1000  # the largest seed count `seeds_needed` looks at
-DF_BOUND = 0.2  # the df of a sum count each seed variance at its upper 80 % bound (`_satterthwaite`)
+DF_BOUND = 0.2  # Satterthwaite's df counts each per-run variance at its upper 80 % bound (`_satterthwaite`)
 
 _CF_TINY = 1e-300
 _CF_EPS = 1e-15
@@ -232,8 +232,8 @@ def _satterthwaite(terms, seed_terms: int = 0) -> np.ndarray:
     """Satterthwaite's df of a sum of variance terms (variance, df). The first `seed_terms` enter at
     their upper (1 − DF_BOUND) confidence bound, variance · df / χ²_df(DF_BOUND): a seed variance
     estimated small by chance (with 2 seeds, 1 df, often) would otherwise lend the whole sum the
-    query term's many degrees of freedom and a normal quantile, and mark noise (12 % at a nominal
-    5 % with 2 seeds, benchmarks/README.md, "Interval calibration")."""
+    query term's many degrees of freedom and a normal quantile, and mark noise (up to 12.6 % at
+    a nominal 5 % with 2 seeds; benchmarks/README.md, "Interval calibration")."""
     terms = [
         (variance * df / _chi2_quantile(df, DF_BOUND) if i < seed_terms else variance, df)
         for i, (variance, df) in enumerate(terms)
