@@ -11,10 +11,11 @@ params.yaml already registers one), then, through ccreid's own stage functions (
 It prints one table row per setting: wall minutes per training (mean over the trainings), cc/sc
 mAP of 212 per seed, untrained cc mAP, the control's cc mAP per seed, and CAL's gain (212 − CE in
 cc mAP, paired by seed) as mean with a two-sided 95 % Student-t interval over the per-seed
-differences (n − 1 degrees of freedom), and by the report's own method (a bootstrap that draws
-queries and seeds once for both). `--test-ids N` also evaluates every trained model on N test
-people (the same training images, checked), in a second table: the t interval holds the test
-people fixed, and a small test set can make a gain that its people do not share. Folders persist
+differences (n − 1 degrees of freedom), and by the report's own method (the same per-seed
+differences with the queries' shared sampling variance added; before issue 29 a bootstrap).
+`--test-ids N` also evaluates every trained model on N test people (the same training images,
+checked), in a second table: the t interval holds the test people fixed, and a small test set can
+make a gain that its people do not share. Folders persist
 under --workdir: a rerun reuses every stage whose fingerprint is fresh, so seeds can be added later.
 
     nice -n 19 python benchmarks/demo_frontier.py --settings current --seeds 1 2 3
@@ -212,16 +213,16 @@ def cc_aps(results: Path, run_id: str):
 
 
 def report_gain(results: Path, seeds: list[int]) -> tuple[float, float, float]:
-    """CAL − CE in cc mAP by the report's method: a bootstrap that draws the queries and the seeds
-    once for both (docs/report.md, "Intervals")."""
+    """CAL − CE in cc mAP by the report's method: the t interval of the per-seed differences with
+    the queries' shared sampling variance added (docs/report.md, "Intervals")."""
     import numpy as np
 
-    from ccreid.evaluation.stats import paired_bootstrap
+    from ccreid.evaluation.stats import difference_interval
 
     ce = np.stack([cc_aps(results, f"{CE_ID}@{s}") for s in seeds])
     cal = np.stack([cc_aps(results, f"212@{s}") for s in seeds])
-    gain = paired_bootstrap(ce, cal, same_seeds=True)
-    return gain["diff"], gain["low"], gain["high"]
+    gain = difference_interval(ce, cal, same_seeds=True)
+    return gain.estimate, gain.low, gain.high
 
 
 def on_more_people(folder: Path, raw: dict, test_ids: int, seeds: list[int]) -> dict:
@@ -380,7 +381,7 @@ def interval(gain) -> str:
 def table(rows: list[dict]) -> str:
     lines = [
         "| setting | steps | est. default run (min) | min/training (measured, shared machine) | 212 cc mAP % (per seed) | 212 sc mAP % | untrained cc % "
-        "| CE cc mAP % | gain (pp) mean [95 % t] | gain [report's bootstrap] | 212 cc / untrained |",
+        "| CE cc mAP % | gain (pp) mean [95 % t] | gain [report's interval] | 212 cc / untrained |",
         "|---|---:|---:|---:|---|---|---:|---|---|---|---:|",
     ]
     for r in rows:
@@ -398,7 +399,7 @@ def table(rows: list[dict]) -> str:
             "The same models on more test people (--test-ids):",
             "",
             "| setting | test people | 212 cc mAP % (per seed) | untrained cc % | CE cc mAP % "
-            "| gain (pp) mean [95 % t] | gain [report's bootstrap] | 212 cc / untrained |",
+            "| gain (pp) mean [95 % t] | gain [report's interval] | 212 cc / untrained |",
             "|---|---:|---|---:|---|---|---|---:|",
         ]
         for r in more:

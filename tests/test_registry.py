@@ -32,8 +32,8 @@ from conftest import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
 LAB_LOG_IDS = {str(i) for i in [*range(196, 204), 206, *range(208, 217), 218]}
-# CAL's CE baseline, the untrained network, and CAL and its CE baseline on 24 of CAL's 60 epochs (the
-# demo's headline comparisons)
+# CAL's CE baseline and the untrained network (the demo's controls), and CAL and its CE baseline on
+# 24 of CAL's 60 epochs (registered, left out of the demo: their gain did not replicate)
 CONTROLS = {"212ce", "212init", "212ep24", "212ep24ce"}
 
 # A batch of two identities × two images, each image in its own outfit; identity 2 and its

@@ -121,7 +121,10 @@ def test_difference_to_base_and_its_interval(built):
     assert 0 < better["delta_cc_mAP_low"] < better["delta_cc_mAP"] < better["delta_cc_mAP_high"]
     assert better["delta_cc_mAP_excludes_0"]
     delta_map = md_column(out, "Δ cc mAP vs base [95% CI]")
-    assert md_row(out, "213")[delta_map].endswith("*")
+    # One seed each: the interval is over queries only, and its mark says so.
+    assert md_row(out, "213")[delta_map].endswith("* (queries only)") and better["delta_interval"] == "queries only"
+    detectable = md_row(out, "213")[md_column(out, "Δ cc mAP: runs base/exp; detectable at 80% power; seeds for 1 pp")]
+    assert detectable.startswith("1/1 runs; ") and detectable.endswith("1 pp: unknown (no seed spread measured)")
     # 211 answers every query as its base 212 does: a zero difference with a zero-width interval.
     assert md_row(out, "211")[delta_map] == "+0.00 [+0.00, +0.00]"
     assert md_row(out, "209")[delta_map] == "base not run"
@@ -181,8 +184,74 @@ def test_different_query_sets_name_both_files(tmp_path):
     table = pd.read_csv(per_query)
     table.loc[5, "path"] = "rgb/test/C/elsewhere.jpg"
     table.to_csv(per_query, index=False)
-    with pytest.raises(CCReIDError, match=r"212.per_query\.csv and .*211.per_query\.csv"):
+    with pytest.raises(
+        CCReIDError,
+        match=r"experiment 212 \(.*212.per_query\.csv\) and run 211 of experiment 211 \(.*211.per_query\.csv\)",
+    ):
         report("synthetic", PARAMS, tmp_path, tmp_path / "report")
+
+
+def three_seeds_of_212(tmp_path: Path):
+    """212 with seeds 1–3 written under tmp_path/synthetic, and the params that name them."""
+    import yaml
+
+    from ccreid.core.config import Params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["experiments"]["212"]["seeds"] = [1, 2, 3]
+    results = tmp_path / "synthetic"
+    for run, gain in (("212", 0.0), ("212@2", 0.02), ("212@3", -0.01)):
+        write_result(results / run, 0, gain)
+    return Params(raw), results
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        # One seed's run evaluated on another test set: not silently one query set narrower.
+        (
+            lambda t: t.assign(path=t["path"].str.replace("/CC/010.jpg", "/CC/elsewhere.jpg")),
+            "hold different 'cc' queries",
+        ),
+        # A query answered in two runs and NaN in the third (a lost value, or another gallery).
+        (lambda t: t.assign(ap=t["ap"].mask(t.index == 10)), "disagree on 'cc' query 'rgb/test/CC/010.jpg'"),
+        # An answered query without its first rank.
+        (
+            lambda t: t.assign(first_rank=t["first_rank"].mask(t.index == 10)),
+            "'cc' query 'rgb/test/CC/010.jpg' has an AP but no valid first_rank",
+        ),
+        (lambda t: pd.concat([t, t.iloc[[10]]]), "query 'rgb/test/CC/010.jpg' appears twice"),
+        (
+            lambda t: t.assign(ap=t["ap"].astype(str).str.replace("0.", "x.", n=1, regex=False)),
+            "column 'ap' holds non-numbers",
+        ),
+    ],
+)
+def test_bad_per_query_values_of_one_seed_name_the_experiment_and_the_file(tmp_path, spoil, message):
+    params, results = three_seeds_of_212(tmp_path)
+    per_query = results / "212@2" / "per_query.csv"
+    table = pd.read_csv(per_query)
+    spoil(table).to_csv(per_query, index=False)
+    with pytest.raises(CCReIDError, match=message) as error:
+        report("synthetic", params, results, tmp_path / "out", experiments=["212"])
+    assert str(per_query) in str(error.value)
+    if "column" not in message and "twice" not in message and "first_rank" not in message:
+        assert "run 212@2 of experiment 212" in str(error.value)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_a_set_of_queries_too_small_for_an_interval_names_the_experiment(tmp_path):
+    params, results = three_seeds_of_212(tmp_path)
+    for run in ("212", "212@2", "212@3"):  # every cc query but one skipped (no true match)
+        per_query = results / run / "per_query.csv"
+        table = pd.read_csv(per_query)
+        table.loc[(table["protocol"] == "cc") & (table.index > SKIPPED), "ap"] = np.nan
+        table.to_csv(per_query, index=False)
+    with pytest.raises(
+        CCReIDError,
+        match=r"experiment 212 \(.*212.per_query.csv, .*212@2.per_query.csv, .*212@3.per_query.csv\): 1 answered queries; an interval needs at least 2",
+    ):
+        report("synthetic", params, results, tmp_path / "out", experiments=["212"])
 
 
 def test_data_set_without_cc_reports_its_first_protocol(tmp_path):
@@ -261,13 +330,20 @@ def test_seed_spread_enters_the_intervals_and_the_difference_mark(tmp_path):
     for run, gain in gains.items():  # the same queries (seed 0) in every run, answered with a run's gain
         write_result(results / run, 0, gain + 0.1)
 
+    # The demo's params give 212 three seeds there (datasets.synthetic.seeds) and 213 one: the one
+    # run is given 212's seed spread and the lucky seed is not marked (the old bootstrap marked it).
+    mixed = report("synthetic", Params(raw), results, tmp_path / "mixed", experiments=["212", "213"])
+    del raw["datasets"]["synthetic"]["seeds"]
     one = report("synthetic", Params(raw), results, tmp_path / "one", experiments=["212", "213"])
     raw["experiments"]["212"]["seeds"] = [1, 2, 3]  # 213 inherits them
     three = report("synthetic", Params(raw), results, tmp_path / "three", experiments=["212", "213"])
 
-    single, several = (next(r for r in out["rows"] if r["exp"] == "213") for out in (one, three))
+    single, several, borrowed = (next(r for r in out["rows"] if r["exp"] == "213") for out in (one, three, mixed))
     assert single["cc_runs"] == 1 and several["cc_runs"] == 3
     assert single["delta_cc_mAP_excludes_0"] and not several["delta_cc_mAP_excludes_0"]
+    assert borrowed["delta_runs"] == "3/1" and not borrowed["delta_cc_mAP_excludes_0"]
+    assert borrowed["delta_interval"] == "seeds (one run: its partner's spread) and queries"
+    assert single["delta_interval"] == "queries only" and several["delta_interval"] == "seeds (paired) and queries"
     assert several["delta_cc_mAP_low"] < 0 < several["delta_cc_mAP_high"]
     assert several["cc_mAP"] == pytest.approx(several["cc_mAP_seeds_mean"])
     width = {name: row["cc_mAP_high"] - row["cc_mAP_low"] for name, row in (("one", single), ("three", several))}
@@ -305,5 +381,21 @@ def test_runs_of_the_same_seeds_pair_in_the_difference_and_the_header_names_them
     assert same["delta_cc_mAP"] == pytest.approx(other["delta_cc_mAP"])
     assert same["delta_same_seeds"] and not other["delta_same_seeds"]
     assert same["delta_cc_mAP_excludes_0"] and not other["delta_cc_mAP_excludes_0"]
-    assert "the same training seeds" in same["header"] and ": 213;" in same["header"]
-    assert "each experiment's seeds drawn on their own" in other["header"] and ": 213" not in other["header"]
+    assert "per-seed differences where both ran the same training seeds, each pair" in same["header"]
+    assert "weights and batches: 213)" in same["header"] and "on their own" not in same["header"]
+    assert "each experiment's seeds on their own: 213)" in other["header"] and "per-seed diff" not in other["header"]
+
+
+def test_an_interval_wider_than_the_metric_stops_at_0_and_100(tmp_path):
+    """Three seeds far apart: t's interval of the mean reaches past 0 %, which no mAP can."""
+    import yaml
+
+    from ccreid.core.config import Params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["experiments"]["212"]["seeds"] = [1, 2, 3]
+    results = tmp_path / "synthetic"
+    for run, gain in (("212", -0.25), ("212@2", 0.0), ("212@3", 0.3)):
+        write_result(results / run, 0, gain)
+    row = report("synthetic", Params(raw), results, tmp_path / "out", experiments=["212"])["rows"][0]
+    assert row["cc_mAP_low"] == 0.0 < row["cc_mAP"] < row["cc_mAP_high"] < 1.0

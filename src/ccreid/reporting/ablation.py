@@ -5,9 +5,11 @@ Reads ``<results_dir>/<exp>/metrics.json`` and ``per_query.csv`` of every regist
 that has them (the others are listed as "not run") and writes into the output folder:
 
 - ``report.md`` and ``report.html`` (one self-contained file, plots embedded): per experiment the
-  main protocol's mAP and R1 with 95% bootstrap intervals over queries, the second protocol's
-  mAP and R1, the difference to the base experiment with a paired-bootstrap interval, the
-  single-shot results (mean ± std over draws) and the lab log's reported numbers; percentages.
+  main protocol's mAP and R1 with 95% intervals (over its seeds and the queries; one seed: over
+  queries only, ccreid.evaluation.stats), the second protocol's mAP and R1, the difference to the
+  base experiment with its interval, the runs behind it, the smallest difference it can find and
+  the seeds a 1 pp difference would need, the single-shot results (mean ± std over draws) and the
+  lab log's reported numbers; percentages.
 - ``report.csv``: the same table, one row per experiment, as fractions like metrics.json.
 - ``cmc.png`` (CMC curves, ranks 1–20) and ``cc_bars.png`` (main-protocol mAP and R1 per
   experiment with their intervals as error bars).
@@ -26,7 +28,6 @@ import io
 import json
 import math
 from dataclasses import dataclass, replace
-from typing import TypedDict
 from pathlib import Path
 from typing import Callable
 
@@ -54,7 +55,7 @@ from ccreid.core.paths import (
 )
 from ccreid.data.prepared import load_prepared
 from ccreid.evaluation.features import read_features
-from ccreid.evaluation.stats import bootstrap_mean, mean_std, paired_bootstrap
+from ccreid.evaluation.stats import MAX_SEEDS, POWER, Interval, difference_interval, mean_interval, mean_std
 from ccreid.reporting.config_diff import change_lines, experiment_changes
 from ccreid.reporting.job_costs import job_benchmarks, jobs_csv
 from ccreid.reporting.ranked_lists import Run, multi_shot, ranked_list_png
@@ -63,15 +64,10 @@ from ccreid.reporting.training_curves import curves_png, has_history
 BASELINE = "212"
 
 
-class BootstrapSettings(TypedDict):
-    n_resamples: int
-    seed: int
-    confidence: float
-
-
 MAX_CMC_OTHERS = 5
 CMC_RANKS = np.arange(1, 21)
-BOOTSTRAP = BootstrapSettings(n_resamples=2000, seed=0, confidence=0.95)
+CONFIDENCE = 0.95
+DETECT_EFFECT = 0.01  # the difference (1 pp) whose seed count the report gives
 HEADLINE = ("mAP", "R1")
 PROTOCOL_MEANING = {
     "cc": "clothes-changing",
@@ -79,6 +75,8 @@ PROTOCOL_MEANING = {
     "standard": "every cross-camera match, clothes ignored",
 }
 NOT_RUN = "not run"
+QUERIES_ONLY = "queries only"
+DETECTABLE_HEADER = "Δ {main} mAP: runs base/exp; detectable at 80% power; seeds for 1 pp"
 
 
 @dataclass
@@ -90,6 +88,11 @@ class Result:
     per_query_path: Path
     seed: int | None = None  # the run's train.seed, where the data set is configured
 
+    @property
+    def run(self) -> str:
+        """The run's name: its results folder (`212`, `212@2`)."""
+        return self.per_query_path.parent.name
+
     def queries(self, protocol: str) -> pd.DataFrame:
         """Every query of a multi-shot protocol by path: ap (NaN when skipped) and first_rank."""
         table = self.per_query[self.per_query["protocol"] == protocol]
@@ -97,6 +100,20 @@ class Result:
             raise CCReIDError(
                 f"{self.per_query_path}: no rows for protocol {protocol!r} although {METRICS} "
                 "has it; re-run `ccreid evaluate`"
+            )
+        repeated = table["path"][table["path"].duplicated()]
+        if not repeated.empty:
+            raise CCReIDError(
+                f"{self.per_query_path}: query {repeated.iloc[0]!r} appears twice in protocol {protocol!r}; "
+                "re-run `ccreid evaluate`"
+            )
+        answered = table["ap"].notna()
+        missing = answered & ~np.isfinite(table["first_rank"].to_numpy(dtype=float))
+        if missing.any() or not np.isfinite(table["ap"][answered].to_numpy(dtype=float)).all():
+            bad = table["path"][missing].iloc[0] if missing.any() else "an answered query"
+            raise CCReIDError(
+                f"{self.per_query_path}: {protocol!r} query {bad!r} has an AP but no valid first_rank "
+                "(or an infinite AP); re-run `ccreid evaluate`"
             )
         return table.set_index("path")[["ap", "first_rank"]]
 
@@ -125,6 +142,9 @@ def _load_result(exp_dir: Path) -> Result | None:
     missing = {"protocol", "path", "ap", "first_rank"} - set(per_query.columns)
     if missing:
         raise CCReIDError(f"{per_query_path}: missing column(s) {sorted(missing)}; re-run `ccreid evaluate`")
+    for column in ("ap", "first_rank"):
+        if not pd.api.types.is_numeric_dtype(per_query[column]):
+            raise CCReIDError(f"{per_query_path}: column {column!r} holds non-numbers; re-run `ccreid evaluate`")
     return Result(metrics, per_query, per_query_path)
 
 
@@ -153,18 +173,49 @@ def _per_query_values(queries: pd.DataFrame, metric: str) -> np.ndarray:
     return (queries["first_rank"] == 0).to_numpy(dtype=float)
 
 
-def _aligned(runs: list[Result], protocol: str) -> list[pd.DataFrame]:
-    """The runs' queries in one order, restricted to those answered in every run."""
-    tables = [run.queries(protocol) for run in runs]
-    for run, table in zip(runs[1:], tables[1:]):
-        if set(table.index) != set(tables[0].index):
+def _aligned(groups: dict[str, list[Result]], protocol: str) -> list[list[pd.DataFrame]]:
+    """Each experiment's runs' queries in one order, restricted to the answered ones. Every run
+    must hold the same queries and skip the same ones (a query is skipped when the gallery has
+    no true match for it: a property of the data set, not of the model)."""
+    named = [(exp, run) for exp, runs in groups.items() for run in runs]
+    tables = [run.queries(protocol) for _, run in named]
+    (first_exp, first), reference = named[0], tables[0]
+    skipped = reference["ap"].isna()
+    for (exp, run), table in zip(named[1:], tables[1:]):
+        where = (
+            f"run {first.run} of experiment {first_exp} ({first.per_query_path}) and "
+            f"run {run.run} of experiment {exp} ({run.per_query_path})"
+        )
+        if set(table.index) != set(reference.index):
             raise CCReIDError(
-                f"{runs[0].per_query_path} and {run.per_query_path} hold different {protocol!r} queries; "
-                "were they evaluated on the same data set version? Re-run `ccreid evaluate` for both"
+                f"{where} hold different {protocol!r} queries; were they evaluated on the same data set "
+                "version? Re-run `ccreid evaluate` for both"
             )
-    tables = [table.loc[tables[0].index] for table in tables]
-    answered = np.logical_and.reduce([table["ap"].notna().to_numpy() for table in tables])
-    return [table[answered] for table in tables]
+        differs = table.loc[reference.index, "ap"].isna() != skipped
+        if differs.any():
+            raise CCReIDError(
+                f"{where} disagree on {protocol!r} query {differs.index[differs.to_numpy()][0]!r}: one has its AP, the "
+                "other none (a missing value, or another gallery); re-run `ccreid evaluate` for both"
+            )
+    answered = ~skipped.to_numpy()
+    ordered = iter([table.loc[reference.index][answered] for table in tables])
+    return [[next(ordered) for _ in runs] for runs in groups.values()]
+
+
+def _interval_kind(interval: Interval) -> str:
+    """What an interval's width holds (the CSV's *_interval columns, the report's marks)."""
+    if not interval.seed_spread:
+        return QUERIES_ONLY
+    if interval.same_seeds:
+        return "seeds (paired) and queries"
+    if interval.borrowed:
+        return "seeds (one run: its partner's spread) and queries"
+    return "seeds and queries"
+
+
+def _label(exp: str, runs: list[Result]) -> str:
+    """An experiment and its per-query files, for messages about its values."""
+    return f"experiment {exp} ({', '.join(str(run.per_query_path) for run in runs)})"
 
 
 def _by_seed(theirs: list[Result], mine: list[Result]) -> tuple[list[Result], list[Result], bool]:
@@ -192,12 +243,14 @@ def _csv_columns(protocols: Protocols) -> list[str]:
     columns = ["exp", "note", "base", "status"]
     for metric in HEADLINE:
         columns += _interval_keys(f"{main}_{metric}")
-    columns += [f"{main}_queries", f"{main}_runs"]
+    columns += [f"{main}_queries", f"{main}_runs", f"{main}_interval"]
     if protocols.second:
         columns += [f"{protocols.second}_{metric}" for metric in HEADLINE]
     for metric in HEADLINE:
-        columns += _interval_keys(f"delta_{main}_{metric}") + [f"delta_{main}_{metric}_excludes_0"]
-    columns.append("delta_same_seeds")
+        key = f"delta_{main}_{metric}"
+        columns += _interval_keys(key) + [f"{key}_excludes_0", f"{key}_detectable", f"{key}_seeds_for_1pp"]
+        columns.append(f"{key}_query_floor")
+    columns += ["delta_runs", "delta_same_seeds", "delta_interval"]
     columns += ["reported_dataset", "reported_mAP", "reported_R1"]
     columns += ["seeds"] + [f"{main}_{metric}_seeds_{stat}" for metric in HEADLINE for stat in ("mean", "std")]
     columns += [f"test_best_{main}_mAP", f"test_best_{main}_R1", "test_best_epoch"]
@@ -257,35 +310,41 @@ def _experiment_row(exp: str, entry: dict, runs: dict[str, list[Result]], protoc
     main = protocols.main
     mine = [run for run in runs[exp] if main in run.metrics]
     if main in result.metrics:
-        tables = _aligned(mine, main)
+        (tables,) = _aligned({exp: mine}, main)
         for metric in HEADLINE:
-            interval = bootstrap_mean(_run_values(tables, metric), **BOOTSTRAP)
+            interval = mean_interval(_run_values(tables, metric), CONFIDENCE, label=_label(exp, mine))
             # One run: metrics.json's value; several: the mean over seeds the interval is about.
-            value = result.metrics[main][metric] if len(mine) == 1 else interval["mean"]
-            row |= {
+            value = result.metrics[main][metric] if len(mine) == 1 else interval.estimate
+            row |= {  # a metric lies in [0, 1]: so does its interval (t's may reach past it with few seeds)
                 f"{main}_{metric}": value,
-                f"{main}_{metric}_low": interval["low"],
-                f"{main}_{metric}_high": interval["high"],
+                f"{main}_{metric}_low": max(interval.low, 0.0),
+                f"{main}_{metric}_high": min(interval.high, 1.0),
             }
         row[f"{main}_queries"] = result.metrics[main]["queries"]
         row[f"{main}_runs"] = len(mine)
+        row[f"{main}_interval"] = _interval_kind(interval)
         theirs = [run for run in runs.get(base, []) if main in run.metrics]
         if theirs:
             theirs, paired, same_seeds = _by_seed(theirs, mine)
-            tables = _aligned(theirs + paired, main)
-            before, after = tables[: len(theirs)], tables[len(theirs) :]
+            before, after = _aligned({base: theirs, exp: paired}, main)
             row["delta_same_seeds"] = same_seeds and len(paired) > 1
+            row["delta_runs"] = f"{len(theirs)}/{len(paired)}"
+            labels = (_label(base, theirs), _label(exp, paired))
             for metric in HEADLINE:
-                delta = paired_bootstrap(
-                    _run_values(before, metric), _run_values(after, metric), **BOOTSTRAP, same_seeds=same_seeds
+                delta = difference_interval(
+                    _run_values(before, metric), _run_values(after, metric), CONFIDENCE, same_seeds, labels
                 )
                 key = f"delta_{main}_{metric}"
                 row |= {
-                    key: delta["diff"],
-                    f"{key}_low": delta["low"],
-                    f"{key}_high": delta["high"],
-                    f"{key}_excludes_0": bool(delta["low"] > 0 or delta["high"] < 0),
+                    key: delta.estimate,
+                    f"{key}_low": delta.low,
+                    f"{key}_high": delta.high,
+                    f"{key}_excludes_0": bool(delta.excludes_zero),
+                    f"{key}_detectable": delta.minimum_detectable(),
+                    f"{key}_seeds_for_1pp": delta.seeds_needed(DETECT_EFFECT),
+                    f"{key}_query_floor": delta.query_floor(),
                 }
+            row["delta_interval"] = _interval_kind(delta)
     if protocols.second in result.metrics:
         row |= {f"{protocols.second}_{metric}": result.metrics[protocols.second][metric] for metric in HEADLINE}
     for name in protocols.single_shot:
@@ -344,8 +403,30 @@ def _delta(key: str) -> Callable[[dict], str]:
         if _missing(row.get(key)):
             return "base not run" if row["status"] == "run" and row["base"] else ""
         low, value, high = (100 * row[k] for k in (f"{key}_low", key, f"{key}_high"))
-        marker = " *" if row[f"{key}_excludes_0"] else ""
+        marker = ""
+        if row[f"{key}_excludes_0"]:
+            marker = f" * ({QUERIES_ONLY})" if row["delta_interval"] == QUERIES_ONLY else " *"
         return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]{marker}"
+
+    return cell
+
+
+def _detectable(key: str) -> Callable[[dict], str]:
+    """Runs behind a difference, the smallest it finds with 80 % power, and the seeds 1 pp needs."""
+
+    def cell(row: dict) -> str:
+        if _missing(row.get(key)):
+            return ""
+        need, floor = row[f"{key}_seeds_for_1pp"], row[f"{key}_query_floor"]
+        if row["delta_interval"] == QUERIES_ONLY:
+            seeds = "unknown (no seed spread measured)"
+        elif not _missing(need):
+            seeds = f"{need} seeds each"
+        elif floor > DETECT_EFFECT:
+            seeds = f"no number of seeds (the queries alone: {100 * floor:.2f})"
+        else:
+            seeds = f"more than {MAX_SEEDS} seeds each"
+        return f"{row['delta_runs']} runs; {100 * row[f'{key}_detectable']:.2f}; 1 pp: {seeds}"
 
     return cell
 
@@ -382,6 +463,7 @@ def _display_columns(
     if second:
         columns += [(f"{second} {metric}", _percent(f"{second}_{metric}")) for metric in HEADLINE]
     columns += [(f"Δ {main} {metric} vs base [95% CI]", _delta(f"delta_{main}_{metric}")) for metric in HEADLINE]
+    columns += [(DETECTABLE_HEADER.format(main=main), _detectable(f"delta_{main}_mAP"))]
     columns += [
         ("Reported on", lambda row: row["reported_dataset"]),
         ("Reported mAP", lambda row: _pct(row["reported_mAP"])),
@@ -408,34 +490,39 @@ def _seeds_mean_std(key: str) -> Callable[[dict], str]:
 
 
 def _variance_note(rows: list[dict], main: str) -> str:
-    """How the intervals were drawn, and what they leave out."""
-    counts = [row[f"{main}_runs"] for row in rows if not _missing(row.get(f"{main}_runs"))]
+    """What the intervals hold, by the seeds behind each."""
+    kinds = {row.get(f"{main}_interval") for row in rows} - {None}
     several = (
-        "Experiments with several training seeds (column Seeds): the value is the mean over seeds, and "
-        "each resample draws the seeds with replacement and the queries with replacement, so the interval "
-        "holds seed-to-seed spread as well as query sampling. "
+        "Experiments with several training seeds (column Seeds): the value is the mean over seeds and the "
+        "interval holds seed-to-seed spread as well as query sampling. "
     )
     single = "Experiments with one seed: the interval is over queries only and ignores training variance."
-    if counts and min(counts) > 1:
+    if kinds == {"seeds and queries"}:
         return several.rstrip()
-    return (several if counts and max(counts) > 1 else "") + single
+    return (several if "seeds and queries" in kinds else "") + single
 
 
 def _seed_pairing_note(rows: list[dict]) -> str:
-    """How the Δ intervals draw the seeds, naming the experiments whose runs pair with their base's."""
-    paired = [row["exp"] for row in rows if row.get("delta_same_seeds")]
-    if not paired:
-        return "each experiment's seeds drawn on their own"
-    return (
-        "seeds drawn once for both where both ran the same training seeds, which start each pair of runs "
-        f"from the same weights and batches: {', '.join(paired)}; elsewhere each experiment's seeds drawn on their own"
-    )
+    """How each Δ treats the seeds, naming the experiments of each kind."""
+    kinds: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("delta_interval"):
+            kinds.setdefault(row["delta_interval"], []).append(row["exp"])
+    meaning = {
+        "seeds (paired) and queries": "per-seed differences where both ran the same training seeds, each pair of "
+        "runs from the same weights and batches",
+        "seeds and queries": "each experiment's seeds on their own",
+        "seeds (one run: its partner's spread) and queries": "one side ran one seed and is given the other side's "
+        "seed spread",
+        QUERIES_ONLY: "one seed each: over queries only, ignoring training variance; its * reads '* (queries only)'",
+    }
+    return "; ".join(f"{meaning[kind]}: {', '.join(exps)}" for kind, exps in kinds.items()) or "none"
 
 
 def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results: dict[str, Result]) -> list[str]:
     main, second = protocols.main, protocols.second
     run = sum(row["status"] == "run" for row in rows)
-    confidence = round(100 * BOOTSTRAP["confidence"])
+    confidence = round(100 * CONFIDENCE)
 
     def named(protocol: str) -> str:
         meaning = PROTOCOL_MEANING.get(protocol)
@@ -455,12 +542,15 @@ def _header_lines(dataset: str, protocols: Protocols, rows: list[dict], results:
     return [
         f"Data set: {dataset}; {run} of {len(rows)} registered experiments have results.",
         f"Multi-shot protocols (whole gallery): {multi}. {single}",
-        f"All numbers are percentages. [low, high]: {confidence}% percentile bootstrap interval "
-        f"({BOOTSTRAP['n_resamples']} resamples, seed {BOOTSTRAP['seed']}). " + _variance_note(rows, main),
-        f"Δ vs base: difference to the base experiment in {main} over the same queries, with a paired "
-        f"bootstrap {confidence}% interval (queries drawn once for both; "
-        + _seed_pairing_note(rows)
-        + "); * marks an interval that excludes 0.",
+        f"All numbers are percentages. [low, high]: {confidence}% t interval on the per-seed means with the "
+        f"sampling variance of the queries' shared difficulty added, Satterthwaite's degrees of freedom "
+        f"(docs/report.md, 'Intervals'). " + _variance_note(rows, main),
+        f"Δ vs base: difference to the base experiment in {main} over the same queries, with a {confidence}% "
+        f"interval of the same kind ({_seed_pairing_note(rows)}); * marks an interval that excludes 0.",
+        f"What a Δ can show ({main} mAP): the runs behind it (base/experiment), the smallest true difference "
+        f"it finds with {round(100 * POWER)}% power at {confidence}% from the measured spread, and the seeds "
+        f"per experiment at which a {round(100 * DETECT_EFFECT)} pp difference would be found (unknown with "
+        f"one seed each: no seed spread measured; none where sampling the queries alone hides it).",
         f"Reported: the lab log's numbers (clothes-changing setting) on the data set in 'Reported on'; "
         f"they are not comparable with ours where that data set is not {dataset}.",
     ] + (
@@ -603,12 +693,13 @@ def _bars_figure(dataset: str, protocol: str, rows: list[dict]) -> Figure:
         key = f"{protocol}_{metric}"
         values = np.array([100 * row[key] for row in rows])
         # The point estimate is metrics.json's; rounding in per_query.csv can put it a hair
-        # outside the bootstrap interval, and matplotlib refuses negative error bars.
+        # outside the interval, and matplotlib refuses negative error bars.
         below = np.clip(values - [100 * row[f"{key}_low"] for row in rows], 0, None)
         above = np.clip([100 * row[f"{key}_high"] for row in rows] - values, 0, None)
         axes.bar(positions + offset, values, width, yerr=[below, above], capsize=3, label=metric)
         tops.append(max(values + above))
-    axes.set_xticks(positions, [row["exp"] for row in rows])
+    runs = [row[f"{protocol}_runs"] for row in rows]
+    axes.set_xticks(positions, [f"{row['exp']}\n{n} seed{'s' if n > 1 else ''}" for row, n in zip(rows, runs)])
     # At least four slots wide, centred: one or two experiments would otherwise get huge bars.
     centre, half_span = (len(rows) - 1) / 2, max(len(rows), 4) / 2
     axes.set_xlim(centre - half_span, centre + half_span)
@@ -616,7 +707,8 @@ def _bars_figure(dataset: str, protocol: str, rows: list[dict]) -> Figure:
     axes.set_ylabel(f"{protocol} (%)")
     axes.set_title(
         f"{protocol} mAP and Rank-1 per experiment, data set {dataset}\n"
-        f"error bars: {round(100 * BOOTSTRAP['confidence'])}% bootstrap interval over queries"
+        f"error bars: {round(100 * CONFIDENCE)}% t interval over seeds and queries"
+        + ("; with 1 seed over queries only (no training variance)" if min(runs) == 1 else "")
     )
     axes.grid(axis="y", alpha=0.3)
     axes.set_axisbelow(True)
