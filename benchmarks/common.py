@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ccreid.core.config import DatasetCfg, load_params
+from ccreid.core.config import load_params
+from ccreid.core.schema import DatasetCfg, RecipeCfg, RunConfig, SynthCfg, deep_merge
 from ccreid.data.prepared import load_prepared
 from ccreid.stages.prepare import prepare
 from ccreid.stages.synth import synthesize
@@ -17,29 +18,44 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def recipe(exp: str = "212") -> dict:
+def recipe(exp: str = "212") -> RecipeCfg:
     """An experiment's resolved recipe from the repository's params.yaml (no data-set overrides)."""
     return load_params(REPO / "params.yaml").resolve(exp)
+
+
+def run_config(exp: str, name: str, size: tuple[int, int], overrides: dict | None = None) -> RunConfig:
+    """What one run of `exp` reads on a benchmark's own PRCC-layout data set `name` of images of
+    `size`: its recipe as `recipe` gives it (no data set's overrides, no schedule scale) with
+    `overrides` deep-merged, validated as params.yaml's runs are."""
+    params = load_params(REPO / "params.yaml")
+    values = deep_merge(params.resolve(exp).model_dump(mode="json"), overrides or {})
+    dataset = DatasetCfg(layout="prcc", root="", size=size).model_dump(
+        mode="json", exclude={"synth", "obtain", "overrides", "seeds"}
+    )
+    values |= {
+        "dataset": {"name": name, **dataset},
+        "experiment": exp,
+        "plugins": params.plugins.model_dump(mode="json"),
+    }
+    return RunConfig.model_validate(values)
 
 
 def synthetic_set(root: Path, height: int, width: int, train_ids: int, images_per_camera: int):
     """JPEGs drawn at height×width under root/raw, prepared (uint8 HDF5) under root/prepared.
     Returns the prepared data set (ccreid.data.prepared.PreparedData)."""
     raw = Path(root) / "raw"
-    synthesize(
-        raw,
-        {
-            "seed": 0,
-            "train_ids": train_ids,
-            "val_ids": 1,
-            "test_ids": 2,
-            "images_per_camera": images_per_camera,
-            "height": height,
-            "width": width,
-            "jpeg_quality": 90,
-            "palette_size": 12,
-        },
+    synth = SynthCfg(
+        seed=0,
+        train_ids=train_ids,
+        val_ids=1,
+        test_ids=2,
+        images_per_camera=images_per_camera,
+        height=height,
+        width=width,
+        jpeg_quality=90,
+        palette_size=12,
     )
+    synthesize(raw, synth)
     prepared = Path(root) / "prepared"
     prepare("benchmark", DatasetCfg(layout="prcc", root=str(raw), size=(height, width)), prepared)
     return load_prepared(prepared)

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from common import REPO, cores
-from ccreid.core.config import DatasetCfg, load_params
+from ccreid.core.config import load_params
+from ccreid.core.schema import DatasetCfg, SynthCfg
 from ccreid.core.paths import IMAGES
 from ccreid.data.preparation import _decode
 from ccreid.stages.prepare import prepare
@@ -117,17 +118,17 @@ def main() -> None:
     size = tuple(args.size or load_params(REPO / "params.yaml").datasets["prcc"].size)
     train_ids = max(1, round(TRAIN_IDS * args.scale))
     test_ids = max(1, round(TEST_IDS * args.scale))
-    synth_cfg = {
-        "seed": 0,
-        "train_ids": train_ids,
-        "val_ids": 0,
-        "test_ids": test_ids,
-        "images_per_camera": IMAGES_PER_CAMERA,
-        "height": args.source[0],
-        "width": args.source[1],
-        "jpeg_quality": 90,
-        "palette_size": 12,
-    }
+    synth_cfg = SynthCfg(
+        seed=0,
+        train_ids=train_ids,
+        val_ids=0,
+        test_ids=test_ids,
+        images_per_camera=IMAGES_PER_CAMERA,
+        height=args.source[0],
+        width=args.source[1],
+        jpeg_quality=90,
+        palette_size=12,
+    )
     extrapolated = args.scale != 1.0
     print(
         f"{cores()} cores, load average {os.getloadavg()[0]:.1f}; synthetic PRCC layout, "

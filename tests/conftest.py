@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from ccreid.core.registry import registry
+from ccreid.core.schema import RecipeCfg, deep_merge
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,12 +35,19 @@ def member(kind: str, name: str):
     return registry().load(registry().member(kind, name))
 
 
+def recipe(**overrides) -> RecipeCfg:
+    """The project's `defaults` recipe (params.yaml) with `overrides` deep-merged per section
+    (`recipe(loss={"aux": {"enabled": True}}).loss`), validated as a run reads it."""
+    defaults = yaml.safe_load((REPO / "params.yaml").read_text())["defaults"]
+    return RecipeCfg.model_validate(deep_merge(defaults, overrides))
+
+
 def build_backbone(name: str, pretrained: str = "none", last_stride: int = 1, width: float = 1.0):
     """Backbone `name` as a model build makes it: its member, contract-checked, initial weights loaded."""
     from ccreid.models.members import build_backbone as build
 
-    model_cfg = {"backbone": name, "pretrained": pretrained, "last_stride": last_stride, "width": width}
-    return build(model_cfg, registry(), "test")
+    model_cfg = recipe(model={"backbone": name, "pretrained": pretrained, "last_stride": last_stride, "width": width})
+    return build(model_cfg.model, registry(), "test")
 
 
 def tiny_params(params: dict | None = None, **synth_overrides) -> dict:

@@ -38,6 +38,7 @@ CORE = {
     "core.fingerprint",
     "core.paths",
     "core.registry",
+    "core.schema",
     "core.sections",
     "core.stage_code",
 }
@@ -72,8 +73,8 @@ TRAINING = (
 CLOSURES = {
     # synth writes the PRCC layout: the constants of its parser are part of what it writes.
     "synth": CORE | {"data.layouts", "data.layouts.base", "data.layouts.files", "data.layouts.prcc", "data.synthetic"},
-    "prepare": CORE | {"core.config", "data.preparation", "data.layouts", "data.layouts.base", "data.layouts.validate"},
-    "weights": {"ccreid", "core.atomic", "core.errors", "core.weights"},
+    "prepare": CORE | {"data.preparation", "data.layouts", "data.layouts.base", "data.layouts.validate"},
+    "weights": {"ccreid", "core.atomic", "core.errors", "core.registry", "core.schema", "core.weights"},
     "train": TRAINING,
     "extract": CORE
     | DATA
@@ -96,6 +97,7 @@ CLOSURES = {
         "core.errors",
         "core.paths",
         "core.registry",
+        "core.schema",
         "core.sections",
         "evaluation.stats",
         "reporting.ablation",
@@ -120,6 +122,8 @@ CLOSURES = {
         "core.atomic",
         "core.errors",
         "core.paths",
+        "core.registry",
+        "core.schema",
         *DATA,
         "evaluation.features",
         "evaluation.metrics",

@@ -10,6 +10,7 @@ import random
 import pytest
 import torch.nn.functional as F
 
+from ccreid.core.schema import AugmentCfg
 from ccreid.data.augment import (
     BatchAugment,
     RandomErasing,
@@ -38,8 +39,9 @@ KORNIA_EXTRA = [
 ]
 
 
-def config(**changes) -> dict:
-    return {**OFF, **changes}
+def config(**changes) -> AugmentCfg:
+    """Every augmentation off but the ones `changes` sets, typed as a run reads them."""
+    return AugmentCfg.model_validate({**OFF, **changes})
 
 
 def images(n: int = 6, height: int = 32, width: int = 16) -> torch.Tensor:
@@ -51,7 +53,7 @@ def test_normalisation_matches_the_textbook_formula():
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     torch.testing.assert_close(to_normalized_float(batch), (batch.float() / 255 - mean) / std)
-    torch.testing.assert_close(BatchAugment(OFF)(batch), to_normalized_float(batch), rtol=0, atol=0)
+    torch.testing.assert_close(BatchAugment(config())(batch), to_normalized_float(batch), rtol=0, atol=0)
 
 
 def test_flip_mirrors_every_image_at_p_1():
@@ -204,7 +206,7 @@ def test_shards_of_a_global_batch_are_augmented_as_the_whole_batch(interpolation
     assert torch.equal(torch.cat(shards), whole)
     if extra:  # the extra augmentations changed the batch
         torch.manual_seed(5)
-        assert not torch.equal(BatchAugment({**cfg, "extra": []})(batch), whole)
+        assert not torch.equal(BatchAugment(cfg.model_copy(update={"extra": ()}))(batch), whole)
 
 
 def test_resampling_blends_only_the_cropped_images_and_loses_no_bit():

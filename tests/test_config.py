@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from ccreid.core.config import Params, load_params, model_owner
-from ccreid.core.sections import train_section
+from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, eval_section, prepare_section, train_section
+from ccreid.data.synthetic import synth_section
 from ccreid.core.errors import CCReIDError
 
 from conftest import REPO
@@ -45,9 +48,9 @@ def test_repository_params_resolve_every_entry(raw):
     # CAL's CE baseline, the untrained network, and both on 24 of CAL's 60 epochs: not in the lab log
     controls = ["212ce", "212init", "212ep24", "212ep24ce"]
     assert sorted(params.experiments) == sorted(lab_log + controls)
-    assert params.resolve("212")["model"]["backbone"] == "resnet50"
-    assert not params.resolve("212ce")["loss"]["clothes"]["enabled"]
-    assert not params.resolve("212ce")["loss"]["adversarial"]["enabled"]
+    assert params.resolve("212").model.backbone == "resnet50"
+    assert not params.resolve("212ce").loss.clothes.enabled
+    assert not params.resolve("212ce").loss.adversarial.enabled
 
 
 def test_the_short_schedule_pair_is_cal_and_its_ce_control_scaled_by_0_4(raw):
@@ -60,7 +63,7 @@ def test_the_short_schedule_pair_is_cal_and_its_ce_control_scaled_by_0_4(raw):
         assert train_section(Params(raw).run_config("synthetic", short)) == train_section(
             Params(scaled).run_config("synthetic", full)
         )
-    assert Params(raw).run_config("prcc", "212ep24")["train"]["epochs"] == 24
+    assert Params(raw).run_config("prcc", "212ep24").train.epochs == 24
 
 
 def test_inheritance_deep_merges_along_the_chain(raw):
@@ -68,10 +71,10 @@ def test_inheritance_deep_merges_along_the_chain(raw):
     assert params.chain("199") == ["212", "196", "197", "199"]
     resolved = params.resolve("199")
     multiscale = {"enabled": True, "block": "osnet", "gate": "conv7_avgmax", "blocks": 2, "reduction": 16}
-    assert resolved["model"]["multiscale"] == multiscale
-    assert resolved["model"]["correction"] is True  # from 196
-    assert resolved["train"]["epochs"] == 120  # from 196
-    assert resolved["train"]["lr"] == raw["defaults"]["train"]["lr"]  # untouched default
+    assert resolved.model.multiscale.model_dump() == multiscale
+    assert resolved.model.correction is True  # from 196
+    assert resolved.train.epochs == 120  # from 196
+    assert resolved.train.lr == raw["defaults"]["train"]["lr"]  # untouched default
 
 
 def test_dataset_scales_schedule_and_applies_overrides(raw):
@@ -79,11 +82,11 @@ def test_dataset_scales_schedule_and_applies_overrides(raw):
     raw["datasets"]["synthetic"]["schedule_scale"] = scale
     params = Params(raw)
     run = params.run_config("synthetic", "196")
-    assert run["train"]["epochs"] == round(120 * scale)
-    assert run["train"]["milestones"] == [round(40 * scale), round(80 * scale)]
-    assert run["loss"]["clothes"]["start_epoch"] == round(25 * scale)
-    assert run["model"]["width"] == raw["datasets"]["synthetic"]["overrides"]["model"]["width"]
-    assert params.run_config("prcc", "196")["train"]["epochs"] == 120
+    assert run.train.epochs == round(120 * scale)
+    assert run.train.milestones == (round(40 * scale), round(80 * scale))
+    assert run.loss.clothes.start_epoch == round(25 * scale)
+    assert run.model.width == raw["datasets"]["synthetic"]["overrides"]["model"]["width"]
+    assert params.run_config("prcc", "196").train.epochs == 120
 
 
 def test_evaluation_only_variants_share_the_trained_model(raw):
@@ -266,7 +269,7 @@ def test_the_start_epoch_of_a_loss_that_is_off_is_not_checked(raw):
     raw["defaults"]["loss"]["aux"]["start_epoch"] = 500  # aux and distill are off in 212
     raw["experiments"]["208"]["loss"]["aux"]["start_epoch"] = 25
     raw["experiments"]["213"]["loss"]["aux"]["start_epoch"] = 25
-    assert Params(raw).run_config("prcc", "212")["loss"]["aux"]["start_epoch"] == 500
+    assert Params(raw).run_config("prcc", "212").loss.aux.start_epoch == 500
 
 
 def test_unknown_experiment_is_named(raw):
@@ -336,8 +339,8 @@ def test_seeds_expand_to_runs_that_share_models_along_the_chain(raw):
     raw["experiments"]["209"]["seeds"] = [4, 5]
     params = Params(raw)
     assert params.runs("209") == ["209", "209@5"] and params.runs("210") == ["210", "210@5"]
-    assert params.resolve("209")["train"]["seed"] == 4  # the first seed is the plain run's
-    assert params.resolve("210@5")["train"]["seed"] == 5
+    assert params.resolve("209").train.seed == 4  # the first seed is the plain run's
+    assert params.resolve("210@5").train.seed == 5
     assert model_owner(params, "prcc", "210@5") == "209@5"
     assert "212@5" not in params.all_runs and params.runs("212") == ["212"]
 
@@ -358,9 +361,9 @@ def test_a_data_set_gives_some_experiments_more_seeds_there_only(raw):
     assert params.runs("212", "synthetic") == ["212", "212@6", "212@7"]
     assert params.runs("213", "synthetic") == ["213"]  # based on 212: not inherited
     assert params.runs("212", "prcc") == ["212"] and params.runs("212") == ["212"]
-    assert params.run_config("synthetic", "212")["train"]["seed"] == 5  # the plain run is the first seed
-    assert params.run_config("synthetic", "212@7")["train"]["seed"] == 7
-    assert params.run_config("prcc", "212")["train"]["seed"] == before.run_config("prcc", "212")["train"]["seed"]
+    assert params.run_config("synthetic", "212").train.seed == 5  # the plain run is the first seed
+    assert params.run_config("synthetic", "212@7").train.seed == 7
+    assert params.run_config("prcc", "212").train.seed == before.run_config("prcc", "212").train.seed
     assert {"212@6", "212@7"} <= set(params.all_runs)
     for exp in ("213", "214"):
         assert train_section(params.run_config("synthetic", exp)) == train_section(before.run_config("synthetic", exp))
@@ -419,16 +422,44 @@ def test_bad_tables_are_named(raw, change, names):
     assert names in str(error.value)
 
 
-def test_run_config_is_resolved_once_and_each_caller_gets_its_own_copy():
-    """Planning asks for a run's config hundreds of times; the cache must not let one caller's
-    change reach another, nor keep an error."""
+def test_run_config_is_resolved_once_shared_frozen_and_keeps_no_error():
+    """Planning asks for a run's config hundreds of times: it is resolved once and shared, so it
+    is frozen (one caller cannot change another's), and an error is not cached."""
     params = load_params(REPO / "params.yaml")
     first = params.run_config("synthetic", "212")
-    first["train"]["lr"] = -1.0
-    first["loss"]["clothes"]["enabled"] = "changed"
-    again = params.run_config("synthetic", "212")
-    assert again == Params(copy.deepcopy(params.raw)).run_config("synthetic", "212")
-    assert again["train"]["lr"] != -1.0 and again["loss"]["clothes"]["enabled"] is True
+    for section, key in ((first.train, "lr"), (first.loss.clothes, "enabled"), (first, "experiment")):
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(section, key, -1.0)
+    assert params.run_config("synthetic", "212") is first
+    assert first == Params(copy.deepcopy(params.raw)).run_config("synthetic", "212")
     for _ in range(2):
         with pytest.raises(CCReIDError, match="unknown"):
             params.run_config("synthetic", "no-such-experiment")
+
+
+def recorded_sections(params: Params) -> dict[str, str]:
+    """Every stage's recorded config section (what its fingerprint holds) for every run of the
+    repository's registry on every data set, as canonical JSON."""
+    sections = {}
+    for name, data in params.datasets.items():
+        sections[f"{name}/prepare"] = canonical_json(prepare_section(data))
+        if data.synth is not None:
+            sections[f"{name}/synth"] = canonical_json(synth_section(data.synth))
+        for exp in params.experiments:
+            for run in params.runs(exp, name):
+                cfg = params.run_config(name, run)
+                sections[f"{name}/{run}/train"] = canonical_json(train_section(cfg))
+                sections[f"{name}/{run}/extract"] = canonical_json(eval_section(cfg.eval, EXTRACT_KEYS))
+                sections[f"{name}/{run}/evaluate"] = canonical_json(eval_section(cfg.eval, EVAL_KEYS))
+    return sections
+
+
+def test_every_recorded_config_section_is_byte_identical_to_the_one_before_the_typed_config():
+    """tests/data/recorded_sections.json was written by the dict-based config (e733901) for the
+    repository's params.yaml: the typed config records exactly the same bytes, so the move
+    rebuilds nothing through a config. A deliberate change of a section (a new key) rewrites the
+    file in the same commit, and CHANGELOG.md says what rebuilds."""
+    before = json.loads((REPO / "tests/data/recorded_sections.json").read_text())
+    now = recorded_sections(load_params(REPO / "params.yaml"))
+    assert now.keys() == before.keys()
+    assert {key for key in now if now[key] != before[key]} == set()

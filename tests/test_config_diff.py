@@ -36,7 +36,7 @@ def diff(project: Path, *args: str) -> list[str]:
 
 def test_diff_is_of_the_resolved_configs(chained):
     params = load_params(chained / "params.yaml")
-    lr, pooling = params.resolve("212")["train"]["lr"], params.resolve("212")["model"]["pooling"]
+    lr, pooling = params.resolve("212").train.lr, params.resolve("212").model.pooling
     assert diff(chained, "212", "900") == ["train.epochs: 60 → 100", f"train.lr: {lr!r} → {2 * lr!r}"]
     # 901 sets lr back: against 212 only what it inherits from 900 and its own pooling remain.
     assert diff(chained, "212", "901") == [f"model.pooling: {pooling!r} → 'gem'", "train.epochs: 60 → 100"]
@@ -46,10 +46,10 @@ def test_diff_is_of_the_resolved_configs(chained):
 
 def test_diff_on_a_data_set_applies_its_overrides_and_scale(chained):
     params = load_params(chained / "params.yaml")
-    old, new = params.run_config("synthetic", "212")["train"], params.run_config("synthetic", "900")["train"]
-    assert old["epochs"] != 60 and new["epochs"] != 100  # scaled by the tiny schedule
+    old, new = params.run_config("synthetic", "212").train, params.run_config("synthetic", "900").train
+    assert old.epochs != 60 and new.epochs != 100  # scaled by the tiny schedule
     lines = diff(chained, "212", "900", "--dataset", "synthetic")
-    assert f"train.epochs: {old['epochs']} → {new['epochs']}" in lines
+    assert f"train.epochs: {old.epochs} → {new.epochs}" in lines
     assert "train.epochs: 60 → 100" not in lines
 
 

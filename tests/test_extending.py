@@ -71,7 +71,7 @@ def test_the_layout_example_parses_its_tree(tmp_path):
     raw["datasets"] |= {name: {**cfg, "root": str(root)} for name, cfg in dataset.items()}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = load_params(tmp_path / "params.yaml")
-    registry = plugins_registry({"plugins": params.plugins})
+    registry = plugins_registry(params.plugins)
     parsed = registry.load(registry.member("layout", "mylab"))(root)
     samples = parsed.samples.set_index("path")
     assert len(samples) == 9 and {p.name for p in parsed.protocols} == {"standard", "cc"}

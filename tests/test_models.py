@@ -2,62 +2,42 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torchvision
 
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import registry
+from ccreid.core.schema import LossCfg, ModelCfg, deep_merge
 from ccreid.models import members
 from ccreid.models.heads import CorrectionModule
 from ccreid.models.reid import ReIDModel
 from ccreid.models.reid import build_model as build_with_registry
 
-from conftest import build_backbone
+from conftest import build_backbone, recipe
 
 IMAGES = (2, 3, 64, 32)
 
-MODEL_CFG = {
-    "backbone": "resnet_tiny",
-    "pretrained": "none",
-    "width": 1.0,
-    "last_stride": 1,
-    "pooling": "maxavg",
-    "multiscale": {"enabled": False, "block": "osnet", "gate": "se_avg", "blocks": 2, "reduction": 16},
-    "correction": False,
-    "neck_bias": True,
-    "classifier_bias": True,
-}
-LOSS_CFG = {
-    "id": {"label_smoothing": 0.1},
-    "clothes": {"enabled": True, "start_epoch": 25, "scale": 16.0, "label_smoothing": 0.0},
-    "adversarial": {"enabled": True, "epsilon": 0.1, "weight": 1.0},
-    "triplet": {"enabled": False, "weight": 1.0, "margin": 0.3},
-    "aux": {"enabled": False, "start_epoch": 25, "weight": 1.0},
-    "distill": {"enabled": False, "weight": 10.0, "temperature": 4.0},
-}
+# Overrides of the project's defaults: a tiny backbone, no weight file.
+TINY = {"backbone": "resnet_tiny", "pretrained": "none"}
 
 
 def build_pooling(name: str, channels: int = 8):
     return members.build_pooling(name, registry(), "test", channels)
 
 
-def build_model(model_cfg: dict, loss_cfg: dict, num_ids: int, num_clothes: int) -> ReIDModel:
+def build_model(model_cfg: ModelCfg, loss_cfg: LossCfg, num_ids: int, num_clothes: int) -> ReIDModel:
     return build_with_registry(model_cfg, loss_cfg, num_ids, num_clothes, registry(), "test")
 
 
-def configs(model: dict | None = None, loss: dict | None = None) -> tuple[dict, dict]:
-    """Deep copies of the defaults with nested overrides."""
-    model_cfg, loss_cfg = copy.deepcopy(MODEL_CFG), copy.deepcopy(LOSS_CFG)
-    for cfg, overrides in ((model_cfg, model or {}), (loss_cfg, loss or {})):
-        for key, value in overrides.items():
-            if isinstance(value, dict):
-                cfg[key].update(value)
-            else:
-                cfg[key] = value
-    return model_cfg, loss_cfg
+def configs(model: dict | None = None, loss: dict | None = None) -> tuple[ModelCfg, LossCfg]:
+    """The defaults' model (tiny backbone) and loss sections with nested overrides."""
+    cfg = recipe(model=deep_merge(TINY, model or {}), loss=loss or {})
+    return cfg.model, cfg.loss
+
+
+def tiny_model(num_ids: int = 3, num_clothes: int = 5, model: dict | None = None, loss: dict | None = None):
+    return build_model(*configs(model, loss), num_ids=num_ids, num_clothes=num_clothes)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -286,8 +266,7 @@ def test_correction_module_is_identity_at_init():
 
 
 def test_cosine_clothes_classifier_is_scaled_cosine():
-    _, loss_cfg = configs(loss={"clothes": {"scale": 16.0}})
-    model = build_model(MODEL_CFG, loss_cfg, num_ids=3, num_clothes=5)
+    model = tiny_model(loss={"clothes": {"scale": 16.0}})
     features = torch.randn(4, model.embedding_dim)
     logits = model.clothes_classifier(features)
     assert logits.shape == (4, 5)
@@ -296,12 +275,11 @@ def test_cosine_clothes_classifier_is_scaled_cosine():
 
 
 def test_head_biases_are_trained_as_cal_or_off_as_bot():
-    with_aux = {**LOSS_CFG, "aux": {**LOSS_CFG["aux"], "enabled": True}}
-    cal = build_model(MODEL_CFG, with_aux, num_ids=3, num_clothes=5)
+    cal = tiny_model(loss={"aux": {"enabled": True}})
     for head in (cal, cal.aux_head):
         assert head.neck.bias.requires_grad and head.classifier.bias is not None
         assert float(head.classifier.bias.detach().abs().max()) == 0.0
-    bot = build_model({**MODEL_CFG, "neck_bias": False, "classifier_bias": False}, LOSS_CFG, num_ids=3, num_clothes=5)
+    bot = tiny_model(model={"neck_bias": False, "classifier_bias": False})
     assert not bot.neck.bias.requires_grad and bot.classifier.bias is None
 
 
@@ -309,7 +287,7 @@ def test_head_biases_are_trained_as_cal_or_off_as_bot():
 
 
 def test_baseline_resnet50_embedding_is_4096():
-    model = build_model(configs(model={"backbone": "resnet50"})[0], LOSS_CFG, num_ids=3, num_clothes=5)
+    model = tiny_model(model={"backbone": "resnet50"})
     assert model.embedding_dim == 4096
     assert model.multiscale is None and model.correction is None and model.aux_head is None
 
@@ -327,8 +305,7 @@ def run_train_step(model: ReIDModel, num_ids: int) -> dict:
 
 @pytest.mark.parametrize("gate", sorted(registry().names("gate")))
 def test_multiscale_forward_backward_with_every_gate(gate):
-    model_cfg, loss_cfg = configs(model={"multiscale": {"enabled": True, "gate": gate}})
-    model = build_model(model_cfg, loss_cfg, num_ids=4, num_clothes=6)
+    model = tiny_model(4, 6, model={"multiscale": {"enabled": True, "gate": gate}})
     assert len(model.multiscale) == 2
     run_train_step(model, num_ids=4)
     gate_parameters = [p for name, p in model.multiscale.named_parameters() if ".gate." in name]
@@ -336,11 +313,12 @@ def test_multiscale_forward_backward_with_every_gate(gate):
 
 
 def test_aux_distill_correction_forward_backward():
-    model_cfg, loss_cfg = configs(
+    model = tiny_model(
+        4,
+        6,
         model={"correction": True, "multiscale": {"enabled": True, "gate": "se_avgmax"}},
         loss={"aux": {"enabled": True}, "distill": {"enabled": True}},
     )
-    model = build_model(model_cfg, loss_cfg, num_ids=4, num_clothes=6)
     outputs = run_train_step(model, num_ids=4)
     assert set(outputs) == {"features", "logits", "aux_logits"}
     assert outputs["aux_logits"].shape == (2, 4)
@@ -349,22 +327,18 @@ def test_aux_distill_correction_forward_backward():
 
 
 def test_distill_alone_builds_the_aux_head():
-    _, loss_cfg = configs(loss={"distill": {"enabled": True}})
-    assert build_model(MODEL_CFG, loss_cfg, num_ids=3, num_clothes=5).aux_head is not None
+    assert tiny_model(loss={"distill": {"enabled": True}}).aux_head is not None
 
 
 def test_clothes_classifier_off_and_not_called_in_forward():
-    _, loss_cfg = configs(loss={"clothes": {"enabled": False}})
-    model = build_model(MODEL_CFG, loss_cfg, num_ids=3, num_clothes=5)
-    assert model.clothes_classifier is None
-    model = build_model(MODEL_CFG, LOSS_CFG, num_ids=3, num_clothes=5)
+    assert tiny_model(loss={"clothes": {"enabled": False}}).clothes_classifier is None
+    model = tiny_model()
     run_train_step(model, num_ids=3)
     assert model.clothes_classifier.weight.grad is None
 
 
 def test_train_and_eval_outputs():
-    model_cfg, _ = configs(model={"correction": True})
-    model = build_model(model_cfg, LOSS_CFG, num_ids=3, num_clothes=5)
+    model = tiny_model(model={"correction": True})
     images = torch.randn(IMAGES)
     outputs = model.train()(images)
     assert set(outputs) == {"features", "logits"}

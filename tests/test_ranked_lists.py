@@ -17,9 +17,9 @@ import pandas as pd
 from ccreid.evaluation.scoring import good_and_junk
 from ccreid.reporting.ranked_lists import Run, multi_shot, rank_queries, sample_queries
 
-from conftest import run, tiny_params, write_project
+from conftest import recipe, run, tiny_params, write_project
 
-EVAL = {"rerank": False, "distance": "cosine"}
+EVAL = recipe(eval={"rerank": False, "distance": "cosine"}).eval
 
 
 def fake_features(samples, split: str, noise: float, seed: int) -> dict:

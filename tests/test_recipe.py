@@ -80,7 +80,7 @@ def dotted(config: dict, key: str):
 
 @pytest.mark.parametrize("dataset", ["prcc", "ltcc"])
 def test_resolved_baseline_on_real_data_is_cals_recipe(dataset):
-    resolved = load_params(REPO / "params.yaml").run_config(dataset, "212")
+    resolved = load_params(REPO / "params.yaml").run_config(dataset, "212").model_dump(mode="json")
     different = {
         key: (dotted(resolved, key), cal) for key, cal in CAL_212_ON_PRCC.items() if dotted(resolved, key) != cal
     }
@@ -173,7 +173,7 @@ def test_training_steps_equal_an_independent_cal_implementation(prepared, float6
     clothes_weight = params["clothes_classifier.weight"]
     main_adam = HandAdam(main, weight_decay=5e-4)
     clothes_adam = HandAdam([clothes_weight], weight_decay=5e-4)
-    lcfg = cfg["loss"]
+    lcfg = cfg.loss
     rows = trainer.sampler.epoch(0)[0]
     images = trainer.images.read(rows)
     batch = (images.double() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
@@ -188,14 +188,14 @@ def test_training_steps_equal_an_independent_cal_implementation(prepared, float6
         logged = trainer.step(rows, images, epoch)
 
         out = reference(batch)
-        id_loss = label_smoothed_ce(out["logits"], pids, lcfg["id"]["label_smoothing"])
+        id_loss = label_smoothed_ce(out["logits"], pids, lcfg.id.label_smoothing)
         clothes_loss = F.cross_entropy(cosine_logits(out["features"].detach(), clothes_weight, 16.0), clothes)
         clothes_adam.step(torch.autograd.grad(clothes_loss, [clothes_weight]), lr=3.5e-4)
         adversarial = cal_adversarial(
             cosine_logits(out["features"], clothes_weight.detach(), 16.0),
             clothes,
             positive,
-            lcfg["adversarial"]["epsilon"],
+            lcfg.adversarial.epsilon,
         )
         total = id_loss + adversarial
         main_adam.step(torch.autograd.grad(total, main), lr=main_lr)

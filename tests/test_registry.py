@@ -19,8 +19,10 @@ import re
 import pytest
 import torch
 import yaml
+from pydantic import BaseModel
 
-from ccreid.core.config import Params, deep_merge, load_params
+from ccreid.core.config import Params, load_params
+from ccreid.core.schema import deep_merge
 from ccreid.core.distributed import World
 from ccreid.core.stage_code import loss_terms, plugins_registry
 from ccreid.data.augment import BatchAugment
@@ -64,22 +66,20 @@ def check_entry(params: Params, exp: str, overrides: dict | None = None, dataset
     one training step of its last epoch runs every loss term it enables (the clothes classifier
     learning from its own loss only, every other term reaching the main parameters) and the
     trained model embeds."""
-    cfg = deep_merge(params.run_config(dataset, exp), overrides or {})
-    model_cfg, loss_cfg = {**cfg["model"], "pretrained": "none"}, cfg["loss"]
-    registry = plugins_registry(cfg)
+    cfg = params.run_config(dataset, exp).changed(deep_merge({"model": {"pretrained": "none"}}, overrides or {}))
+    model_cfg, loss_cfg = cfg.model, cfg.loss
+    registry = plugins_registry(cfg.plugins)
     torch.manual_seed(0)
     model = build_model(model_cfg, loss_cfg, NUM_IDS, NUM_CLOTHES, registry, exp).train()
-    assert (model.multiscale is not None) == model_cfg["multiscale"]["enabled"]
-    assert (model.correction is not None) == model_cfg["correction"]
-    assert (model.aux_head is not None) == (loss_cfg["aux"]["enabled"] or loss_cfg["distill"]["enabled"])
-    assert (model.clothes_classifier is not None) == loss_cfg["clothes"]["enabled"]
+    assert (model.multiscale is not None) == model_cfg.multiscale.enabled
+    assert (model.correction is not None) == model_cfg.correction
+    assert (model.aux_head is not None) == (loss_cfg.aux.enabled or loss_cfg.distill.enabled)
+    assert (model.clothes_classifier is not None) == loss_cfg.clothes.enabled
 
     context = TermContext(model, loss_cfg, World(), POSITIVE_MASK)
     terms = {name: build_loss_term(name, context, registry, exp) for name in loss_terms(loss_cfg)}
-    height, width = cfg["dataset"]["size"]
-    images = BatchAugment(cfg["augment"], registry, exp)(
-        torch.randint(0, 256, (4, 3, height, width), dtype=torch.uint8)
-    )
+    height, width = cfg.dataset.size
+    images = BatchAugment(cfg.augment, registry, exp)(torch.randint(0, 256, (4, 3, height, width), dtype=torch.uint8))
     with_aux = any(term.uses_aux for term in terms.values())
     out = TrainingOutputs(model)(images, with_aux=with_aux)
     assert out["features"].shape == (4, model.embedding_dim)
@@ -90,7 +90,7 @@ def check_entry(params: Params, exp: str, overrides: dict | None = None, dataset
     main_params = [
         (n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("clothes_classifier.")
     ]
-    step = Step(out, PIDS, CLOTHES, cfg["train"]["epochs"] - 1 if cfg["train"]["epochs"] else 0)
+    step = Step(out, PIDS, CLOTHES, cfg.train.epochs - 1 if cfg.train.epochs else 0)
     objective = {}
     for name, term in terms.items():
         value = term(step)
@@ -101,8 +101,9 @@ def check_entry(params: Params, exp: str, overrides: dict | None = None, dataset
             assert_gradients(clothes_params, f"{exp}: clothes classifier")
             reached = [n for n, p in main_params if p.grad is not None]
             assert not reached, f"{exp}: the clothes classifier's loss reached {reached[:4]}"
-    expected = {name for name, section in loss_cfg.items() if section.get("enabled", True)} - {"clothes"}
-    if not loss_cfg["clothes"]["enabled"]:
+    sections = loss_cfg.model_dump()
+    expected = {name for name, section in sections.items() if section.get("enabled", True)} - {"clothes"}
+    if not loss_cfg.clothes.enabled:
         expected.discard("adversarial")
     assert set(objective) == expected
     sum(objective.values()).backward()
@@ -159,10 +160,8 @@ def test_a_new_entry_with_its_own_gate_passes_the_registry_checks(tmp_path):
     params = load_params(tmp_path / "params.yaml")
     assert registry_holds_the_lab_log(params)
     check_entry(params, "219")
-    cfg = params.run_config("synthetic", "219")
-    model = build_model(
-        {**cfg["model"], "pretrained": "none"}, cfg["loss"], NUM_IDS, NUM_CLOTHES, params.members, "219"
-    )
+    cfg = params.run_config("synthetic", "219").changed({"model": {"pretrained": "none"}})
+    model = build_model(cfg.model, cfg.loss, NUM_IDS, NUM_CLOTHES, params.members, "219")
     gates = [module for name, module in model.multiscale.named_modules() if name.endswith(".gate")]
     assert gates and all(type(gate).__name__ == "Eca" and gate.conv.kernel_size == (5,) for gate in gates)
 
@@ -202,8 +201,9 @@ def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def differences(a: dict, b: dict) -> set[str]:
-    flat_a, flat_b = leaves(a), leaves(b)
+def differences(a: BaseModel, b: BaseModel) -> set[str]:
+    """The dotted keys whose values differ between two configs."""
+    flat_a, flat_b = leaves(a.model_dump()), leaves(b.model_dump())
     return {key for key in flat_a.keys() | flat_b.keys() if flat_a.get(key, object()) != flat_b.get(key, object())}
 
 

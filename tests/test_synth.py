@@ -13,7 +13,11 @@ from PIL import Image
 from ccreid.data.layouts.prcc import parse_prcc
 from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import SYNTH_META as META_FILE
-from ccreid.data.synthetic import CONFIG_KEYS, OUTFIT_COLUMNS, TRAIT_COLUMNS
+from ccreid.core.config import Params
+from ccreid.core.schema import SynthCfg
+from ccreid.data.synthetic import OUTFIT_COLUMNS, TRAIT_COLUMNS
+
+from conftest import tiny_params
 from ccreid.stages.synth import synthesize
 
 try:
@@ -21,7 +25,8 @@ try:
 except ImportError:  # pragma: no cover - fallback while metrics.py is being written
     rank_metrics = None
 
-CFG = dict(
+
+CFG = SynthCfg(
     seed=7,
     train_ids=4,
     val_ids=2,
@@ -45,7 +50,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "synthetic"
-    summary = synthesize(root, dict(CFG))
+    summary = synthesize(root, CFG)
     meta = pd.read_csv(root / META_FILE)
     return root, summary, meta
 
@@ -63,7 +68,7 @@ def test_prcc_layout(synth):
         ids[split] = {int(f.name) for f in folders}
         for f in folders:
             names = sorted(p.name for p in f.iterdir())
-            assert len(names) == 3 * CFG["images_per_camera"]
+            assert len(names) == 3 * CFG.images_per_camera
             assert all(n.endswith(".jpg") and n[0] in "ABC" and n[1] == "_" for n in names)
             assert {n[0] for n in names} == {"A", "B", "C"}
     test_ids = []
@@ -72,18 +77,18 @@ def test_prcc_layout(synth):
         assert all(f.is_dir() and f.name.isdigit() for f in folders)
         test_ids.append({int(f.name) for f in folders})
         for f in folders:
-            assert len(list(f.glob("*.jpg"))) == CFG["images_per_camera"]
+            assert len(list(f.glob("*.jpg"))) == CFG.images_per_camera
     assert test_ids[0] == test_ids[1] == test_ids[2]
     ids["test"] = test_ids[0]
     assert {k: len(v) for k, v in ids.items()} == {
-        "train": CFG["train_ids"],
-        "val": CFG["val_ids"],
-        "test": CFG["test_ids"],
+        "train": CFG.train_ids,
+        "val": CFG.val_ids,
+        "test": CFG.test_ids,
     }
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"]
     assert not ids["val"] & ids["test"]
 
-    n_total = (CFG["train_ids"] + CFG["val_ids"] + CFG["test_ids"]) * 3 * CFG["images_per_camera"]
+    n_total = (CFG.train_ids + CFG.val_ids + CFG.test_ids) * 3 * CFG.images_per_camera
     assert summary["images"] == n_total == len(meta)
     assert summary["ids"] == {"train": 4, "val": 2, "test": 20}
     assert sorted(meta.path) == sorted(p.relative_to(root).as_posix() for p in rgb.rglob("*.jpg"))
@@ -101,7 +106,7 @@ def test_meta_columns_and_outfits(synth):
     assert (meta.groupby(["pid", "slot2"])[list(OUTFIT_COLUMNS) + ["outfit"]].nunique() == 1).all().all()
     per_pid = meta.groupby(["pid", "slot2"]).outfit.first().unstack()
     assert (per_pid[False] != per_pid[True]).all()  # C always shows a different outfit
-    assert meta.outfit.between(0, CFG["palette_size"] - 1).all()
+    assert meta.outfit.between(0, CFG.palette_size - 1).all()
     # the palette is shared: several people wear the same palette outfit
     assert meta.groupby("outfit").pid.nunique().max() >= 2
 
@@ -111,13 +116,13 @@ def test_parse_prcc_reads_it(synth):
     samples = parse_prcc(root).samples
     assert len(samples) == len(meta)
     counts = samples.split.value_counts().to_dict()
-    per = CFG["images_per_camera"]
+    per = CFG.images_per_camera
     assert counts == {
-        "train": CFG["train_ids"] * 3 * per,
-        "val": CFG["val_ids"] * 3 * per,
-        "gallery": CFG["test_ids"] * per,
-        "query_sc": CFG["test_ids"] * per,
-        "query_cc": CFG["test_ids"] * per,
+        "train": CFG.train_ids * 3 * per,
+        "val": CFG.val_ids * 3 * per,
+        "gallery": CFG.test_ids * per,
+        "query_sc": CFG.test_ids * per,
+        "query_cc": CFG.test_ids * per,
     }
     cam_of = dict(zip(meta.path, meta.camera))
     for row in samples.itertuples():
@@ -133,10 +138,10 @@ def test_parse_prcc_reads_it(synth):
 def test_deterministic_bytes(synth, tmp_path):
     root, _, _ = synth
     again = tmp_path / "again"
-    synthesize(again, dict(CFG))
+    synthesize(again, CFG)
     assert _tree_digest(again) == _tree_digest(root)
     other = tmp_path / "other"
-    synthesize(other, dict(CFG, seed=8))
+    synthesize(other, CFG.model_copy(update={"seed": 8}))
     a, b = _tree_digest(root), _tree_digest(other)
     assert a.keys() == b.keys()
     assert sum(a[k] != b[k] for k in a) > 0.95 * len(a)
@@ -146,7 +151,7 @@ def test_replaces_existing_set_whole(tmp_path):
     root = tmp_path / "synthetic"
     (root / "rgb" / "train" / "999").mkdir(parents=True)
     (root / "rgb" / "train" / "999" / "A_1.jpg").write_bytes(b"old")
-    small = dict(CFG, train_ids=1, val_ids=1, test_ids=1, images_per_camera=1)
+    small = CFG.model_copy(update=dict(train_ids=1, val_ids=1, test_ids=1, images_per_camera=1))
     synthesize(root, small)
     assert not (root / "rgb" / "train" / "999").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".synthetic.lock", "synthetic"]  # no temp or old folder
@@ -155,21 +160,29 @@ def test_replaces_existing_set_whole(tmp_path):
 
 def test_second_call_with_same_cfg_returns_at_once(tmp_path):
     root = tmp_path / "synthetic"
-    small = dict(CFG, train_ids=1, val_ids=1, test_ids=1, images_per_camera=1)
+    small = CFG.model_copy(update=dict(train_ids=1, val_ids=1, test_ids=1, images_per_camera=1))
     first = synthesize(root, small)
     stamp = (root / "rgb").stat().st_mtime_ns
     assert synthesize(root, small) == first
     assert (root / "rgb").stat().st_mtime_ns == stamp  # not rewritten
-    synthesize(root, dict(small, seed=5))
+    synthesize(root, small.model_copy(update={"seed": 5}))
     assert (root / "rgb").stat().st_mtime_ns != stamp  # a changed cfg rewrites
 
 
-@pytest.mark.parametrize("key", CONFIG_KEYS)
+def params_with_synth(synth: dict) -> dict:
+    """The tests' params.yaml with this `datasets.synthetic.synth`: the schema checks it on load,
+    before `ccreid synth` (or anything) writes."""
+    raw = tiny_params()
+    raw["datasets"]["synthetic"]["synth"] = synth
+    return raw
+
+
+@pytest.mark.parametrize("key", list(SynthCfg.model_fields))
 def test_missing_key_names_it(key, tmp_path):
-    cfg = dict(CFG)
+    cfg = CFG.model_dump()
     del cfg[key]
-    with pytest.raises(CCReIDError, match=key):
-        synthesize(tmp_path / "s", cfg)
+    with pytest.raises(CCReIDError, match=f"missing key 'synth.{key}'"):
+        Params(params_with_synth(cfg))
     assert not any(tmp_path.iterdir())
 
 
@@ -189,8 +202,8 @@ def test_missing_key_names_it(key, tmp_path):
     ],
 )
 def test_invalid_value_names_key(key, value, tmp_path):
-    with pytest.raises(CCReIDError, match=key):
-        synthesize(tmp_path / "s", dict(CFG, **{key: value}))
+    with pytest.raises(CCReIDError, match=f"datasets.synthetic: key 'synth.{key}'"):
+        Params(params_with_synth(CFG.model_dump() | {key: value}))
     assert not any(tmp_path.iterdir())
 
 
@@ -202,12 +215,12 @@ def _load(root: Path, paths) -> np.ndarray:
 def test_images_are_people_not_blank(synth):
     root, _, meta = synth
     imgs = _load(root, meta.path)
-    assert imgs.shape[1:] == (CFG["height"], CFG["width"], 3)
+    assert imgs.shape[1:] == (CFG.height, CFG.width, 3)
     per_image_std = imgs.reshape(len(imgs), -1).std(axis=1)
     assert per_image_std.min() > 15  # a figure on a background, not a flat frame
     assert 40 < imgs.mean() < 200
     # the centre column (the person) differs from the image border (the background)
-    centre = imgs[:, :, CFG["width"] // 2 - 3 : CFG["width"] // 2 + 3].mean(axis=(1, 2))
+    centre = imgs[:, :, CFG.width // 2 - 3 : CFG.width // 2 + 3].mean(axis=(1, 2))
     border = imgs[:, :, :3].mean(axis=(1, 2))
     assert np.abs(centre - border).sum(axis=1).mean() > 30
     # cameras differ in light: C is the dimmest
@@ -304,7 +317,7 @@ def test_failure_midway_keeps_old_set(tmp_path, monkeypatch):
     import ccreid.data.synthetic as synth_mod
 
     root = tmp_path / "synthetic"
-    small = dict(CFG, train_ids=1, val_ids=1, test_ids=1, images_per_camera=1)
+    small = CFG.model_copy(update=dict(train_ids=1, val_ids=1, test_ids=1, images_per_camera=1))
     synthesize(root, small)
     before = _tree_digest(root)
     calls = {"n": 0}
@@ -318,6 +331,6 @@ def test_failure_midway_keeps_old_set(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synth_mod, "_render", flaky)
     with pytest.raises(OSError):
-        synthesize(root, dict(small, seed=99))
+        synthesize(root, small.model_copy(update={"seed": 99}))
     assert _tree_digest(root) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [".synthetic.lock", "synthetic"]

@@ -87,10 +87,10 @@ def cmd_weights(args) -> None:
         raise CCReIDError("ccreid weights: give --backbone NAME, or --dataset and --exp of a run")
     from ccreid.core.weights import weights_path
 
-    model = _params(args).run_config(args.dataset, args.exp)["model"]
+    model = _params(args).run_config(args.dataset, args.exp).model
     measured: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if model["pretrained"] == "imagenet":  # else nothing to fetch: no job of Snakemake's weights rule either
-        fetched = weights_path(model["backbone"])
+    if model.pretrained == "imagenet":  # else nothing to fetch: no job of Snakemake's weights rule either
+        fetched = weights_path(model.backbone_name)
         measured = benchmarked(_benchmark(args, paths.weights_benchmark_path(fetched.name)), fetched)
     with measured:
         path = run_weights(model, args.record and Path(args.record))
@@ -124,7 +124,7 @@ def cmd_evaluate(args) -> None:
     out = Path(args.out or paths.metrics_path(args.dataset, args.exp))
     with benchmarked(_benchmark(args, paths.benchmark_path(args.dataset, "evaluate", args.exp)), out):
         metrics = evaluate(
-            Path(args.features or paths.features_path(args.dataset, args.exp)), run_cfg["eval"], out, device=args.device
+            Path(args.features or paths.features_path(args.dataset, args.exp)), run_cfg.eval, out, device=args.device
         )
     for name, values in metrics.items():
         print(f"{name:>10}: mAP {values['mAP']:.4f}  R1 {values['R1']:.4f}  mINP {values['mINP']:.4f}")
@@ -155,9 +155,7 @@ def cmd_rank_list(args) -> None:
 
     params = _params(args)
     names = [args.exp] + ([args.against] if args.against else [])
-    runs = [
-        (exp, paths.features_path(args.dataset, exp), params.run_config(args.dataset, exp)["eval"]) for exp in names
-    ]
+    runs = [(exp, paths.features_path(args.dataset, exp), params.run_config(args.dataset, exp).eval) for exp in names]
     out = Path(args.out or paths.run_dir(args.dataset, args.exp) / paths.RANKED_DIR)
     prepared = Path(args.prepared or paths.prepared_dir(args.dataset))
     for path in rank_list(args.dataset, prepared, runs, out, queries=args.queries, seed=args.seed):
@@ -213,8 +211,9 @@ def _same_training_note(params, dataset: str, run: str) -> str:
 
 def cmd_config_show(args) -> None:
     params = _params(args)
-    resolved = params.run_config(args.dataset, args.exp) if args.dataset else params.resolve(args.exp)
-    resolved.pop("plugins", None)  # the folder and files of params.yaml's plugins: not the experiment's
+    config = params.run_config(args.dataset, args.exp) if args.dataset else params.resolve(args.exp)
+    # without the plugins' folder and files: params.yaml's, not the experiment's
+    resolved = config.model_dump(mode="json", exclude={"plugins"})
     note = _same_training_note(params, args.dataset or params.default.dataset, args.exp)
     print((f"# {args.exp} {note}\n" if note else "") + yaml.safe_dump(resolved, sort_keys=False), end="")
 

@@ -32,8 +32,10 @@ from ccreid.core.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from ccreid.core.benchmark import benchmark_line
 from ccreid.core.config import Params, model_owner
 from ccreid.core.errors import CCReIDError
-from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, prepare_section, train_section
-from ccreid.core.stage_code import layout_config, stage_code, stage_module
+from ccreid.core.schema import ModelCfg, SynthCfg
+from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, eval_section, prepare_section, train_section
+from ccreid.data.synthetic import synth_section
+from ccreid.core.stage_code import prepare_code, stage_code, stage_module
 from ccreid.core.weights import check_digest, published, weights_path
 
 # Kept out of core/paths.py, which is in every stage's code closure: a name added there would
@@ -67,11 +69,11 @@ def stage_key(dataset: str, run: str) -> str:
     return f"{dataset}-{run.replace('@', '-seed')}"
 
 
-def _init_dep(dataset: str, run: str, model_cfg: dict) -> str:
+def _init_dep(dataset: str, run: str, model_cfg: ModelCfg) -> str:
     """What training starts from, as the train stage's dependency: the ImageNet file (the weights
     stage's output), else the run's init record (from scratch, or a file of the user's)."""
-    if model_cfg["pretrained"] == "imagenet":
-        return str(weights_path(model_cfg["backbone"]))
+    if model_cfg.pretrained == "imagenet":
+        return str(weights_path(model_cfg.backbone_name))
     return str(CONFIG_DIR / dataset / run / INIT)
 
 
@@ -102,14 +104,14 @@ def runs_table(params: Params) -> dict:
                     )
                 runs[key] = {"dataset": dataset, "run": run, "owner": owner}
                 run_cfg = params.run_config(dataset, owner)
-                model = run_cfg["model"]
-                if model["pretrained"] == "imagenet":
-                    file = weights_path(model["backbone"])
-                    weights[model["backbone"]] = {
+                model = run_cfg.model
+                if model.pretrained == "imagenet":
+                    file = weights_path(model.backbone_name)
+                    weights[model.backbone_name] = {
                         "file": str(file),
                         "benchmark": str(paths.weights_benchmark_path(file.name)),
                     }
-                group = train_tested if run_cfg["eval"]["test_every"] else train
+                group = train_tested if run_cfg.eval.test_every else train
                 group[stage_key(dataset, owner)] = {
                     "dataset": dataset,
                     "run": owner,
@@ -164,46 +166,46 @@ def _section_entries(params: Params, table: dict) -> dict[Path, dict]:
     fingerprint records: DVC's stages depend on these, not on params.yaml and src/ as a whole,
     so DVC reruns a stage when its own config or code changed, after inheritance), and the init
     record of each training that does not start from the ImageNet weights."""
-    from ccreid.data.synthetic import DRAWING, validated
-
     root = CONFIG_DIR
     entries: dict[Path, dict] = {}
     for dataset in table["synth"]:
-        synth = json.loads(canonical_json({**validated(params.dataset(dataset).synth), "drawing": DRAWING}))
+        synth = synth_section(_synth(params, dataset))
         entries[root / dataset / "synth.json"] = {"config": synth, "code": stage_code("synth")}
     for dataset in table["prepare"]:
         cfg = params.dataset(dataset)
-        code = stage_code("prepare", layout_config(cfg.layout, params.plugins))
-        entries[root / dataset / "prepare.json"] = {
-            "config": prepare_section(cfg.model_dump(mode="json")),
-            "code": code,
-        }
+        code = prepare_code(cfg.layout, params.plugins)
+        entries[root / dataset / "prepare.json"] = {"config": prepare_section(cfg), "code": code}
     for item in [*table["train"].values(), *table["train_tested"].values()]:
         run_cfg = params.run_config(item["dataset"], item["run"])
         folder = root / item["dataset"] / item["run"]
         entries[folder / "train.json"] = {"config": train_section(run_cfg), "code": stage_code("train", run_cfg)}
-        if run_cfg["model"]["pretrained"] != "imagenet":
-            entries[folder / INIT] = _init_record(run_cfg["model"])
+        if run_cfg.model.pretrained != "imagenet":
+            entries[folder / INIT] = _init_record(run_cfg.model)
     for item in table["runs"].values():
         run_cfg = params.run_config(item["dataset"], item["run"])
-        eval_cfg = run_cfg["eval"]
         folder = root / item["dataset"] / item["run"]
         entries[folder / "extract.json"] = {
-            "config": {key: eval_cfg[key] for key in EXTRACT_KEYS},
+            "config": eval_section(run_cfg.eval, EXTRACT_KEYS),
             "code": stage_code("extract", run_cfg),
         }
         entries[folder / "evaluate.json"] = {
-            "config": {key: eval_cfg[key] for key in EVAL_KEYS},
+            "config": eval_section(run_cfg.eval, EVAL_KEYS),
             "code": stage_code("evaluate"),
         }
     return entries
 
 
-def _init_record(model_cfg: dict) -> dict:
+def _synth(params: Params, dataset: str) -> SynthCfg:
+    synth = params.dataset(dataset).synth
+    assert synth is not None  # the table's synth stages are the synthetic sets'
+    return synth
+
+
+def _init_record(model_cfg: ModelCfg) -> dict:
     from ccreid.core.weights import pretrained_file, sha256
 
     file = pretrained_file(model_cfg)  # a missing file of the user's stops here, naming it
-    return {"pretrained": model_cfg["pretrained"], **({"sha256": sha256(file)} if file else {})}
+    return {"pretrained": model_cfg.pretrained, **({"sha256": sha256(file)} if file else {})}
 
 
 def _json_text(value) -> str:

@@ -9,11 +9,11 @@ from snakemake.logging import logger
 
 from ccreid.core import paths
 from ccreid.core.config import load_params, model_owner
-from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, prepare_section, train_section
+from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, eval_section, prepare_section, train_section
 from ccreid.core.errors import CCReIDError
 # Every rule's params hold its stage's code hash (the one its fingerprint records): Snakemake
 # never looks inside a shell command, so this is how a rule reruns when its stage's code changed.
-from ccreid.core.stage_code import layout_config, stage_code
+from ccreid.core.stage_code import prepare_code, stage_code
 from ccreid.core.weights import IMAGENET_WEIGHTS, weights_path
 from ccreid.reporting.job_costs import job_benchmarks
 
@@ -67,17 +67,17 @@ def raw_root(wildcards):
 
 def synth_params(wildcards):
     """What synthesis reads: the data set's synth section (its drawing strengths are code)."""
-    return canonical_json(PARAMS.dataset(wildcards.dataset).synth)
+    return canonical_json(PARAMS.dataset(wildcards.dataset).synth.model_dump(mode="json"))
 
 
 def prepare_params(wildcards):
     """What preparation reads: not the overrides or schedule a data set's runs read, nor its notes."""
-    return canonical_json(prepare_section(PARAMS.dataset(wildcards.dataset).model_dump(mode="json")))
+    return canonical_json(prepare_section(PARAMS.dataset(wildcards.dataset)))
 
 
 def prepare_code(wildcards):
     """The code hash of preparation: the stage's and the data set's layout's."""
-    return stage_code("prepare", layout_config(PARAMS.dataset(wildcards.dataset).layout, PARAMS.plugins))
+    return prepare_code(PARAMS.dataset(wildcards.dataset).layout, PARAMS.plugins)
 
 
 def train_params(wildcards):
@@ -86,8 +86,7 @@ def train_params(wildcards):
 
 def eval_params(keys):
     def params(wildcards):
-        cfg = PARAMS.run_config(wildcards.dataset, wildcards.exp)["eval"]
-        return canonical_json({key: cfg[key] for key in keys})
+        return canonical_json(eval_section(PARAMS.run_config(wildcards.dataset, wildcards.exp).eval, keys))
 
     return params
 
@@ -108,7 +107,7 @@ def cpu_threads(stage):
     section = {"train": "train", "extract": "eval"}[stage]
 
     def threads(wildcards):
-        return PARAMS.run_config(wildcards.dataset, wildcards.exp)[section]["cpu_threads"]
+        return getattr(PARAMS.run_config(wildcards.dataset, wildcards.exp), section).cpu_threads
 
     return threads
 
@@ -125,15 +124,15 @@ WEIGHT_FILES = {weights.file: backbone for backbone, weights in IMAGENET_WEIGHTS
 def initial_weights(wildcards):
     """The weight file a run's training starts from (model.pretrained), none when from scratch.
     A backbone without ImageNet weights stops the plan here, before any job runs."""
-    model = PARAMS.run_config(wildcards.dataset, wildcards.exp)["model"]
-    if model["pretrained"] == "none":
+    model = PARAMS.run_config(wildcards.dataset, wildcards.exp).model
+    if model.pretrained == "none":
         return []
-    if model["pretrained"] == "imagenet":
+    if model.pretrained == "imagenet":
         try:
-            return [str(weights_path(model["backbone"]))]
+            return [str(weights_path(model.backbone_name))]
         except CCReIDError as error:
             raise WorkflowError(f"experiment {wildcards.exp} on {wildcards.dataset}: {error}")
-    return [model["pretrained"]]
+    return [model.pretrained]
 
 
 # What `snakemake --report` holds, by file: its caption (workflow/report/) and its subcategory

@@ -1,245 +1,37 @@
-"""params.yaml: schema, inheritance (`base:` + deep merge) and the resolved config of one run.
+"""params.yaml: loading, inheritance (`base:` + deep merge) and the resolved config of one run.
 
-The schema lives here as pydantic models with ``extra="forbid"``: an unknown key or a wrong type
-is reported with the experiment and the dotted key before any work starts. Values live only in
-params.yaml (every field is required), so the file stays the single source of truth.
+The schema is core/schema.py: pydantic models with ``extra="forbid"``, so an unknown key or a
+wrong type is reported with the experiment and the dotted key before any work starts. Values live
+only in params.yaml (every field is required), so the file stays the single source of truth.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, ValidationError
 
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import Registry, member_ref, registry
+from ccreid.core.schema import (
+    DatasetCfg,
+    PluginFiles,
+    RecipeCfg,
+    ReportedCfg,
+    RunConfig,
+    Strict,
+    TableName,
+    deep_merge,
+)
 from ccreid.core.sections import train_section
 
 DEFAULT_PARAMS = Path("params.yaml")
 META_KEYS = ("base", "note", "reported", "seeds")  # experiment keys that describe, not configure
 SEED_MARK = "@"  # run "212@2": experiment 212 trained with seed 2 (results/<ds>/212@2/)
-
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-# Finite: an infinite weight, rate or scale passes "> 0" but breaks the arithmetic it feeds.
-NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-Seed = Annotated[int, Field(ge=0, lt=2**64)]  # what both NumPy's and torch's generators accept
-# YAML 1.1 (PyYAML) reads an unquoted `off` as False, and DVC's `-S` rewrites params.yaml unquoted.
-Precision = Annotated[Literal["bf16", "fp16", "off"], BeforeValidator(lambda value: "off" if value is False else value)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
-
-
-def _member_spec(value: str | dict[str, Any]) -> str | dict[str, Any]:
-    member_ref(value)  # a name, or a mapping with `name:` and the member's arguments
-    return value
-
-
-# A registry member (core/registry.py): its name, or {name: ..., <argument>: value, ...}. Checked
-# against the registry when params.yaml loads (Params._check_members).
-MemberSpec = Annotated[str | dict[str, Any], AfterValidator(_member_spec)]
-
-
-# --- model -----------------------------------------------------------------------------------
-class MultiscaleCfg(Strict):
-    enabled: bool
-    block: MemberSpec  # models/blocks/
-    gate: MemberSpec  # models/gates/
-    blocks: PositiveInt
-    reduction: PositiveInt
-
-
-class ModelCfg(Strict):
-    backbone: MemberSpec  # models/backbones/
-    pretrained: str
-    width: PositiveFloat  # channel scale of the backbone; 1.0 = the published network
-    last_stride: Literal[1, 2]
-    pooling: MemberSpec  # models/poolings/
-    multiscale: MultiscaleCfg
-    correction: bool
-    neck_bias: bool  # train the BN neck's bias (CAL) or freeze it at 0 (BoT)
-    classifier_bias: bool  # identity classifier with a bias (CAL) or without (BoT)
-
-
-# --- losses ----------------------------------------------------------------------------------
-class IdLossCfg(Strict):
-    label_smoothing: Fraction
-
-
-class ClothesCfg(Strict):
-    enabled: bool
-    start_epoch: NonNegativeInt
-    scale: PositiveFloat
-    label_smoothing: Fraction
-    lr: PositiveFloat
-    weight_decay: NonNegativeFloat
-    # constant: its own lr throughout (CAL's optimizer_cc has no scheduler); main: decays with
-    # train.milestones like the backbone.
-    lr_schedule: Literal["constant", "main"]
-
-
-class AdversarialCfg(Strict):
-    enabled: bool
-    epsilon: Fraction
-    weight: NonNegativeFloat
-
-
-class TripletCfg(Strict):
-    enabled: bool
-    weight: NonNegativeFloat
-    margin: NonNegativeFloat
-
-
-class AuxCfg(Strict):
-    enabled: bool
-    start_epoch: NonNegativeInt
-    weight: NonNegativeFloat
-
-
-class DistillCfg(Strict):
-    enabled: bool
-    weight: NonNegativeFloat
-    temperature: PositiveFloat
-
-
-class LossCfg(Strict):
-    """The loss terms (engine/losses/), in the order they add up: the clothes classifier trains
-    before the adversarial term uses it. A plugin's term is one more section, named as its term,
-    with `enabled` and its arguments; plugin terms come after these, by name."""
-
-    model_config = ConfigDict(extra="allow", strict=False)
-
-    id: IdLossCfg
-    triplet: TripletCfg
-    aux: AuxCfg
-    distill: DistillCfg
-    clothes: ClothesCfg
-    adversarial: AdversarialCfg
-
-    @model_validator(mode="after")
-    def _plugin_terms(self) -> LossCfg:
-        extra = self.__pydantic_extra__ or {}
-        for name, section in extra.items():
-            if not (isinstance(section, dict) and isinstance(section.get("enabled"), bool)):
-                raise ValueError(f"loss.{name}: a loss term's section is a mapping with `enabled: true|false`")
-        self.__pydantic_extra__ = dict(sorted(extra.items()))
-        return self
-
-
-# --- training --------------------------------------------------------------------------------
-# channels_last: the NHWC layout fast convolution kernels want on GPUs; auto = on CUDA only.
-# It changes which kernels run, so float results may differ: part of the fingerprints.
-MemoryFormat = Literal["auto", "channels_last", "contiguous"]
-
-
-class TrainCfg(Strict):
-    seed: Seed
-    epochs: NonNegativeInt  # 0: the network as initialised, saved untrained (the floor a result must beat)
-    lr: PositiveFloat
-    weight_decay: NonNegativeFloat
-    milestones: list[PositiveInt]
-    gamma: PositiveFloat
-    warmup_epochs: NonNegativeInt
-    ids_per_batch: PositiveInt
-    images_per_id: PositiveInt
-    amp: Precision  # autocast on any device: bf16 | fp16 (with the grad scaler) | off
-    memory_format: MemoryFormat
-    # BatchNorm statistics over consecutive sub-batches of this size (ghost BatchNorm): the
-    # shards that DDP ranks without SyncBN would see. 0 = the whole per-process batch.
-    bn_batch: NonNegativeInt
-    # torch's CPU threads: float reductions follow the thread count, so it changes the weights
-    # and is part of the training fingerprint; every orchestrator runs with this value.
-    cpu_threads: PositiveInt
-    # Where the training images live, per process: in memory up to this size, else streamed
-    # from images.h5. Never changes a result.
-    memory_budget_gb: NonNegativeFloat
-    # Evaluate on the data set's validation split every N epochs (0 = off); logged, never used
-    # to pick the model (the final model is the last epoch's).
-    val_every: NonNegativeInt
-
-
-class CropCfg(Strict):
-    p: Fraction
-    scale: Annotated[float, Field(ge=1.0)]
-    interpolation: Literal["bilinear", "nearest"]  # of the upscale before the crop (CAL: bilinear)
-
-
-class ErasingCfg(Strict):
-    p: Fraction
-    area: tuple[Fraction, Fraction]
-    aspect: tuple[PositiveFloat, PositiveFloat]
-    # cal: a box that does not fit is redrawn (up to 100 tries); kornia: aspect below/above 1
-    # with equal chance, sides clamped to the image.
-    sampling: Literal["cal", "kornia"]
-    fill: tuple[float, float, float]  # per channel, written into the normalised tensor
-
-
-class AugmentCfg(Strict):
-    flip: Fraction
-    crop: CropCfg
-    erasing: ErasingCfg
-    # More augmentations on [0, 1] images, in order, after the crop and before the normalisation:
-    # kornia.augmentation classes or plugin members, each {name: ..., <keyword argument>: value}.
-    extra: list[MemberSpec]
-
-
-class EvalCfg(Strict):
-    distance: Literal["cosine", "euclidean"]
-    rerank: bool  # k-reciprocal re-ranking (Zhong et al., CVPR 2017) instead of `distance`
-    flip: bool
-    single_shot: bool
-    batch_size: PositiveInt
-    amp: Precision  # extraction precision, on any device
-    memory_format: MemoryFormat
-    # Evaluate the test protocols every N epochs while training (as CAL does; 0 = off): logged,
-    # and the report's "best on test" column. Never picks the model: metrics.json is the last epoch.
-    test_every: NonNegativeInt
-    cpu_threads: PositiveInt  # torch's CPU threads while extracting (they change float sums)
-
-
-class RecipeCfg(Strict):
-    """What an experiment configures: the resolved `defaults` + overrides."""
-
-    model: ModelCfg
-    loss: LossCfg
-    train: TrainCfg
-    augment: AugmentCfg
-    eval: EvalCfg
-
-
-class ReportedCfg(Strict):
-    dataset: str
-    mAP: Fraction
-    R1: Fraction
-
-
-class DatasetCfg(Strict):
-    layout: str
-    root: str
-    size: tuple[PositiveInt, PositiveInt]
-    # Multiplies epochs, milestones and start epochs so a small demo set keeps the recipe's shape.
-    schedule_scale: PositiveFloat = 1.0
-    # Deep-merged over every experiment's recipe on this data set (e.g. a narrow backbone for the
-    # CPU demo); validated like the experiments themselves.
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    on_bad_image: Literal["error", "skip"] = "error"
-    synth: dict[str, Any] | None = None
-    obtain: str = ""
-    # Training seeds of some experiments on this data set only, by id (entries based on them do
-    # not inherit these): the demo gives the comparison its report headlines seed-to-seed spread.
-    seeds: dict[str, Any] = Field(default_factory=dict)
-
-
-TableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]  # a Snakemake rule builds each table
 
 
 class DefaultCfg(Strict):
@@ -261,7 +53,9 @@ def _describe(error: ValidationError, where: str) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        if not key:  # the section itself is wrong (not a mapping)
+        if item["type"] == "meaning":  # a RunConfig check: its lines name the run and the keys
+            lines.append(item["msg"])
+        elif not key:  # the section itself is wrong (not a mapping)
             lines.append(f"{where} = {item.get('input')!r}: {item['msg']}")
         elif item["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown key '{key}' (check its spelling against defaults)")
@@ -270,16 +64,6 @@ def _describe(error: ValidationError, where: str) -> str:
         else:
             lines.append(f"{where}: key '{key}' = {item.get('input')!r}: {item['msg']}")
     return "\n".join(lines)
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 class Params:
@@ -297,7 +81,7 @@ class Params:
             if not isinstance(raw.get(key), dict):
                 raise CCReIDError(f"{source}: '{key}' must be a mapping")
         self.raw = raw
-        self._run_configs: dict[tuple[str, str], dict] = {}
+        self._run_configs: dict[tuple[str, str], RunConfig] = {}
         bad_ids = [k for k in raw["experiments"] if not isinstance(k, str)]
         if bad_ids:
             raise CCReIDError(
@@ -315,7 +99,7 @@ class Params:
         except ValidationError as error:
             raise CCReIDError(_describe(error, f"{source}: run")) from None
         self.plugins = _plugins(raw.get("plugins", []), source)
-        self.members: Registry = registry(tuple(self.plugins["files"]), self.plugins["root"])
+        self.members: Registry = registry(self.plugins.files, self.plugins.root)
         self._check_recipe(raw["defaults"], f"{source}: defaults")
         for exp in raw["experiments"]:
             self.resolve(exp)
@@ -353,21 +137,21 @@ class Params:
         except ValidationError as error:
             raise CCReIDError(_describe(error, where)) from None
 
-    def _check_members(self, recipe: dict, where: str) -> dict:
+    def _check_members(self, recipe: RecipeCfg, where: str) -> RecipeCfg:
         """Every member the recipe names exists (in ccreid or a plugin) and accepts its arguments."""
         problems = []
-        model, multiscale = recipe["model"], recipe["model"]["multiscale"]
+        model, multiscale = recipe.model, recipe.model.multiscale
         named = [
-            ("backbone", model["backbone"], "model.backbone"),
-            ("pooling", model["pooling"], "model.pooling"),
-            ("block", multiscale["block"], "model.multiscale.block"),
-            ("gate", multiscale["gate"], "model.multiscale.gate"),
+            ("backbone", model.backbone, "model.backbone"),
+            ("pooling", model.pooling, "model.pooling"),
+            ("block", multiscale.block, "model.multiscale.block"),
+            ("gate", multiscale.gate, "model.multiscale.gate"),
         ]
         named += [
             ("loss", {"name": name, **{k: v for k, v in section.items() if k != "enabled"}}, f"loss.{name}")
-            for name, section in recipe["loss"].items()
+            for name, section in recipe.loss.model_dump(mode="json").items()
         ]
-        named += [("augmentation", spec, f"augment.extra[{i}]") for i, spec in enumerate(recipe["augment"]["extra"])]
+        named += [("augmentation", spec, f"augment.extra[{i}]") for i, spec in enumerate(recipe.augment.extra)]
         for kind, spec, key in named:
             name, arguments = member_ref(spec)
             try:
@@ -440,7 +224,7 @@ class Params:
                 raise CCReIDError(f"{self.source}: experiment {exp!r} has a cyclic base chain: {cycle}")
             chain.append(base)
 
-    def resolve(self, run: str, dataset: str | None = None) -> dict:
+    def resolve(self, run: str, dataset: str | None = None) -> RecipeCfg:
         """The recipe of an experiment (or of a run `<exp>@<seed>`): defaults deep-merged with each
         override along its base chain; train.seed is the run's seed (an experiment's first seed,
         on `dataset`)."""
@@ -461,168 +245,55 @@ class Params:
         if seed is not None:
             recipe["train"]["seed"] = seed
         where = f"{self.source}: experiment {exp!r}"
-        return self._check_members(self._check_recipe(recipe, where).model_dump(mode="json"), where)
+        return self._check_members(self._check_recipe(recipe, where), where)
 
     def dataset(self, name: str) -> DatasetCfg:
         if name not in self.datasets:
             raise CCReIDError(f"unknown data set {name!r} in {self.source}; defined: {', '.join(self.datasets)}")
         return self.datasets[name]
 
-    def run_config(self, dataset: str, exp: str) -> dict:
+    def run_config(self, dataset: str, exp: str) -> RunConfig:
         """Everything one run reads: the recipe with the data set's overrides and schedule scale.
-        Resolved once per run (planning asks hundreds of times); each call gets its own copy."""
+        Resolved once per run (planning asks hundreds of times); frozen, so callers share it."""
         key = (dataset, exp)
         if key not in self._run_configs:
             self._run_configs[key] = self._resolved_run_config(dataset, exp)
-        return copy.deepcopy(self._run_configs[key])
+        return self._run_configs[key]
 
-    def _resolved_run_config(self, dataset: str, exp: str) -> dict:
+    def _resolved_run_config(self, dataset: str, exp: str) -> RunConfig:
         data = self.dataset(dataset)
         where = f"{self.source}: datasets.{dataset}.overrides"
-        recipe = self._check_recipe(deep_merge(self.resolve(exp, dataset), data.overrides), where).model_dump(
-            mode="json"
+        recipe = self._check_recipe(
+            deep_merge(self.resolve(exp, dataset).model_dump(mode="json"), data.overrides), where
         )
-        self._check_members(recipe, f"{self.source}: experiment {exp!r} on data set {dataset!r}")
-        unscaled = copy.deepcopy(recipe)
+        where = f"{self.source}: experiment {exp!r} on data set {dataset!r}"
+        self._check_members(recipe, where)
+        values = recipe.model_dump(mode="json")
         try:
-            recipe["train"] = scale_schedule(recipe["train"], data.schedule_scale)
+            values["train"] = scale_schedule(values["train"], data.schedule_scale)
             for loss in ("clothes", "aux"):
-                recipe["loss"][loss]["start_epoch"] = _scaled(recipe["loss"][loss]["start_epoch"], data.schedule_scale)
+                values["loss"][loss]["start_epoch"] = _scaled(values["loss"][loss]["start_epoch"], data.schedule_scale)
         except OverflowError:
             raise CCReIDError(
                 f"{self.source}: datasets.{dataset}: key 'schedule_scale' = {data.schedule_scale!r}: "
                 "scales the schedule past any number of epochs"
             ) from None
-        recipe["dataset"] = {
+        values["dataset"] = {
             "name": dataset,
             **data.model_dump(mode="json", exclude={"synth", "obtain", "overrides", "seeds"}),
         }
-        recipe["experiment"] = exp
-        recipe["plugins"] = self.plugins
-        train_ids = (data.synth or {}).get("train_ids")
-        _check_meaning(
-            recipe,
-            unscaled,
-            f"{self.source}: experiment {exp!r} on data set {dataset!r}",
-            train_ids if isinstance(train_ids, int) and not isinstance(train_ids, bool) else None,
-        )
-        train = recipe["train"]
-        if train["bn_batch"] and (train["ids_per_batch"] * train["images_per_id"]) % train["bn_batch"]:
-            raise CCReIDError(
-                f"{self.source}: experiment {exp!r} on data set {dataset!r}: key 'train.bn_batch' = "
-                f"{train['bn_batch']} does not divide the batch of train.ids_per_batch × train.images_per_id = "
-                f"{train['ids_per_batch'] * train['images_per_id']} images; make it a divisor (or 0: the whole batch)"
-            )
-        return recipe
-
-
-def _value(cfg: dict, key: str):
-    for part in key.split("."):
-        cfg = cfg[part]
-    return cfg
-
-
-def _check_meaning(run_cfg: dict, unscaled: dict, where: str, train_ids: int | None) -> None:
-    """Settings valid one by one that together leave a loss, module or schedule step doing
-    nothing, or a batch that cannot be filled: the schema cannot see these, so each is an error
-    naming the experiment and the dotted key (with its value before the data set's schedule
-    scale, when that changed it). `train_ids`: training identities, when known before prepare."""
-    problems = []
-    dataset = run_cfg["dataset"]
-
-    def shown(key: str) -> str:
-        value, scaled = _value(unscaled, key), _value(run_cfg, key)
-        if value == scaled:
-            return repr(value)
-        return f"{value!r} ({scaled!r} after datasets.{dataset['name']}.schedule_scale {dataset['schedule_scale']})"
-
-    def problem(key: str, text: str) -> None:
-        problems.append(f"{where}: key '{key}' = {shown(key)}: {text}")
-
-    train, loss, augment = run_cfg["train"], run_cfg["loss"], run_cfg["augment"]
-    epochs = train["epochs"]
-    past_the_end = f"at or past train.epochs = {shown('train.epochs')} (epochs count from 0)"
-    # --- schedule
-    milestones = unscaled["train"]["milestones"]
-    if any(later <= earlier for earlier, later in zip(milestones, milestones[1:])):
-        problem("train.milestones", "not in increasing order; list each milestone once, sorted")
-    late = [m for m in train["milestones"] if m >= epochs]
-    if late:
-        problem("train.milestones", f"milestone(s) {late} {past_the_end}: the learning rate would never drop there")
-    if train["milestones"] and train["gamma"] == 1.0:
-        problem("train.gamma", "multiplying by 1 at each milestone changes nothing; lower it or drop the milestones")
-    if train["warmup_epochs"] and train["warmup_epochs"] >= epochs:
-        problem("train.warmup_epochs", f"{past_the_end}: the learning rate would never reach train.lr")
-    if train["val_every"] > epochs:
-        problem(
-            "train.val_every",
-            f"past train.epochs = {shown('train.epochs')}: validation would never run (0 turns it off)",
-        )
-    clothes, adversarial, aux, distill = (loss[name] for name in ("clothes", "adversarial", "aux", "distill"))
-    if clothes["enabled"] and clothes["start_epoch"] >= epochs:
-        problem(
-            "loss.clothes.start_epoch",
-            f"{past_the_end}: the clothes classifier and the adversarial loss would never start",
-        )
-    if (aux["enabled"] or distill["enabled"]) and aux["start_epoch"] >= epochs:
-        problem("loss.aux.start_epoch", f"{past_the_end}: the auxiliary head's losses would never start")
-    # --- losses switched on that would add nothing
-    if adversarial["enabled"] and not clothes["enabled"]:
-        problem(
-            "loss.adversarial.enabled",
-            "the adversarial loss needs the clothes classifier, and "
-            "loss.clothes.enabled is false: it would never run; enable both or neither",
-        )
-    elif adversarial["enabled"] and adversarial["weight"] == 0:
-        problem(
-            "loss.adversarial.weight",
-            "the adversarial loss is enabled but would add nothing; "
-            "give it a weight or set loss.adversarial.enabled: false",
-        )
-    for name, section in (("aux", aux), ("distill", distill), ("triplet", loss["triplet"])):
-        if section["enabled"] and section["weight"] == 0:
-            problem(
-                f"loss.{name}.weight",
-                f"loss.{name} is enabled but would add nothing; give it a weight or set loss.{name}.enabled: false",
-            )
-    if loss["triplet"]["enabled"] and train["images_per_id"] < 2:
-        problem(
-            "train.images_per_id",
-            "the triplet loss (loss.triplet.enabled) needs two images of an "
-            "identity per batch: with one it has no positive pairs",
-        )
-    if loss["triplet"]["enabled"] and train["ids_per_batch"] < 2:
-        problem(
-            "train.ids_per_batch",
-            "the triplet loss (loss.triplet.enabled) needs two identities per "
-            "batch: with one it has no negatives and adds nothing",
-        )
-    # --- the batch
-    if train_ids is not None and train["ids_per_batch"] > train_ids:
-        problem(
-            "train.ids_per_batch",
-            f"the data set's training split has {train_ids} identities "
-            f"(datasets.{dataset['name']}.synth.train_ids): no P×K batch can be filled; lower it",
-        )
-    # --- augmentations switched on that would change nothing
-    height, width = dataset["size"]
-    crop = augment["crop"]
-    if not math.isfinite(height * crop["scale"]):
-        problem("augment.crop.scale", "upscales the image past any size; a crop scale is a small factor (CAL: 1.125)")
-    elif crop["p"] > 0 and (round(height * crop["scale"]), round(width * crop["scale"])) == (height, width):
-        problem(
-            "augment.crop.scale",
-            f"upscaled by it, a {height}×{width} image stays {height}×{width}: "
-            "the random crop (augment.crop.p > 0) would change nothing; raise it or set augment.crop.p: 0",
-        )
-    if problems:
-        raise CCReIDError("\n".join(problems))
+        values |= {"experiment": exp, "plugins": self.plugins.model_dump(mode="json")}
+        context = {"unscaled": recipe, "where": where, "train_ids": data.synth.train_ids if data.synth else None}
+        try:
+            return RunConfig.model_validate(values, context=context)
+        except ValidationError as error:
+            raise CCReIDError(_describe(error, where)) from None
 
 
 PLUGINS_DIR = "plugins"  # beside params.yaml: DVC's config stage depends on this folder
 
 
-def _plugins(files, source: str) -> dict:
+def _plugins(files, source: str) -> PluginFiles:
     """params.yaml `plugins:`: files of the user's own members, under plugins/ beside params.yaml
     (the folder DVC's config stage depends on, so both orchestrators see their code)."""
     if not (isinstance(files, list) and all(isinstance(f, str) and f.endswith(".py") for f in files)):
@@ -635,7 +306,7 @@ def _plugins(files, source: str) -> dict:
             f"{source}: plugins: {outside[0]!r} is not in the folder {PLUGINS_DIR}/ beside {Path(source).name}: "
             "move it there (DVC's stages depend on that folder, so a change of its code is seen)"
         )
-    return {"root": str(Path(source).resolve().parent), "files": list(files)}
+    return PluginFiles(root=str(Path(source).resolve().parent), files=tuple(files))
 
 
 def _tables(tables, experiments: dict, source: str) -> dict[str, list[str]]:
@@ -684,6 +355,7 @@ def _scaled(epoch: int, scale: float) -> int:
 
 
 def scale_schedule(train: dict, scale: float) -> dict:
+    """A train section's epochs, milestones and warm-up multiplied by `scale` (rounded)."""
     train = dict(train)
     train["epochs"] = max(1, _scaled(train["epochs"], scale)) if train["epochs"] else 0  # 0 stays untrained
     train["milestones"] = [_scaled(m, scale) for m in train["milestones"]]

@@ -1,11 +1,13 @@
-"""Which part of a resolved run config each stage reads: what its fingerprint records, its
-Snakemake rule's params hold and its DVC config file holds. Kept apart from the params schema
-(ccreid.core.config), so editing the schema's code rebuilds nothing by itself."""
+"""Which part of a resolved run config each stage reads, as plain JSON values: what its
+fingerprint records, its Snakemake rule's params hold and its DVC config file holds."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ccreid.core.schema import DatasetCfg, EvalCfg, RunConfig
 
 
 def canonical_json(value: Any) -> str:
@@ -18,9 +20,9 @@ def canonical_json(value: Any) -> str:
 PREPARE_KEYS = ("layout", "size", "on_bad_image")
 
 
-def prepare_section(dataset_cfg: dict) -> dict:
-    """What preparation reads of a data set's config (as JSON: DatasetCfg.model_dump(mode="json"))."""
-    return {key: dataset_cfg[key] for key in PREPARE_KEYS}
+def prepare_section(dataset: DatasetCfg) -> dict:
+    """What preparation reads of a data set's config."""
+    return dataset.model_dump(mode="json", include=set(PREPARE_KEYS))
 
 
 TRAIN_SECTIONS = ("model", "loss", "train", "augment")
@@ -35,13 +37,19 @@ TEST_DURING_TRAINING_KEYS = ("test_every", "distance", "rerank", "flip", "batch_
 TRAIN_RUNTIME_KEYS = ("memory_budget_gb", "val_every")
 
 
-def train_section(run_cfg: dict) -> dict:
+def eval_section(eval_cfg: EvalCfg, keys: tuple[str, ...]) -> dict:
+    """The eval keys a stage reads (EXTRACT_KEYS, EVAL_KEYS)."""
+    return eval_cfg.model_dump(mode="json", include=set(keys))
+
+
+def train_section(run_cfg: RunConfig) -> dict:
     """What training reads. The data itself is identified by the prepared folder's fingerprint,
     so two experiments with equal sections share one trained model. Runtime keys are left out:
     changing them neither retrains a model nor invalidates a checkpoint. The evaluation keys
     count only while eval.test_every is on (training then also writes the test curve)."""
-    section = {key: run_cfg[key] for key in TRAIN_SECTIONS} | {"size": run_cfg["dataset"]["size"]}
+    section = run_cfg.model_dump(mode="json", include=set(TRAIN_SECTIONS))
+    section["size"] = list(run_cfg.dataset.size)
     section["train"] = {k: v for k, v in section["train"].items() if k not in TRAIN_RUNTIME_KEYS}
-    if run_cfg["eval"]["test_every"]:
-        section["eval"] = {key: run_cfg["eval"][key] for key in TEST_DURING_TRAINING_KEYS}
+    if run_cfg.eval.test_every:
+        section["eval"] = eval_section(run_cfg.eval, TEST_DURING_TRAINING_KEYS)
     return section

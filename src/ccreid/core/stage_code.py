@@ -11,76 +11,81 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from ccreid.core.fingerprint import code_hash
 from ccreid.core.registry import Member, Registry, member_ref, registry
+
+if TYPE_CHECKING:
+    from ccreid.core.schema import LossCfg, ModelCfg, PluginFiles, RunConfig
 
 # Training evaluates during training only when a run monitors; the stage then imports this module
 # by name, so its code (and the metrics code under it) is part of the train hash of those runs only.
 MONITORS = "ccreid.evaluation.validation"
 
 
-def monitors_on(run_cfg: dict) -> bool:
-    return bool(run_cfg["train"]["val_every"] or run_cfg["eval"]["test_every"])
+def monitors_on(run_cfg: RunConfig) -> bool:
+    return bool(run_cfg.train.val_every or run_cfg.eval.test_every)
 
 
 def stage_module(stage: str) -> str:
     return f"ccreid.stages.{stage}"
 
 
-def plugins_registry(cfg: dict) -> Registry:
-    """The registry a resolved config was checked against: ccreid's members and its params.yaml's
-    plugins (`cfg["plugins"]`: their folder and files, as Params.run_config writes them)."""
-    plugins = cfg.get("plugins") or {"root": ".", "files": []}
-    return registry(tuple(plugins["files"]), plugins["root"])
+def plugins_registry(plugins: PluginFiles | None) -> Registry:
+    """The registry a resolved config was checked against: ccreid's members and params.yaml's
+    plugins (a run config's `plugins`)."""
+    return registry(plugins.files, plugins.root) if plugins is not None else registry()
 
 
-def layout_config(layout: str, plugins: dict | None) -> dict:
-    """What selects preparation's code: its data set's layout, among ccreid's and the plugins' ones."""
-    return {"dataset": {"layout": layout}, "plugins": plugins}
-
-
-def model_members(model_cfg: dict, registry: Registry) -> list[Member]:
+def model_members(model_cfg: ModelCfg, registry: Registry) -> list[Member]:
     """The members a model is built from: backbone, pooling, and the multi-scale block and gate."""
     members = [
-        registry.member("backbone", member_ref(model_cfg["backbone"])[0]),
-        registry.member("pooling", member_ref(model_cfg["pooling"])[0]),
+        registry.member("backbone", member_ref(model_cfg.backbone)[0]),
+        registry.member("pooling", member_ref(model_cfg.pooling)[0]),
     ]
-    multiscale = model_cfg["multiscale"]
-    if multiscale["enabled"]:
-        members.append(registry.member("block", member_ref(multiscale["block"])[0]))
-        members.append(registry.member("gate", member_ref(multiscale["gate"])[0]))
+    multiscale = model_cfg.multiscale
+    if multiscale.enabled:
+        members.append(registry.member("block", member_ref(multiscale.block)[0]))
+        members.append(registry.member("gate", member_ref(multiscale.gate)[0]))
     return members
 
 
-def loss_terms(loss_cfg: dict) -> list[str]:
-    """The loss terms a run trains with, in the order they add up: every section of `loss` that
-    is on (`enabled: true`; a section without `enabled`, the identity loss, always is)."""
-    return [name for name, section in loss_cfg.items() if section.get("enabled", True)]
+def loss_terms(loss_cfg: LossCfg) -> dict[str, dict]:
+    """The loss terms a run trains with, each with its section, in the order they add up: every
+    section of `loss` that is on (`enabled: true`; the identity loss, without `enabled`, always is)."""
+    sections = loss_cfg.model_dump(mode="json")
+    return {name: section for name, section in sections.items() if section.get("enabled", True)}
 
 
-def run_members(stage: str, run_cfg: dict) -> list[Member]:
-    """The registry members a stage runs for a run (only those enter its code hash)."""
-    registry = plugins_registry(run_cfg)
-    if stage == "prepare":
-        return [registry.member("layout", run_cfg["dataset"]["layout"])]
+def run_members(stage: str, run_cfg: RunConfig) -> list[Member]:
+    """The registry members a run's stage runs (only those enter its code hash)."""
     if stage not in ("train", "extract"):
         return []
-    members = model_members(run_cfg["model"], registry)
+    registry = plugins_registry(run_cfg.plugins)
+    members = model_members(run_cfg.model, registry)
     if stage == "train":
-        members += [registry.member("loss", name) for name in loss_terms(run_cfg["loss"])]
-        members += [registry.member("augmentation", member_ref(spec)[0]) for spec in run_cfg["augment"]["extra"]]
+        members += [registry.member("loss", name) for name in loss_terms(run_cfg.loss)]
+        members += [registry.member("augmentation", member_ref(spec)[0]) for spec in run_cfg.augment.extra]
     return members
 
 
-def stage_code(stage: str, run_cfg: dict | None = None) -> str:
+def prepare_code(layout: str, plugins: PluginFiles | None) -> str:
+    """The code hash of preparation: the stage's and its data set's layout's (ccreid's or a plugin's)."""
+    return _hash("prepare", [plugins_registry(plugins).member("layout", layout)])
+
+
+def stage_code(stage: str, run_cfg: RunConfig | None = None) -> str:
     """Hash of the stage module's import closure, plus the members the run selects (train,
-    extract: its model's, and training's loss terms and augmentations; prepare: its layout) and,
-    for training, the monitors when they run. `run_cfg`: the resolved run config (for prepare,
-    any config with the data set's `dataset` section)."""
-    modules = [stage_module(stage)]
+    extract: its model's, and training's loss terms and augmentations) and, for training, the
+    monitors when they run. Preparation's: prepare_code."""
     members = run_members(stage, run_cfg) if run_cfg is not None else []
-    if stage == "train" and run_cfg is not None and monitors_on(run_cfg):
-        modules.append(MONITORS)
+    monitors = stage == "train" and run_cfg is not None and monitors_on(run_cfg)
+    return _hash(stage, members, monitors)
+
+
+def _hash(stage: str, members: list[Member], monitors: bool = False) -> str:
+    modules = [stage_module(stage)] + ([MONITORS] if monitors else [])
     hashed = [member for member in members if member.hashed]
     files = tuple(sorted({(m.plugin, Path(m.source)) for m in hashed if m.plugin is not None}))
     modules += sorted({m.module for m in hashed if m.plugin is None})

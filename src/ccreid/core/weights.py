@@ -17,9 +17,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ccreid.core.atomic import atomic_path
 from ccreid.core.errors import CCReIDError
+
+if TYPE_CHECKING:
+    from ccreid.core.schema import ModelCfg
 
 WEIGHTS_DIR = Path("data/weights")
 
@@ -77,13 +81,13 @@ def require_weights(backbone: str, root: Path = WEIGHTS_DIR) -> Path:
     return path
 
 
-def pretrained_file(model_cfg: dict) -> Path | None:
+def pretrained_file(model_cfg: ModelCfg) -> Path | None:
     """The weight file `model.pretrained` names (None for 'none'); an error when it is absent."""
-    pretrained = model_cfg["pretrained"]
+    pretrained = model_cfg.pretrained
     if pretrained == "none":
         return None
     if pretrained == "imagenet":
-        return require_weights(model_cfg["backbone"])
+        return require_weights(model_cfg.backbone_name)
     path = Path(pretrained)
     if not path.is_file():
         raise CCReIDError(f"model.pretrained: no weight file at {path} (expected 'none', 'imagenet' or a file path)")

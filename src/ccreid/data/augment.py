@@ -39,6 +39,7 @@ from torch import nn
 
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import Registry, member_ref, registry
+from ccreid.core.schema import AugmentCfg
 from ccreid.data.normalization import as_float, normalize_
 
 ERASING_TRIES = 100  # CAL's RandomErasing gives up after 100 boxes that do not fit
@@ -244,16 +245,14 @@ class BatchAugment(nn.Module):
     """The `augment` section of params.yaml as one module: uint8 batch in, normalised float out.
     Its `extra` members come from `members` (default: ccreid's and Kornia's); errors name `experiment`."""
 
-    def __init__(self, cfg: dict, members: Registry | None = None, experiment: str = "?"):
+    def __init__(self, cfg: AugmentCfg, members: Registry | None = None, experiment: str = "?"):
         super().__init__()
         members = members or registry()
-        crop = cfg["crop"]
-        self.geometry = FlipCrop(cfg["flip"], crop["p"], crop["scale"], crop["interpolation"])
-        self.extra = nn.ModuleList(build_extra(spec, i, members, experiment) for i, spec in enumerate(cfg["extra"]))
-        erasing = cfg["erasing"]
-        self.erasing = RandomErasing(
-            erasing["p"], tuple(erasing["area"]), tuple(erasing["aspect"]), erasing["sampling"], tuple(erasing["fill"])
-        )
+        crop = cfg.crop
+        self.geometry = FlipCrop(cfg.flip, crop.p, crop.scale, crop.interpolation)
+        self.extra = nn.ModuleList(build_extra(spec, i, members, experiment) for i, spec in enumerate(cfg.extra))
+        erasing = cfg.erasing
+        self.erasing = RandomErasing(erasing.p, erasing.area, erasing.aspect, erasing.sampling, erasing.fill)
 
     def _extra(self, batch: torch.Tensor, mine: slice, total: int) -> torch.Tensor:
         """The extra augmentations on [0, 1] floats, each with this shard's slice of parameters drawn

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ccreid.core.config import DatasetCfg
+from ccreid.core.schema import DatasetCfg
 from ccreid.core.registry import Registry
 from ccreid.data.layouts.base import ParsedDataset, protocols_to_json
 from ccreid.data.layouts.validate import validate

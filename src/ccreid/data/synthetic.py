@@ -77,21 +77,10 @@ from typing import TypedDict
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import SYNTH_META
+from ccreid.core.schema import SynthCfg
 from ccreid.data.layouts.prcc import CAMERAS as PRCC_CAMERAS
 
-CONFIG_KEYS = (
-    "seed",
-    "train_ids",
-    "val_ids",
-    "test_ids",
-    "images_per_camera",
-    "height",
-    "width",
-    "jpeg_quality",
-    "palette_size",
-)
 CAMERAS = tuple(PRCC_CAMERAS)  # PRCC's camera folders: A and B outfit 1, C outfit 2
 _SS = 2  # supersampling factor: drawn at 2x, box-reduced (cheap anti-aliasing)
 
@@ -223,34 +212,10 @@ OUTFIT_COLUMNS = (
 
 
 # ---------------------------------------------------------------- configuration
-def validated(cfg) -> dict:
-    if not isinstance(cfg, dict):
-        raise CCReIDError(f"synthetic data set config must be a mapping, got {type(cfg).__name__}")
-    out = {}
-    for key in CONFIG_KEYS:
-        if key not in cfg:
-            raise CCReIDError(f"synthetic data set config: missing key '{key}' (required: {', '.join(CONFIG_KEYS)})")
-        value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise CCReIDError(f"synthetic data set config: '{key}' must be an integer, got {value!r}")
-        out[key] = int(value)
-    minimum = {
-        "seed": 0,
-        "train_ids": 1,
-        "val_ids": 0,
-        "test_ids": 1,
-        "images_per_camera": 1,
-        "height": 32,
-        "width": 16,
-        "jpeg_quality": 1,
-        "palette_size": 2,
-    }
-    for key, low in minimum.items():
-        if out[key] < low:
-            raise CCReIDError(f"synthetic data set config: '{key}' must be >= {low}, got {out[key]}")
-    if out["jpeg_quality"] > 100:
-        raise CCReIDError(f"synthetic data set config: 'jpeg_quality' must be <= 100, got {out['jpeg_quality']}")
-    return out
+def synth_section(synth: SynthCfg) -> dict:
+    """What synthesis reads: the data set's `synth:` (core/schema.py checks it) and the drawing
+    strengths, which are code."""
+    return synth.model_dump(mode="json") | {"drawing": dict(DRAWING)}
 
 
 # ---------------------------------------------------------------- random people and clothes
@@ -659,13 +624,13 @@ def _render(
 
 
 # ---------------------------------------------------------------- the data set
-def generate(tmp: Path, c: dict):
-    seed, h, w, n_img = c["seed"], c["height"], c["width"], c["images_per_camera"]
-    palette = _palette(seed, c["palette_size"])
+def generate(tmp: Path, c: SynthCfg):
+    seed, h, w, n_img = c.seed, c.height, c.width, c.images_per_camera
+    palette = _palette(seed, c.palette_size)
     backgrounds = _backgrounds(seed, h, w)
     splits = []
     next_pid = 1
-    for split, count in (("train", c["train_ids"]), ("val", c["val_ids"]), ("test", c["test_ids"])):
+    for split, count in (("train", c.train_ids), ("val", c.val_ids), ("test", c.test_ids)):
         splits.append((split, list(range(next_pid, next_pid + count))))
         next_pid += count
     width_pid = max(3, len(str(next_pid - 1)))
@@ -710,7 +675,7 @@ def generate(tmp: Path, c: dict):
                 folder.mkdir(exist_ok=True)
                 for n in range(1, n_img + 1):
                     rng = np.random.default_rng([seed, _TAG_IMG, pid, ci, n])
-                    data, back, occluded = _render(h, w, traits, outfit, cam, backgrounds[cam], rng, c["jpeg_quality"])
+                    data, back, occluded = _render(h, w, traits, outfit, cam, backgrounds[cam], rng, c.jpeg_quality)
                     name = f"{n:0{width_n}d}.jpg"
                     if split != "test":
                         name = f"{cam}_{name}"

@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ccreid.core import fingerprint
 
 from ccreid.data.augment import BatchAugment
+from ccreid.core.schema import RunConfig, TrainCfg
 from ccreid.core.sections import train_section
 from ccreid.core.devices import AUTOCAST_DTYPES, channels_last
 from ccreid.core.distributed import World
@@ -81,10 +82,10 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def lr_factor(epoch: int, train_cfg: dict) -> float:
+def lr_factor(epoch: int, train_cfg: TrainCfg) -> float:
     """Step schedule (×gamma at each milestone) after an optional linear warmup."""
-    warmup = train_cfg["warmup_epochs"]
-    factor = train_cfg["gamma"] ** sum(epoch >= m for m in train_cfg["milestones"])
+    warmup = train_cfg.warmup_epochs
+    factor = train_cfg.gamma ** sum(epoch >= m for m in train_cfg.milestones)
     if epoch < warmup:
         factor *= (epoch + 1) / (warmup + 1)
     return factor
@@ -106,7 +107,7 @@ def running_stats_frozen(model: nn.Module) -> Iterator[None]:
 
 def build_loss_term(name: str, context: TermContext, registry: Registry, experiment: str) -> LossTerm:
     """The term of section `loss.<name>`, built with its section's values (but `enabled`)."""
-    section = {key: value for key, value in context.loss[name].items() if key != "enabled"}
+    section = {key: value for key, value in loss_terms(context.loss)[name].items() if key != "enabled"}
     built = Built(registry, "loss", {"name": name, **section}, f"loss.{name}", experiment)
     term = built(context=context)
     if not isinstance(term, LossTerm):
@@ -146,7 +147,7 @@ class Trainer:
     def __init__(
         self,
         data: PreparedData,
-        run_cfg: dict,
+        run_cfg: RunConfig,
         device: torch.device,
         world: World = World(),
         monitors: dict | None = None,
@@ -162,49 +163,48 @@ class Trainer:
         # positive_mask[i, c]: clothes class c belongs to identity i (CAL's adversarial loss).
         self.positive_mask = torch.zeros(num_ids, num_clothes, device=device)
         self.positive_mask[self.labels, self.clothes] = 1.0
-        tcfg = run_cfg["train"]
-        world.check_divides(tcfg["ids_per_batch"] * tcfg["images_per_id"])
-        per_process = tcfg["ids_per_batch"] * tcfg["images_per_id"] // world.size
-        if tcfg["bn_batch"] and per_process % tcfg["bn_batch"]:
+        tcfg = run_cfg.train
+        world.check_divides(tcfg.ids_per_batch * tcfg.images_per_id)
+        per_process = tcfg.ids_per_batch * tcfg.images_per_id // world.size
+        if tcfg.bn_batch and per_process % tcfg.bn_batch:
             raise CCReIDError(
-                f"train.bn_batch = {tcfg['bn_batch']} does not divide the batch of each process "
+                f"train.bn_batch = {tcfg.bn_batch} does not divide the batch of each process "
                 f"({per_process} images over {world.size} process(es)); make it a divisor, or 0"
             )
-        self.sampler = IdentitySampler(self.labels.numpy(), tcfg["ids_per_batch"], tcfg["images_per_id"], tcfg["seed"])
+        self.sampler = IdentitySampler(self.labels.numpy(), tcfg.ids_per_batch, tcfg.images_per_id, tcfg.seed)
         # "validation" and "test": evaluated on rank 0 only, by the caller's monitors.
         self.monitors = monitors or {}
-        self.images = open_training_images(data.images_path, train.index.to_numpy(), tcfg["memory_budget_gb"])
-        seed_everything(tcfg["seed"])
+        self.images = open_training_images(data.images_path, train.index.to_numpy(), tcfg.memory_budget_gb)
+        seed_everything(tcfg.seed)
         # Every rank draws the same initial weights and the augmentation of the whole global batch
         # (ccreid.data.augment), so N processes train as one process with train.bn_batch does.
-        registry = plugins_registry(run_cfg)
-        experiment = run_cfg.get("experiment", "?")
-        self.model = build_model(run_cfg["model"], run_cfg["loss"], num_ids, num_clothes, registry, experiment)
+        registry = plugins_registry(run_cfg.plugins)
+        experiment = run_cfg.experiment
+        self.model = build_model(run_cfg.model, run_cfg.loss, num_ids, num_clothes, registry, experiment)
         self.model = self.model.to(device)
         self.meta = {"num_ids": num_ids, "num_clothes": num_clothes}
-        self.channels_last = channels_last(tcfg["memory_format"], device)
+        self.channels_last = channels_last(tcfg.memory_format, device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.network = self._wrap(self.model)
-        self.augment = BatchAugment(run_cfg["augment"], registry, experiment).to(device)
+        self.augment = BatchAugment(run_cfg.augment, registry, experiment).to(device)
         self._input = None  # float batch buffer, reused by the augmentation from step to step
-        context = TermContext(self.model, run_cfg["loss"], world, self.positive_mask)
+        context = TermContext(self.model, run_cfg.loss, world, self.positive_mask)
         self.terms = {
-            name: build_loss_term(name, context, registry, experiment).to(device)
-            for name in loss_terms(run_cfg["loss"])
+            name: build_loss_term(name, context, registry, experiment).to(device) for name in loss_terms(run_cfg.loss)
         }
         main_params = [p for n, p in self.model.named_parameters() if not n.startswith("clothes_classifier.")]
         # A term's own parameters (none of ccreid's terms have any) are outside DDP's model: the step
         # averages their gradients over processes itself.
         self.term_params = [p for term in self.terms.values() if term.in_objective for p in term.parameters()]
         main_params += self.term_params
-        self.optimizer = torch.optim.Adam(main_params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
-        self.autocast_dtype = AUTOCAST_DTYPES.get(tcfg["amp"])
+        self.optimizer = torch.optim.Adam(main_params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        self.autocast_dtype = AUTOCAST_DTYPES.get(tcfg.amp)
         # fp16's narrow range needs loss scaling; the scaler is a no-op pass-through otherwise.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=tcfg["amp"] == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=tcfg.amp == "fp16")
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        network = TrainingOutputs(model, self.cfg["train"]["bn_batch"])
+        network = TrainingOutputs(model, self.cfg.train.bn_batch)
         if not self.world.distributed:
             return network
         # The clothes classifier is not called in forward and has its own optimizer and backward:
@@ -223,12 +223,12 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def set_lr(self, epoch: int) -> float:
-        factor = lr_factor(epoch, self.cfg["train"])
+        factor = lr_factor(epoch, self.cfg.train)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg["train"]["lr"] * factor
+            group["lr"] = self.cfg.train.lr * factor
         for term in self.terms.values():
             term.set_lr(factor)
-        return self.cfg["train"]["lr"] * factor
+        return self.cfg.train.lr * factor
 
     def _mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
         stacked = torch.stack([value.detach().float() for value in values.values()])
@@ -255,7 +255,7 @@ class Trainer:
         step = Step(out, self.labels[index].to(self.device), self.clothes[index].to(self.device), epoch)
         terms, monitored = {}, {}
         for name, term in active.items():  # in order: a term may use what an earlier one updated
-            value = _checked_value(term(step), name, self.cfg.get("experiment", "?"))
+            value = _checked_value(term(step), name, self.cfg.experiment)
             if term.in_objective:
                 terms[name] = value
             else:
@@ -279,7 +279,7 @@ class Trainer:
         monitor = self.monitors.get(which)
         if monitor is None or not self.world.is_main:
             return {}
-        metrics = monitor.evaluate(self.model, self.cfg["eval"], self.device)
+        metrics = monitor.evaluate(self.model, self.cfg.eval, self.device)
         self.network.train()
         return metrics
 
@@ -318,25 +318,26 @@ class Trainer:
 CHECK_PIDS, CHECK_CLOTHES = [0, 0, 1, 1], [0, 1, 2, 3]
 
 
-def check_training(run_cfg: dict) -> None:
+def check_training(run_cfg: RunConfig) -> None:
     """Build what the run trains with — the model, its augmentation, its loss terms — with every
     member checked against its contract, and take one step of the last epoch (every term on) on a
     probe batch at the data set's size, so a mistake in a member stops before any data is read or
     anything written. On a throwaway model, with torch's random state restored afterwards."""
-    registry, experiment = plugins_registry(run_cfg), run_cfg.get("experiment", "?")
-    height, width = run_cfg["dataset"]["size"]
+    registry, experiment = plugins_registry(run_cfg.plugins), run_cfg.experiment
+    height, width = run_cfg.dataset.size
     pids, clothes = torch.tensor(CHECK_PIDS), torch.tensor(CHECK_CLOTHES)
     positive_mask = torch.zeros(2, 4)
     positive_mask[pids, clothes] = 1.0
     with torch.random.fork_rng(devices=[]):
-        model = build_model({**run_cfg["model"], "pretrained": "none"}, run_cfg["loss"], 2, 4, registry, experiment)
-        augment = BatchAugment(run_cfg["augment"], registry, experiment)
-        context = TermContext(model, run_cfg["loss"], World(), positive_mask)
-        terms = [build_loss_term(name, context, registry, experiment) for name in loss_terms(run_cfg["loss"])]
+        untrained = run_cfg.model.model_copy(update={"pretrained": "none"})
+        model = build_model(untrained, run_cfg.loss, 2, 4, registry, experiment)
+        augment = BatchAugment(run_cfg.augment, registry, experiment)
+        context = TermContext(model, run_cfg.loss, World(), positive_mask)
+        terms = [build_loss_term(name, context, registry, experiment) for name in loss_terms(run_cfg.loss)]
         images = augment(torch.randint(0, 256, (4, 3, height, width), dtype=torch.uint8))
         outputs = TrainingOutputs(model.train())(images, with_aux=any(term.uses_aux for term in terms))
-        step = Step(outputs, pids, clothes, max(run_cfg["train"]["epochs"] - 1, 0))
-        for name, term in zip(loss_terms(run_cfg["loss"]), terms):
+        step = Step(outputs, pids, clothes, max(run_cfg.train.epochs - 1, 0))
+        for name, term in zip(loss_terms(run_cfg.loss), terms):
             _checked_value(term(step), name, experiment)
 
 
@@ -350,7 +351,7 @@ def _checked_value(value, name: str, experiment: str) -> torch.Tensor:
     return value
 
 
-def _load_checkpoint(path: Path, run_cfg: dict, world_size: int) -> dict | None:
+def _load_checkpoint(path: Path, run_cfg: RunConfig, world_size: int) -> dict | None:
     """The checkpoint to resume from, None when there is none; refused when it comes from another
     config or another number of processes."""
     if not path.is_file():
@@ -371,7 +372,7 @@ def _load_checkpoint(path: Path, run_cfg: dict, world_size: int) -> dict | None:
     return state
 
 
-def run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir: Path) -> list[dict]:
+def run_epochs(trainer: Trainer, run_cfg: RunConfig, checkpoint_path: Path, live_dir: Path) -> list[dict]:
     """Train every remaining epoch; returns the test curve (eval.test_every), one row per test."""
     world = trainer.world
     state = _load_checkpoint(checkpoint_path, run_cfg, world.size)
@@ -381,8 +382,8 @@ def run_epochs(trainer: Trainer, run_cfg: dict, checkpoint_path: Path, live_dir:
         start_epoch, step, test_curve = state["epoch"] + 1, state["step"], state["test_curve"]
         if world.is_main:
             print(f"resuming from {checkpoint_path} (end of epoch {start_epoch})", file=sys.stderr, flush=True)
-    epochs, val_every = run_cfg["train"]["epochs"], run_cfg["train"]["val_every"]
-    test_every = run_cfg["eval"]["test_every"]
+    epochs, val_every = run_cfg.train.epochs, run_cfg.train.val_every
+    test_every = run_cfg.eval.test_every
     log = TrainingLog(live_dir, epochs, step if state is not None else None, enabled=world.is_main)
     for epoch in range(start_epoch, epochs):
         lr = trainer.set_lr(epoch)

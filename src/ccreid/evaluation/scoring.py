@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from ccreid.data.layouts.base import Protocol
+from ccreid.core.schema import EvalCfg
 from ccreid.evaluation.metrics import distances, is_good, query_ranks, summarize
 from ccreid.evaluation.rerank import k_reciprocal_rerank
 
@@ -40,14 +41,14 @@ def restrict(split: dict, protocol: Protocol) -> dict:
 
 
 def protocol_distances(
-    query_feats: torch.Tensor, gallery_feats: torch.Tensor, eval_cfg: dict, rows: torch.Tensor | None = None
+    query_feats: torch.Tensor, gallery_feats: torch.Tensor, eval_cfg: EvalCfg, rows: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Query × gallery distances as evaluation ranks by them: re-ranked (eval.rerank) or
     eval.distance; of the queries `rows` only, when given (re-ranking still sees every query)."""
-    if eval_cfg["rerank"]:
+    if eval_cfg.rerank:
         dist = k_reciprocal_rerank(query_feats, gallery_feats)
         return dist if rows is None else dist[rows]
-    return distances(query_feats if rows is None else query_feats[rows], gallery_feats, eval_cfg["distance"])
+    return distances(query_feats if rows is None else query_feats[rows], gallery_feats, eval_cfg.distance)
 
 
 def on_device(split: dict, device) -> dict[str, torch.Tensor]:
@@ -56,7 +57,7 @@ def on_device(split: dict, device) -> dict[str, torch.Tensor]:
     return {key: torch.as_tensor(np.require(split[key], requirements="W"), device=device) for key in ("feats", *LABELS)}
 
 
-def score(query: dict, gallery: dict, mode: str, eval_cfg: dict, device) -> tuple[torch.Tensor, ...]:
+def score(query: dict, gallery: dict, mode: str, eval_cfg: EvalCfg, device) -> tuple[torch.Tensor, ...]:
     """Per-query AP, first-match rank, INP and number of true matches of restricted splits."""
     q, g = on_device(query, device), on_device(gallery, device)
     dist = protocol_distances(q["feats"], g["feats"], eval_cfg)
@@ -87,12 +88,12 @@ def _single_shot_draw(gallery: dict, rng: np.random.Generator) -> np.ndarray:
 
 
 def protocol_metrics(
-    splits: dict[str, dict], protocols: list[Protocol], eval_cfg: dict, torch_device: torch.device
+    splits: dict[str, dict], protocols: list[Protocol], eval_cfg: EvalCfg, torch_device: torch.device
 ) -> tuple[dict, list, dict]:
     """Headline metrics per protocol, per-query tables and CMC curves."""
     metrics, per_query, cmc_curves = {}, [], {}
     for protocol in protocols:
-        if protocol.single_shot and not eval_cfg["single_shot"]:
+        if protocol.single_shot and not eval_cfg.single_shot:
             continue
         query, gallery = restrict(splits[protocol.query], protocol), restrict(splits[protocol.gallery], protocol)
         if not protocol.single_shot:

@@ -19,6 +19,7 @@ import torch
 from ccreid.data.layouts.base import Protocol
 from ccreid.data.layouts.prcc import CAMERAS as PRCC_CAMERAS
 from ccreid.core.errors import CCReIDError
+from ccreid.core.schema import DatasetSection, EvalCfg, RunConfig
 from ccreid.evaluation.embedding import embed
 from ccreid.data.images import read_rows
 from ccreid.evaluation.metrics import summarize
@@ -51,7 +52,7 @@ class Monitor:
     splits: dict[str, Split]
     protocols: list[Protocol]
 
-    def evaluate(self, model: torch.nn.Module, eval_cfg: dict, device: torch.device) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, eval_cfg: EvalCfg, device: torch.device) -> dict[str, float]:
         """mAP and R1 of `model` (left in eval mode) per protocol, under the run's evaluation settings."""
         model.eval()
         embedded = {
@@ -68,15 +69,15 @@ class Monitor:
         return metrics
 
 
-def validation_set(data: PreparedData, dataset: dict) -> Monitor:
-    """The validation queries and gallery of a prepared data set (`dataset`: run_cfg["dataset"])."""
+def validation_set(data: PreparedData, dataset: DatasetSection) -> Monitor:
+    """The validation queries and gallery of a prepared data set (`dataset`: a run config's)."""
     samples = data.samples
     protocol = next((p for p in data.protocols if p.name == VAL_PROTOCOL), None)
     if protocol is not None:
         query = samples.index[samples["split"] == protocol.query].to_numpy()
         gallery = samples.index[samples["split"] == protocol.gallery].to_numpy()
         mode = protocol.mode
-    elif dataset["layout"] == "prcc":
+    elif dataset.layout == "prcc":
         val = samples["split"] == "val"
         query = samples.index[val & (samples["camid"] == PRCC_CAMERAS["C"])].to_numpy()
         gallery = samples.index[val & (samples["camid"] == PRCC_CAMERAS["A"])].to_numpy()
@@ -85,7 +86,7 @@ def validation_set(data: PreparedData, dataset: dict) -> Monitor:
         query = gallery = np.array([], dtype=np.int64)
     if len(query) == 0 or len(gallery) == 0:
         raise CCReIDError(
-            f"train.val_every > 0 but data set {dataset['name']!r} (layout {dataset['layout']}) has no "
+            f"train.val_every > 0 but data set {dataset.name!r} (layout {dataset.layout}) has no "
             "validation queries and gallery; set train.val_every: 0"
         )
     splits = {"query": Split.read(data, query), "gallery": Split.read(data, gallery)}
@@ -103,11 +104,11 @@ def test_monitor(data: PreparedData) -> Monitor:
     return Monitor(splits, protocols)
 
 
-def training_monitors(data: PreparedData, run_cfg: dict) -> dict[str, Monitor]:
+def training_monitors(data: PreparedData, run_cfg: RunConfig) -> dict[str, Monitor]:
     """The monitors a run's training evaluates: "validation" (train.val_every), "test" (eval.test_every)."""
     monitors = {}
-    if run_cfg["train"]["val_every"]:
-        monitors["validation"] = validation_set(data, run_cfg["dataset"])
-    if run_cfg["eval"]["test_every"]:
+    if run_cfg.train.val_every:
+        monitors["validation"] = validation_set(data, run_cfg.dataset)
+    if run_cfg.eval.test_every:
         monitors["test"] = test_monitor(data)
     return monitors

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from ccreid.core.atomic import atomic_path
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import Registry, registry
+from ccreid.core.schema import LossCfg, ModelCfg
 from ccreid.models.reid import build_model
 
 # Bumped when what a file holds changes; files of another format are refused, naming both.
@@ -92,15 +94,16 @@ def load_model(
     cfg = _config(saved, model_path, "model file", RETRAIN)
     try:
         model = build_model(
-            {**cfg["model"], "pretrained": "none"},
-            cfg["loss"],
+            ModelCfg.model_validate({**cfg["model"], "pretrained": "none"}),
+            LossCfg.model_validate(cfg["loss"]),
             saved["num_ids"],
             saved["num_clothes"],
             members or registry(),
             experiment,
         )
-    except KeyError as error:
-        raise CCReIDError(f"{model_path}: its config lacks {error}; {RETRAIN}") from None
+    except (KeyError, ValidationError) as error:
+        reason = f"its config lacks {error}" if isinstance(error, KeyError) else "its config is not this version's"
+        raise CCReIDError(f"{model_path}: {reason}; {RETRAIN}") from None
     try:
         model.load_state_dict(saved["model"])
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:

@@ -20,6 +20,7 @@ from torch import nn
 
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import Member, Registry, member_ref
+from ccreid.core.schema import ModelCfg, MultiscaleCfg
 from ccreid.models.base import Backbone, GlobalPooling
 from ccreid.models.pretrained import load_pretrained
 
@@ -107,16 +108,16 @@ class Built:
             raise self.error(f"gives the same output for two different inputs of shape {shape}: it ignores its input")
 
 
-def build_backbone(model_cfg: dict, registry: Registry, experiment: str) -> Backbone:
-    built = Built(registry, "backbone", model_cfg["backbone"], "model.backbone", experiment)
-    module = built(last_stride=model_cfg["last_stride"], width=model_cfg["width"])
+def build_backbone(model_cfg: ModelCfg, registry: Registry, experiment: str) -> Backbone:
+    built = Built(registry, "backbone", model_cfg.backbone, "model.backbone", experiment)
+    module = built(last_stride=model_cfg.last_stride, width=model_cfg.width)
     mid, out = (getattr(module, name, None) for name in ("mid_channels", "out_channels"))
     if not (hasattr(module, "forward_features") and isinstance(mid, int) and isinstance(out, int)):
         raise built.error(
             "a backbone needs `forward_features(x) -> (mid_map, final_map)` and integer `mid_channels` and "
             "`out_channels` (ccreid.models.base.Backbone)"
         )
-    load_pretrained(module, built.name, model_cfg["pretrained"])
+    load_pretrained(module, built.name, model_cfg.pretrained)
     with _probing(module):
         batch = PROBE_IMAGES[0]
         maps = built.forward(module, _probe(*PROBE_IMAGES), method="forward_features")
@@ -143,14 +144,14 @@ def build_pooling(spec: Any, registry: Registry, experiment: str, channels: int)
     return module  # type: ignore[return-value]
 
 
-def gate_builder(multiscale_cfg: dict, registry: Registry, experiment: str) -> Callable[[int], nn.Module]:
+def gate_builder(multiscale_cfg: MultiscaleCfg, registry: Registry, experiment: str) -> Callable[[int], nn.Module]:
     """gate(width): the configured gate at that width, each one checked to map B x C x H x W to a
     per-element product with its input: where the input is 0 its output must be 0 (a gate that
     returns only its weights, B x C x 1 x 1, would be broadcast by the block's residual sum)."""
-    built = Built(registry, "gate", multiscale_cfg["gate"], "model.multiscale.gate", experiment)
+    built = Built(registry, "gate", multiscale_cfg.gate, "model.multiscale.gate", experiment)
 
     def gate(channels: int) -> nn.Module:
-        module = built(channels=channels, reduction=multiscale_cfg["reduction"])
+        module = built(channels=channels, reduction=multiscale_cfg.reduction)
         with _probing(module):
             shape = (2, channels, PROBE_MAP, PROBE_MAP)
             probe = _probe(*shape) * (_probe(*shape, seed=3) > 0)  # about half the entries 0
@@ -166,10 +167,10 @@ def gate_builder(multiscale_cfg: dict, registry: Registry, experiment: str) -> C
     return gate
 
 
-def build_multiscale(multiscale_cfg: dict, registry: Registry, experiment: str, channels: int) -> nn.Module:
+def build_multiscale(multiscale_cfg: MultiscaleCfg, registry: Registry, experiment: str, channels: int) -> nn.Module:
     gate = gate_builder(multiscale_cfg, registry, experiment)
-    built = Built(registry, "block", multiscale_cfg["block"], "model.multiscale.block", experiment)
-    module = built(channels=channels, gate=gate, blocks=multiscale_cfg["blocks"])
+    built = Built(registry, "block", multiscale_cfg.block, "model.multiscale.block", experiment)
+    module = built(channels=channels, gate=gate, blocks=multiscale_cfg.blocks)
     with _probing(module):
         shape = (2, channels, PROBE_MAP, PROBE_MAP)
         built.check_shape(f"on an input of shape {shape}", built.forward(module, _probe(*shape)), shape)

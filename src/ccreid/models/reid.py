@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ccreid.core.registry import Registry
+from ccreid.core.schema import LossCfg, ModelCfg
 from ccreid.models.base import Backbone, GlobalPooling
 from ccreid.models.heads import AuxiliaryHead, BNNeck, CorrectionModule, CosineClassifier, id_classifier
 from ccreid.models.members import build_backbone, build_multiscale, build_pooling
@@ -68,27 +69,27 @@ class ReIDModel(nn.Module):
 
 
 def build_model(
-    model_cfg: dict, loss_cfg: dict, num_ids: int, num_clothes: int, registry: Registry, experiment: str
+    model_cfg: ModelCfg, loss_cfg: LossCfg, num_ids: int, num_clothes: int, registry: Registry, experiment: str
 ) -> ReIDModel:
     """Build the model from the resolved `model` and `loss` sections of params.yaml, its members
     from `registry`, each checked against its contract (errors name `experiment`)."""
     backbone = build_backbone(model_cfg, registry, experiment)
-    multiscale_cfg = model_cfg["multiscale"]
+    multiscale_cfg = model_cfg.multiscale
     multiscale = None
-    if multiscale_cfg["enabled"]:
+    if multiscale_cfg.enabled:
         multiscale = build_multiscale(multiscale_cfg, registry, experiment, backbone.out_channels)
-    clothes_cfg = loss_cfg["clothes"]
+    clothes_cfg = loss_cfg.clothes
     # distillation needs the auxiliary head as its student even when its own loss is off
-    aux_head = loss_cfg["aux"]["enabled"] or loss_cfg["distill"]["enabled"]
+    aux_head = loss_cfg.aux.enabled or loss_cfg.distill.enabled
     return ReIDModel(
         backbone,
         num_ids,
-        pool=build_pooling(model_cfg["pooling"], registry, experiment, backbone.out_channels),
-        aux_pool=build_pooling(model_cfg["pooling"], registry, experiment, backbone.mid_channels) if aux_head else None,
+        pool=build_pooling(model_cfg.pooling, registry, experiment, backbone.out_channels),
+        aux_pool=build_pooling(model_cfg.pooling, registry, experiment, backbone.mid_channels) if aux_head else None,
         multiscale=multiscale,
-        correction=model_cfg["correction"],
-        num_clothes=num_clothes if clothes_cfg["enabled"] else None,
-        clothes_scale=clothes_cfg["scale"],
-        neck_bias=model_cfg["neck_bias"],
-        classifier_bias=model_cfg["classifier_bias"],
+        correction=model_cfg.correction,
+        num_clothes=num_clothes if clothes_cfg.enabled else None,
+        clothes_scale=clothes_cfg.scale,
+        neck_bias=model_cfg.neck_bias,
+        classifier_bias=model_cfg.classifier_bias,
     )

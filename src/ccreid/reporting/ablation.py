@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ccreid.core.schema import EvalCfg
 from ccreid.core.config import model_owner
 from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import (
@@ -760,7 +761,7 @@ def ablation_report(
     on_dataset = dataset if dataset in params.datasets else None
 
     def seeded(result: Result, run: str) -> Result:
-        return replace(result, seed=params.run_config(dataset, run)["train"]["seed"]) if on_dataset else result
+        return replace(result, seed=params.run_config(dataset, run).train.seed) if on_dataset else result
 
     runs = {
         exp: [
@@ -836,8 +837,8 @@ def ablation_report(
     return Report(files=files, protocols=protocols, rows=rows, cmc_experiments=cmc_experiments)
 
 
-def _run_eval(params, dataset: str, exp: str) -> dict:
-    return (params.run_config(dataset, exp) if dataset in params.datasets else params.resolve(exp))["eval"]
+def _run_eval(params, dataset: str, exp: str) -> EvalCfg:
+    return (params.run_config(dataset, exp) if dataset in params.datasets else params.resolve(exp)).eval
 
 
 def _figure_sections(

@@ -27,8 +27,10 @@ def changes(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]
 def experiment_changes(params, old: str, new: str, dataset: str | None = None) -> list[tuple[str, Any, Any]]:
     """The resolved config difference from experiment `old` to `new` (on `dataset` when given)."""
     if dataset is None:
-        return changes(params.resolve(old), params.resolve(new))
-    return changes(params.run_config(dataset, old), params.run_config(dataset, new))
+        before, after = params.resolve(old), params.resolve(new)
+    else:
+        before, after = params.run_config(dataset, old), params.run_config(dataset, new)
+    return changes(before.model_dump(mode="json"), after.model_dump(mode="json"))
 
 
 def _value(value: Any) -> str:

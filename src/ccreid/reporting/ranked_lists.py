@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ccreid.core.errors import CCReIDError
+from ccreid.core.schema import EvalCfg
 from ccreid.data.images import read_rows
 from ccreid.data.layouts.base import Protocol
 from ccreid.evaluation.metrics import query_ranks
@@ -45,7 +46,7 @@ class Run:
     name: str
     splits: dict[str, dict]
     protocols: list[Protocol]
-    eval_cfg: dict
+    eval_cfg: EvalCfg
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from ccreid.core.schema import RunConfig
 from ccreid.core.sections import train_section
 from ccreid.engine.trainer import check_training
 
 
-def check(run_cfgs: list[dict]) -> int:
+def check(run_cfgs: list[RunConfig]) -> int:
     """Check each distinct training among `run_cfgs` once; returns how many were checked."""
     torch.set_num_threads(1)  # probes are tiny; the stages set their own thread counts
     checked: list[dict] = []

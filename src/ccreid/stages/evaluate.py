@@ -18,7 +18,8 @@ import pandas as pd
 
 from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_path, atomic_write_json, exclusive
-from ccreid.core.sections import EVAL_KEYS
+from ccreid.core.schema import EvalCfg
+from ccreid.core.sections import EVAL_KEYS, eval_section
 from ccreid.core.devices import pick_device
 from ccreid.core.paths import CMC, PER_QUERY
 from ccreid.core.stage_code import stage_code
@@ -26,9 +27,9 @@ from ccreid.evaluation.features import read_features
 from ccreid.evaluation.scoring import RANKS, protocol_metrics
 
 
-def evaluate(features_path: Path, eval_cfg: dict, out_path: Path, device: str | None = None) -> dict:
+def evaluate(features_path: Path, eval_cfg: EvalCfg, out_path: Path, device: str | None = None) -> dict:
     features_path, out_path = Path(features_path), Path(out_path)
-    config = {key: eval_cfg[key] for key in EVAL_KEYS}
+    config = eval_section(eval_cfg, EVAL_KEYS)
     expected = fingerprint.make_fingerprint(__name__, stage_code("evaluate"), config, {"features": features_path})
     with exclusive(out_path, companions=(out_path.with_name(PER_QUERY), out_path.with_name(CMC))):
         if fingerprint.is_fresh(out_path, expected):

@@ -10,7 +10,8 @@ import torch
 
 from ccreid.core import fingerprint
 from ccreid.core.atomic import exclusive
-from ccreid.core.sections import EXTRACT_KEYS
+from ccreid.core.schema import RunConfig
+from ccreid.core.sections import EXTRACT_KEYS, eval_section
 from ccreid.core.devices import pick_device
 from ccreid.core.paths import FOLDER_RECORD
 from ccreid.core.stage_code import plugins_registry, stage_code
@@ -20,11 +21,13 @@ from ccreid.evaluation.features import write_features
 from ccreid.models.checkpoint import load_model
 
 
-def extract(prepared_dir: Path, model_path: Path, run_cfg: dict, out_path: Path, device: str | None = None) -> Path:
+def extract(
+    prepared_dir: Path, model_path: Path, run_cfg: RunConfig, out_path: Path, device: str | None = None
+) -> Path:
     """Embed the evaluation splits with the run's trained model (its members from the run's registry)."""
     prepared_dir, model_path, out_path = Path(prepared_dir), Path(model_path), Path(out_path)
-    eval_cfg = run_cfg["eval"]
-    config = {key: eval_cfg[key] for key in EXTRACT_KEYS}
+    eval_cfg = run_cfg.eval
+    config = eval_section(eval_cfg, EXTRACT_KEYS)
     expected = fingerprint.make_fingerprint(
         __name__,
         stage_code("extract", run_cfg),
@@ -36,8 +39,8 @@ def extract(prepared_dir: Path, model_path: Path, run_cfg: dict, out_path: Path,
             return out_path
         data = load_prepared(prepared_dir)
         torch_device = pick_device(device)
-        torch.set_num_threads(eval_cfg["cpu_threads"])
-        model = load_model(model_path, torch_device, plugins_registry(run_cfg), run_cfg["experiment"])
+        torch.set_num_threads(eval_cfg.cpu_threads)
+        model = load_model(model_path, torch_device, plugins_registry(run_cfg.plugins), run_cfg.experiment)
         splits = embed_splits(model, data, eval_cfg, torch_device)
         with fingerprint.rebuilding(out_path, expected):
             write_features(out_path, data.protocols, splits)

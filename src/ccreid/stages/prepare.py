@@ -8,24 +8,25 @@ from pathlib import Path
 
 from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_dir, exclusive, require_free_space
-from ccreid.core.config import DatasetCfg
+from ccreid.core.schema import DatasetCfg, PluginFiles
 from ccreid.core.paths import SUMMARY
 from ccreid.core.sections import prepare_section
-from ccreid.core.stage_code import layout_config, plugins_registry, stage_code
+from ccreid.core.stage_code import plugins_registry, prepare_code
 from ccreid.data.layouts.validate import format_summary
 from ccreid.data.preparation import parse_dataset, write_prepared
 
 
-def prepare(name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = None, plugins: dict | None = None) -> dict:
+def prepare(
+    name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = None, plugins: PluginFiles | None = None
+) -> dict:
     """Build ``out_dir`` for data set `name`; returns the summary. No-op when already fresh.
     `plugins`: params.yaml's plugin files (Params.plugins), where the layout may come from."""
     out_dir = Path(out_dir)
-    selection = layout_config(cfg.layout, plugins)
-    parsed, summary = parse_dataset(name, cfg, plugins_registry(selection))
+    parsed, summary = parse_dataset(name, cfg, plugins_registry(plugins))
     expected = fingerprint.make_fingerprint(
         __name__,
-        stage_code("prepare", selection),
-        prepare_section(cfg.model_dump(mode="json")),
+        prepare_code(cfg.layout, plugins),
+        prepare_section(cfg),
         {"raw": Path(cfg.root)},
     )
     with exclusive(out_dir):
@@ -39,9 +40,9 @@ def prepare(name: str, cfg: DatasetCfg, out_dir: Path, workers: int | None = Non
     return summary
 
 
-def check(name: str, cfg: DatasetCfg, plugins: dict | None = None) -> str:
+def check(name: str, cfg: DatasetCfg, plugins: PluginFiles | None = None) -> str:
     """Parse and validate only (`ccreid prepare --check`): the summary as text, nothing written."""
-    return format_summary(parse_dataset(name, cfg, plugins_registry(layout_config(cfg.layout, plugins)))[1])
+    return format_summary(parse_dataset(name, cfg, plugins_registry(plugins))[1])
 
 
 def summary_text(summary: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ccreid.core.schema import EvalCfg
 from ccreid.core.atomic import atomic_path
 from ccreid.core.paths import ranked_list_name
 from ccreid.data.prepared import load_prepared
@@ -15,7 +16,7 @@ from ccreid.reporting.ranked_lists import QUERIES, SEED, Run, multi_shot, ranked
 def rank_list(
     dataset: str,
     prepared_dir: Path,
-    runs: list[tuple[str, Path, dict]],
+    runs: list[tuple[str, Path, EvalCfg]],
     out_dir: Path,
     queries: int = QUERIES,
     seed: int = SEED,

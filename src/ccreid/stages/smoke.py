@@ -15,6 +15,7 @@ import torch
 
 from ccreid.core.atomic import atomic_write_json
 from ccreid.core.devices import pick_device
+from ccreid.core.schema import RunConfig
 from ccreid.data.prepared import PreparedData, load_prepared
 from ccreid.engine.trainer import Trainer
 from ccreid.evaluation.embedding import embed_splits
@@ -33,18 +34,18 @@ def _few_identities(data: PreparedData, count: int) -> PreparedData:
     return dataclasses.replace(data, samples=samples[keep])
 
 
-def smoke(prepared_dir: Path, run_cfg: dict, out_path: Path, batches: int = 2, device: str | None = None) -> dict:
+def smoke(prepared_dir: Path, run_cfg: RunConfig, out_path: Path, batches: int = 2, device: str | None = None) -> dict:
     """Train `batches` steps of the last epoch, embed and score a few identities; write and return
     the record (losses of each step, metrics, seconds)."""
     started = time.perf_counter()
     torch_device = pick_device(device)
-    torch.set_num_threads(run_cfg["train"]["cpu_threads"])
+    torch.set_num_threads(run_cfg.train.cpu_threads)
     data = load_prepared(prepared_dir)
     # Streamed from images.h5: a few batches must not load the whole training split into memory.
-    cfg = {**run_cfg, "train": {**run_cfg["train"], "memory_budget_gb": 0.0}}
+    cfg = run_cfg.changed({"train": {"memory_budget_gb": 0.0}})
     trainer = Trainer(data, cfg, torch_device)
     try:
-        epoch = max(cfg["train"]["epochs"] - 1, 0)  # the last epoch: every loss term past its start
+        epoch = max(cfg.train.epochs - 1, 0)  # the last epoch: every loss term past its start
         trainer.set_lr(epoch)
         trainer.network.train()
         drawn: list = []
@@ -56,13 +57,13 @@ def smoke(prepared_dir: Path, run_cfg: dict, out_path: Path, batches: int = 2, d
     finally:
         trainer.close()
     model = trainer.model.eval()
-    splits = embed_splits(model, _few_identities(data, SMOKE_IDENTITIES), cfg["eval"], torch_device)
-    metrics, _, _ = protocol_metrics(splits, data.protocols, cfg["eval"], torch_device)
+    splits = embed_splits(model, _few_identities(data, SMOKE_IDENTITIES), cfg.eval, torch_device)
+    metrics, _, _ = protocol_metrics(splits, data.protocols, cfg.eval, torch_device)
     record = {
         "smoke": True,
         "note": f"a smoke run: {len(losses)} batch(es) of epoch {epoch + 1}, scored on {SMOKE_IDENTITIES} test "
         "identities; it checks that the run works, its numbers measure nothing",
-        "experiment": run_cfg["experiment"],
+        "experiment": run_cfg.experiment,
         "losses": losses,
         "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 1),

@@ -13,6 +13,7 @@ import torch
 
 from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_write_json, exclusive
+from ccreid.core.schema import RunConfig
 from ccreid.core.sections import train_section
 from ccreid.core.devices import pick_device
 from ccreid.core.distributed import World, process_group, world_from_environment
@@ -24,12 +25,12 @@ from ccreid.models.checkpoint import save_model
 from ccreid.core.weights import pretrained_file
 
 
-def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | None = None) -> Path:
+def train(prepared_dir: Path, run_cfg: RunConfig, model_path: Path, device: str | None = None) -> Path:
     """Train the run's model into `model_path` (+ checkpoint and DVCLive logs in its folder)."""
     model_path = Path(model_path)
     # The prepared folder's own fingerprint identifies its content (prepare is deterministic).
     inputs = {"prepared": Path(prepared_dir) / FOLDER_RECORD}
-    weights = pretrained_file(run_cfg["model"])
+    weights = pretrained_file(run_cfg.model)
     if weights is not None:
         inputs["weights"] = weights  # other initial weights retrain
     expected = fingerprint.make_fingerprint(__name__, stage_code("train", run_cfg), train_section(run_cfg), inputs)
@@ -45,7 +46,7 @@ def train(prepared_dir: Path, run_cfg: dict, model_path: Path, device: str | Non
     return model_path
 
 
-def _monitors(data, run_cfg: dict, world: World) -> dict:
+def _monitors(data, run_cfg: RunConfig, world: World) -> dict:
     """Validation and test monitors, on rank 0 only; their module is imported only when the run
     monitors, which is when its code is part of this run's code hash (ccreid.core.stage_code)."""
     if not (monitors_on(run_cfg) and world.is_main):
@@ -54,10 +55,10 @@ def _monitors(data, run_cfg: dict, world: World) -> dict:
 
 
 def _train(
-    prepared_dir: Path, run_cfg: dict, model_path: Path, expected: dict, world: World, device: str | None
+    prepared_dir: Path, run_cfg: RunConfig, model_path: Path, expected: dict, world: World, device: str | None
 ) -> None:
     torch_device = pick_device(device, world.local_rank if world.distributed else None)
-    torch.set_num_threads(run_cfg["train"]["cpu_threads"])
+    torch.set_num_threads(run_cfg.train.cpu_threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     with process_group(world, torch_device):
         data = load_prepared(prepared_dir)
@@ -67,13 +68,13 @@ def _train(
         finally:
             trainer.close()
         if world.is_main:
-            if run_cfg["eval"]["test_every"]:
+            if run_cfg.eval.test_every:
                 atomic_write_json(
                     model_path.parent / TEST_CURVE,
                     {
                         "note": "test protocols evaluated during training (eval.test_every); selecting an "
                         "epoch by them is selection on the test set",
-                        "every": run_cfg["eval"]["test_every"],
+                        "every": run_cfg.eval.test_every,
                         "epochs": test_curve,
                     },
                 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccreid.core.atomic import atomic_write_json
+from ccreid.core.schema import ModelCfg
 from ccreid.core.weights import fetch_weights, pretrained_file, sha256
 
 
@@ -14,11 +15,11 @@ def backbone_weights(backbone: str) -> Path:
     return fetch_weights(backbone)
 
 
-def run_weights(model_cfg: dict, record: Path | None = None) -> Path | None:
+def run_weights(model_cfg: ModelCfg, record: Path | None = None) -> Path | None:
     """Fetch (or check) what a run's training reads; with `record`, write its file and digest."""
-    entry = {"pretrained": model_cfg["pretrained"]}
-    if model_cfg["pretrained"] == "imagenet":
-        fetch_weights(model_cfg["backbone"])
+    entry = {"pretrained": model_cfg.pretrained}
+    if model_cfg.pretrained == "imagenet":
+        fetch_weights(model_cfg.backbone_name)
     path = pretrained_file(model_cfg)
     if path is not None:
         entry |= {"file": str(path), "sha256": sha256(path)}

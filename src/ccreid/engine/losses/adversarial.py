@@ -48,7 +48,7 @@ class ClothesAdversarialLoss(LossTerm):
         # In a list, so that the classifier (trained by the term `clothes`) is not a submodule of this one.
         self.classifier: list[nn.Module] = [getattr(context.model, "clothes_classifier")]
         self.positive_mask = context.positive_mask
-        self.start_epoch = context.loss["clothes"]["start_epoch"]
+        self.start_epoch = context.loss.clothes.start_epoch
         self.epsilon, self.weight = epsilon, weight
 
     def forward(self, step: Step) -> torch.Tensor:

@@ -19,7 +19,7 @@ class AuxiliaryLoss(LossTerm):
     def __init__(self, context: TermContext, start_epoch: int, weight: float):
         super().__init__()
         self.start_epoch, self.weight = start_epoch, weight
-        self.label_smoothing = context.loss["id"]["label_smoothing"]
+        self.label_smoothing = context.loss.id.label_smoothing
 
     def forward(self, step: Step) -> torch.Tensor:
         return self.weight * cross_entropy_label_smooth(step.outputs["aux_logits"], step.pids, self.label_smoothing)

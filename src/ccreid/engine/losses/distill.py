@@ -27,7 +27,7 @@ class DistillationLoss(LossTerm):
 
     def __init__(self, context: TermContext, weight: float, temperature: float):
         super().__init__()
-        self.start_epoch = context.loss["aux"]["start_epoch"]
+        self.start_epoch = context.loss.aux.start_epoch
         self.weight, self.temperature = weight, temperature
 
     def forward(self, step: Step) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ccreid.core.distributed import World
+from ccreid.core.schema import LossCfg
 
 
 @dataclass
@@ -22,7 +23,7 @@ class TermContext:
     """What the trainer gives every term when it builds it."""
 
     model: nn.Module  # the ReIDModel being trained: its heads (classifiers) are what some terms use
-    loss: dict  # the whole resolved `loss` section, for terms tied to another section's settings
+    loss: LossCfg  # the whole resolved `loss` section, for terms tied to another section's settings
     world: World  # the processes of a DDP run: gathers over the global batch, gradient averages
     positive_mask: torch.Tensor  # identities x clothes: 1 where clothes class c belongs to identity i
 
