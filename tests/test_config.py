@@ -235,6 +235,15 @@ OUT_OF_RANGE = {  # accepted by plain comparisons, then fatal to the arithmetic 
         f"experiment '212': key 'seeds' = [1, {2**64}]: expected a non-empty list of distinct "
         "integers from 0 to 2**64 - 1",
     ),
+    # Shown, not trained on: still one line at load, not a traceback in `ccreid config list`.
+    "a note that is not text": (
+        lambda raw: raw["experiments"]["206"].update(note=True),
+        "experiment '206': key 'note' = True: Input should be a valid string",
+    ),
+    "a reported figure that is not a fraction": (
+        lambda raw: raw["experiments"]["212"].update(reported={"dataset": "prcc", "mAP": 56.7, "R1": 0.6}),
+        "experiment '212': key 'reported.mAP' = 56.7",
+    ),
     "a crop scale past any image size": (
         _on("212", "augment.crop", scale=1e308),
         "key 'augment.crop.scale' = 1e+308: upscales the image past any size",

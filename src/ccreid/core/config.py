@@ -21,7 +21,7 @@ from ccreid.core.schema import (
     DatasetCfg,
     PluginFiles,
     RecipeCfg,
-    ReportedCfg,
+    EntryNotes,
     RunConfig,
     Strict,
     TableName,
@@ -237,11 +237,10 @@ class Params:
             entry = self.entry(name)
             overrides = {k: v for k, v in entry.items() if k not in META_KEYS}
             recipe = deep_merge(recipe, overrides)
-            if "reported" in entry:
-                try:
-                    ReportedCfg.model_validate(entry["reported"])
-                except ValidationError as error:
-                    raise CCReIDError(_describe(error, f"{self.source}: experiment {name!r}: reported")) from None
+            try:
+                EntryNotes.model_validate({k: entry[k] for k in ("note", "reported") if k in entry})
+            except ValidationError as error:
+                raise CCReIDError(_describe(error, f"{self.source}: experiment {name!r}")) from None
         if seed is not None:
             recipe["train"]["seed"] = seed
         where = f"{self.source}: experiment {exp!r}"

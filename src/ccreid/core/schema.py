@@ -326,6 +326,13 @@ class ReportedCfg(Strict):
     R1: Fraction
 
 
+class EntryNotes(Strict):
+    """What an experiment entry says about itself (shown in listings and tables; trains nothing)."""
+
+    note: str = ""
+    reported: ReportedCfg | None = None
+
+
 class SynthCfg(Strict):
     """The embedded synthetic set's drawing (datasets.<name>.synth; ccreid.data.synthetic draws it)."""
 
