@@ -61,9 +61,6 @@ from ccreid.reporting.job_costs import job_benchmarks, jobs_csv
 from ccreid.reporting.ranked_lists import Run, multi_shot, ranked_list_png
 from ccreid.reporting.training_curves import curves_png, has_history
 
-BASELINE = "212"
-
-
 MAX_CMC_OTHERS = 5
 CMC_RANKS = np.arange(1, 21)
 CONFIDENCE = 0.95
@@ -642,7 +639,7 @@ def _cmc(queries: pd.DataFrame) -> np.ndarray:
     return (first[:, None] < CMC_RANKS[None, :]).mean(axis=0)
 
 
-def _cmc_experiments(rows: list[dict], protocols: Protocols, requested: list[str] | None) -> list[str]:
+def _cmc_experiments(rows: list[dict], protocols: Protocols, requested: list[str] | None, baseline: str) -> list[str]:
     """The requested experiments, or the baseline and the best others by main-protocol mAP."""
     key = f"{protocols.main}_mAP"
     plotted = [row for row in rows if not _missing(row.get(key))]
@@ -652,25 +649,24 @@ def _cmc_experiments(rows: list[dict], protocols: Protocols, requested: list[str
             if exp not in available:
                 raise CCReIDError(f"CMC plot: experiment {exp!r} has no {protocols.main!r} results to plot")
         return list(requested)
-    others = sorted((row for row in plotted if row["exp"] != BASELINE), key=lambda row: -row[key])
-    baseline = [row["exp"] for row in plotted if row["exp"] == BASELINE]
-    return baseline + [row["exp"] for row in others[:MAX_CMC_OTHERS]]
+    others = sorted((row for row in plotted if row["exp"] != baseline), key=lambda row: -row[key])
+    return [row["exp"] for row in plotted if row["exp"] == baseline] + [row["exp"] for row in others[:MAX_CMC_OTHERS]]
 
 
-def _cmc_figure(dataset: str, protocol: str, curves: dict[str, np.ndarray]) -> Figure:
+def _cmc_figure(dataset: str, protocol: str, curves: dict[str, np.ndarray], baseline: str) -> Figure:
     figure = Figure(figsize=(8.5, 5), layout="constrained")
     axes = figure.add_subplot()
     for exp, cmc in curves.items():
-        baseline = exp == BASELINE
+        bold = exp == baseline
         axes.plot(
             CMC_RANKS,
             100 * cmc,
             marker="o",
             markersize=3,
-            label=f"{exp}{' (baseline)' if baseline else ''}: R1 {100 * cmc[0]:.1f}%",
-            color="black" if baseline else None,
-            linestyle="--" if baseline else None,
-            linewidth=2 if baseline else None,
+            label=f"{exp}{' (baseline)' if bold else ''}: R1 {100 * cmc[0]:.1f}%",
+            color="black" if bold else None,
+            linestyle="--" if bold else None,
+            linewidth=2 if bold else None,
         )
     axes.set_xticks([1, 5, 10, 15, 20])
     axes.set_xlim(1, CMC_RANKS[-1])
@@ -747,6 +743,7 @@ def ablation_report(
     benchmark files under `logs_dir`.
     """
     results_dir = Path(results_dir)
+    baseline = params.default.baseline  # drawn first and in bold in the CMC plot
     experiments = experiments or params.experiments
     for exp in experiments:
         params.entry(exp)  # an unknown id is an error naming it
@@ -754,7 +751,7 @@ def ablation_report(
     if not results:
         raise CCReIDError(
             f"{results_dir}: no experiment has a {METRICS} yet; run the pipeline for data set "
-            f"{dataset!r} first (e.g. `snakemake --cores all results/{dataset}/{BASELINE}/metrics.json`)"
+            f"{dataset!r} first (e.g. `snakemake --cores all results/{dataset}/{baseline}/metrics.json`)"
         )
     protocols = _pick_protocols(results)
     on_dataset = dataset if dataset in params.datasets else None
@@ -788,11 +785,11 @@ def ablation_report(
         rows.append(row)
 
     main = protocols.main
-    cmc_experiments = _cmc_experiments(rows, protocols, cmc_experiments)
+    cmc_experiments = _cmc_experiments(rows, protocols, cmc_experiments, baseline)
     curves = {exp: _cmc(results[exp].queries(main)) for exp in cmc_experiments}
     plotted = [row for row in rows if not _missing(row.get(f"{main}_mAP"))]
     images = {
-        CMC_PLOT: _png(_cmc_figure(dataset, main, curves)),
+        CMC_PLOT: _png(_cmc_figure(dataset, main, curves, baseline)),
         CC_BARS: _png(_bars_figure(dataset, main, plotted)),
     }
 
