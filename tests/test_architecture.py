@@ -98,7 +98,11 @@ CLOSURES = {
         "core.registry",
         "core.sections",
         "evaluation.stats",
-        "reporting.ablation",
+        "reporting.figures",
+        "reporting.markup",
+        "reporting.results",
+        "reporting.table",
+        "reporting.text",
         # The report draws ranked lists (the ranking evaluation scores, from the prepared images),
         # config differences and training curves.
         *DATA,
