@@ -100,7 +100,11 @@ CLOSURES = {
         "core.schema",
         "core.sections",
         "evaluation.stats",
-        "reporting.ablation",
+        "reporting.figures",
+        "reporting.markup",
+        "reporting.results",
+        "reporting.table",
+        "reporting.text",
         # The report draws ranked lists (the ranking evaluation scores, from the prepared images),
         # config differences and training curves.
         *DATA,

@@ -224,7 +224,7 @@ def test_a_data_set_edit_rebuilds_only_what_reads_the_edited_key(built):
 
 def test_a_report_edit_rebuilds_only_the_report(built):
     project, package, env = built
-    with edited(package / "reporting" / "ablation.py", "MAX_CMC_OTHERS = 5", "MAX_CMC_OTHERS = 4"):
+    with edited(package / "reporting" / "figures.py", "MAX_CMC_OTHERS = 5", "MAX_CMC_OTHERS = 4"):
         assert plan(project, env) == {"report": 1}
 
 

@@ -170,6 +170,18 @@ def test_cmc_defaults_to_the_baseline_and_the_five_best_others(built):
     assert built[3]["cmc_experiments"] == ["212", "213", "214", "218", "209", "215"]
 
 
+def test_the_cmc_baseline_is_params_default_baseline(built, tmp_path):
+    """Policy lives in params.yaml: another default.baseline is drawn first."""
+    import yaml
+
+    from ccreid.core.config import Params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["default"]["baseline"] = "215"
+    drawn = report("synthetic", Params(raw), built[0], tmp_path)["cmc_experiments"]
+    assert drawn == ["215", "213", "214", "218", "209", "212"]
+
+
 def test_explicit_cmc_experiments_must_have_results(built, tmp_path):
     results, _, _, _ = built
     assert report("synthetic", PARAMS, results, tmp_path, cmc_experiments=["214"])["cmc_experiments"] == ["214"]
