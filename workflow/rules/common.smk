@@ -75,7 +75,7 @@ def prepare_params(wildcards):
     return canonical_json(prepare_section(PARAMS.dataset(wildcards.dataset)))
 
 
-def prepare_code(wildcards):
+def layout_code(wildcards):
     """The code hash of preparation: the stage's and the data set's layout's."""
     return prepare_code(PARAMS.dataset(wildcards.dataset).layout, PARAMS.plugins)
 

@@ -22,7 +22,7 @@ rule prepare:
     output:
         directory("data/prepared/{dataset}"),
     params:
-        code=prepare_code,
+        code=layout_code,
         cfg=prepare_params,
     conda:
         "../envs/ccreid.yaml"
