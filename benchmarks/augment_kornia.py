@@ -26,23 +26,22 @@ import kornia.augmentation as K
 import torch
 
 from common import recipe
+from ccreid.core.schema import AugmentCfg
 from ccreid.data.augment import BatchAugment
 from ccreid.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 HEIGHT, WIDTH = 384, 192
 
 
-def kornia_chain(cfg: dict) -> K.AugmentationSequential:
+def kornia_chain(cfg: AugmentCfg) -> K.AugmentationSequential:
     """Kornia's closest chain to the baseline's `augment` section."""
-    window = 1.0 / cfg["crop"]["scale"] ** 2  # area of the cropped window, as a fraction of the upscaled image
-    erasing = cfg["erasing"]
+    window = 1.0 / cfg.crop.scale**2  # area of the cropped window, as a fraction of the upscaled image
+    erasing = cfg.erasing
     return K.AugmentationSequential(
-        K.RandomHorizontalFlip(p=cfg["flip"]),
-        K.RandomResizedCrop((HEIGHT, WIDTH), scale=(window, window), ratio=(WIDTH / HEIGHT,) * 2, p=cfg["crop"]["p"]),
+        K.RandomHorizontalFlip(p=cfg.flip),
+        K.RandomResizedCrop((HEIGHT, WIDTH), scale=(window, window), ratio=(WIDTH / HEIGHT,) * 2, p=cfg.crop.p),
         K.Normalize(mean=torch.tensor(IMAGENET_MEAN), std=torch.tensor(IMAGENET_STD)),
-        K.RandomErasing(
-            scale=tuple(erasing["area"]), ratio=tuple(erasing["aspect"]), value=erasing["fill"][0], p=erasing["p"]
-        ),
+        K.RandomErasing(scale=tuple(erasing.area), ratio=tuple(erasing.aspect), value=erasing.fill[0], p=erasing.p),
     )
 
 
@@ -58,7 +57,7 @@ def timed(step, images: torch.Tensor, device: torch.device) -> float:
 
 def compare(device: torch.device, batch: int = 64, repeats: int = 30, warmup: int = 3) -> dict:
     """Median seconds per batch of each, and Kornia's over ccreid's."""
-    cfg = recipe("212")["augment"]
+    cfg = recipe("212").augment
     ours = BatchAugment(cfg).to(device)
     theirs = kornia_chain(cfg).to(device)
     images = torch.randint(0, 256, (batch, 3, HEIGHT, WIDTH), dtype=torch.uint8, device=device)

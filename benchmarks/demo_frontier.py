@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ccreid.core.config import Params, deep_merge, load_params  # noqa: E402
+from ccreid.core.schema import RunConfig  # noqa: E402
 from ccreid.core.sections import train_section  # noqa: E402
 from ccreid.data.synthetic import DRAWING  # noqa: E402
 
@@ -164,7 +165,7 @@ def project_params(setting: dict) -> dict:
     return raw
 
 
-def untrained(prepared: Path, cfg: dict, out: Path) -> None:
+def untrained(prepared: Path, cfg: RunConfig, out: Path) -> None:
     """The network exactly as training initialises it, saved as training saves its model."""
     import torch
 
@@ -174,8 +175,8 @@ def untrained(prepared: Path, cfg: dict, out: Path) -> None:
 
     if out.exists():
         return
-    torch.set_num_threads(cfg["train"]["cpu_threads"])
-    seed_everything(cfg["train"]["seed"])
+    torch.set_num_threads(cfg.train.cpu_threads)
+    seed_everything(cfg.train.seed)
     trainer = Trainer(load_prepared(prepared), cfg, torch.device("cpu"))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -195,13 +196,13 @@ def synthesized(params: Params, root: Path) -> Path:
     return root / "prepared"
 
 
-def scored(prepared: Path, model: Path, cfg: dict, out: Path) -> dict:
+def scored(prepared: Path, model: Path, cfg: RunConfig, out: Path) -> dict:
     """`model`'s features on `prepared` and their metrics, written into `out`."""
     from ccreid.stages.evaluate import evaluate
     from ccreid.stages.extract import extract
 
-    extract(prepared, model, cfg["eval"], out / "features.h5", device="cpu")
-    return evaluate(out / "features.h5", cfg["eval"], out / "metrics.json", device="cpu")
+    extract(prepared, model, cfg, out / "features.h5", device="cpu")
+    return evaluate(out / "features.h5", cfg.eval, out / "metrics.json", device="cpu")
 
 
 def cc_aps(results: Path, run_id: str):
@@ -309,7 +310,7 @@ def measure(
             "cc": metrics["cc"]["mAP"],
             "sc": metrics["sc"]["mAP"],
             "train_s": train_s,
-            "epochs": cfg["train"]["epochs"],
+            "epochs": cfg.train.epochs,
         }
 
     cal = {s: run(f"212@{s}") for s in seeds}
@@ -326,7 +327,7 @@ def measure(
         "draw": synth_module.DRAWING.copy(),
         "seeds": seeds,
         "setup_s": setup_s,
-        "epochs": cfg["train"]["epochs"],
+        "epochs": cfg.train.epochs,
         "steps": steps(prepared, cfg),
         "train_min": sum(r["train_s"] for r in trainings) / len(trainings) / 60,
         "cal_cc": [cal[s]["cc"] for s in seeds],
@@ -353,15 +354,15 @@ def measure(
 REGISTRY_UNITS, OTHER_MIN = 6.66, 2.1
 
 
-def steps(prepared: Path, cfg: dict) -> int:
+def steps(prepared: Path, cfg: RunConfig) -> int:
     from ccreid.data.prepared import load_prepared
     from ccreid.data.sampler import IdentitySampler
 
     samples = load_prepared(prepared).samples
     labels = samples[samples["split"] == "train"]["label"].to_numpy()
-    train = cfg["train"]
-    sampler = IdentitySampler(labels, train["ids_per_batch"], train["images_per_id"], train["seed"])
-    return len(sampler.epoch(0)) * train["epochs"]
+    train = cfg.train
+    sampler = IdentitySampler(labels, train.ids_per_batch, train.images_per_id, train.seed)
+    return len(sampler.epoch(0)) * train.epochs
 
 
 def registry_minutes(row: dict) -> float:

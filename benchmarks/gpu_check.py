@@ -40,9 +40,10 @@ import numpy as np
 import torch
 
 from augment_kornia import compare as compare_augmentation
-from common import REPO, cores, recipe, synthetic_set
+from common import REPO, cores, run_config, synthetic_set
 from eval_speed import SIZES, distinct_random_distances, labels
 from input_pipeline import JPEGDataset
+from ccreid.core.schema import RunConfig
 from ccreid.data.images import read_rows
 from ccreid.data.loader import Prefetcher
 from ccreid.engine.trainer import Trainer
@@ -59,12 +60,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_config(scale: dict, amp: str, memory_format: str) -> dict:
-    cfg = recipe("212")
-    cfg["model"] |= {"width": scale["width"], "pretrained": "none"}
-    cfg["train"] |= {"ids_per_batch": 8, "images_per_id": 8, "amp": amp, "memory_format": memory_format}
-    cfg["dataset"] = {"name": "gpu_check", "layout": "prcc", "size": list(scale["size"])}
-    return cfg
+def train_config(scale: dict, amp: str, memory_format: str) -> RunConfig:
+    return run_config(
+        "212",
+        "gpu_check",
+        scale["size"],
+        {
+            "model": {"width": scale["width"], "pretrained": "none"},
+            "train": {"ids_per_batch": 8, "images_per_id": 8, "amp": amp, "memory_format": memory_format},
+        },
+    )
 
 
 def batches_for(trainer: Trainer, count: int) -> list[np.ndarray]:
@@ -77,7 +82,7 @@ def batches_for(trainer: Trainer, count: int) -> list[np.ndarray]:
 
 def timed_training(trainer: Trainer, batches: list[np.ndarray], loader, warmup: int, device) -> dict:
     """Images/s over the batches after `warmup`, and the share of that time spent waiting for input."""
-    epoch = trainer.cfg["loss"]["clothes"]["start_epoch"]  # every loss of the loop on
+    epoch = trainer.cfg.loss.clothes.start_epoch  # every loss of the loop on
     trainer.set_lr(epoch)
     trainer.network.train()
     waited, started = 0.0, None
@@ -157,7 +162,9 @@ def extraction(data, scale: dict, device: torch.device) -> dict:
     images = read_rows(data.images_path, rows)
     results = {}
     for amp, memory_format in (("off", "contiguous"), ("bf16", "channels_last")):
-        eval_cfg = {"amp": amp, "memory_format": memory_format, "flip": True, "batch_size": 128}
+        eval_cfg = trainer.cfg.changed(
+            {"eval": {"amp": amp, "memory_format": memory_format, "flip": True, "batch_size": 128}}
+        ).eval
         embed(model, images[:8], eval_cfg, device)  # warm-up
         sync(device)
         started = time.perf_counter()

@@ -107,7 +107,7 @@ def timed(batches, deliver) -> float:
 
 
 def ccreid_pipeline(data, train_rows, batches, budget_gb: float, device: torch.device) -> float:
-    augment = BatchAugment(recipe()["augment"]).to(device)
+    augment = BatchAugment(recipe().augment).to(device)
     images = open_training_images(data.images_path, train_rows, budget_gb)
     buffer = None
 

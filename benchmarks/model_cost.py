@@ -48,47 +48,50 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from common import REPO, cores
 from ccreid.core.config import load_params
+from ccreid.core.registry import Registry
+from ccreid.core.schema import RecipeCfg
 from ccreid.core.sections import canonical_json
-from ccreid.models import build_model
+from ccreid.models.reid import build_model
 
 DOC = REPO / "docs" / "ablations.md"
 SECTION = "## Cost of each registry entry"
-BASELINE = "212"
+BASELINE = load_params(REPO / "params.yaml").default.baseline  # the report's reference (212)
 PRCC_IDS, PRCC_CLOTHES = 150, 300  # PRCC's training split: 150 identities, 2 outfits each
 
 
-def network_key(recipe: dict) -> str:
+def network_key(recipe: RecipeCfg) -> str:
     """What decides the network's modules and shapes (not its training or evaluation)."""
-    loss = recipe["loss"]
+    loss = recipe.loss
     return canonical_json(
         {
-            "model": {k: v for k, v in recipe["model"].items() if k != "pretrained"},
-            "aux_head": loss["aux"]["enabled"] or loss["distill"]["enabled"],
-            "clothes": loss["clothes"]["enabled"],
+            "model": recipe.model.model_dump(mode="json", exclude={"pretrained"}),
+            "aux_head": loss.aux.enabled or loss.distill.enabled,
+            "clothes": loss.clothes.enabled,
         }
     )
 
 
-def describe(recipe: dict) -> str:
+def describe(recipe: RecipeCfg) -> str:
     """A short name of the network, from the recipe itself."""
-    model, loss = recipe["model"], recipe["loss"]
-    parts = [{"resnet50": "R50", "resnet50_ibn_a": "R50-IBN-a"}.get(model["backbone"], model["backbone"])]
-    if model["width"] != 1.0:
-        parts.append(f"width {model['width']}")
-    if model["multiscale"]["enabled"]:
-        parts.append(f"MS `{model['multiscale']['gate']}`")
-    if model["correction"]:
+    model, loss = recipe.model, recipe.loss
+    parts = [{"resnet50": "R50", "resnet50_ibn_a": "R50-IBN-a"}.get(model.backbone_name, model.backbone_name)]
+    if model.width != 1.0:
+        parts.append(f"width {model.width}")
+    if model.multiscale.enabled:
+        parts.append(f"MS `{model.multiscale.gate}`")
+    if model.correction:
         parts.append("corr")
-    if loss["aux"]["enabled"] or loss["distill"]["enabled"]:
+    if loss.aux.enabled or loss.distill.enabled:
         parts.append("aux head")
-    if model["pooling"] != "maxavg":
-        parts.append(f"{model['pooling']} pool")
+    if model.pooling != "maxavg":
+        parts.append(f"{model.pooling} pool")
     return " + ".join(parts)
 
 
-def build(recipe: dict) -> torch.nn.Module:
+def build(recipe: RecipeCfg, members: Registry, experiment: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model({**recipe["model"], "pretrained": "none"}, recipe["loss"], PRCC_IDS, PRCC_CLOTHES)
+    untrained = recipe.model.model_copy(update={"pretrained": "none"})
+    model = build_model(untrained, recipe.loss, PRCC_IDS, PRCC_CLOTHES, members, experiment)
     return model.eval()
 
 
@@ -131,14 +134,14 @@ def side_by_side(model, baseline, images, repeats: int) -> tuple[float, float]:
 def measure(exps: list[str], height: int, width: int, batch: int, repeats: int) -> list[dict]:
     params = load_params(REPO / "params.yaml")
     recipes = {exp: params.resolve(exp) for exp in exps}
-    baseline = build(params.resolve(BASELINE))
+    baseline = build(params.resolve(BASELINE), params.members, BASELINE)
     images = torch.randn(batch, 3, height, width)
     measured: dict[str, dict] = {}  # network key -> figures of its first entry
     rows = []
     for exp in exps:
         key = network_key(recipes[exp])
         if key not in measured:
-            model = build(recipes[exp])
+            model = build(recipes[exp], params.members, exp)
             without_clothes, total = count_parameters(model)
             flops = forward_flops(model, height, width)
             seconds, base_seconds = side_by_side(model, baseline, images, repeats)
@@ -151,7 +154,11 @@ def measure(exps: list[str], height: int, width: int, batch: int, repeats: int) 
                 "base_seconds": base_seconds,
             }
             del model
-            print(f"  {exp}: {seconds * 1e3:.0f} ms vs {base_seconds * 1e3:.0f} ms (212)", file=sys.stderr, flush=True)
+            print(
+                f"  {exp}: {seconds * 1e3:.0f} ms vs {base_seconds * 1e3:.0f} ms ({BASELINE})",
+                file=sys.stderr,
+                flush=True,
+            )
         rows.append({"exp": exp, "network": describe(recipes[exp]), **measured[key]})
     return rows
 
@@ -159,7 +166,8 @@ def measure(exps: list[str], height: int, width: int, batch: int, repeats: int) 
 def table(rows: list[dict], batch: int) -> str:
     base = next((row for row in rows if row["exp"] == BASELINE), None)
     lines = [
-        f"| id | network | params (M) | + clothes clf (M) | GFLOPs | GMACs | CPU ms / batch of {batch}: entry, 212 | time vs 212 | measured as |",
+        f"| id | network | params (M) | + clothes clf (M) | GFLOPs | GMACs | CPU ms / batch of {batch}: entry, {BASELINE} "
+        f"| time vs {BASELINE} | measured as |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
@@ -182,15 +190,15 @@ def section_body(text_table: str, args, command: str) -> str:
         f"{args.height}×{args.width}, classifier sizes of PRCC's training split ({PRCC_IDS} identities, "
         f"{PRCC_CLOTHES} outfits). **params**: what the main optimizer trains (backbone, multi-scale "
         "module, BN neck, correction module, identity classifier, auxiliary head), in brackets the "
-        "difference from 212; **+ clothes clf**: the total with the clothes classifier (own optimizer, "
+        f"difference from {BASELINE}; **+ clothes clf**: the total with the clothes classifier (own optimizer, "
         "unused at test time). **GFLOPs**: one image's evaluation-mode forward, convolutions and matrix "
         "products counted by `torch.utils.flop_counter.FlopCounterMode` with one multiply-add = 2 FLOPs "
         '(GMACs = GFLOPs / 2, the unit papers usually call "FLOPs"); the auxiliary head does not run '
         "at test time.",
-        "**time vs 212**: median CPU time (`time.process_time`; the wall clock also counts waiting for "
+        f"**time vs {BASELINE}**: median CPU time (`time.process_time`; the wall clock also counts waiting for "
         f"a core on a shared machine) of an evaluation-mode forward (float32, batch {args.batch}, "
         f"{args.repeats} repeats after a warm-up, torch threads: {torch.get_num_threads()}), each network "
-        "run alternately with a baseline in the same process; **CPU ms** gives both medians. The 212 "
+        f"run alternately with a baseline in the same process; **CPU ms** gives both medians. The {BASELINE} "
         "row is the baseline against a copy of itself (the noise). Entries with identical networks "
         f"are measured once (**measured as**). {platform.machine()} CPU, {cores()} cores shared with "
         f"other jobs (load average {load} at the end). What the figures say: "

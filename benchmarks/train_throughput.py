@@ -23,7 +23,9 @@ from pathlib import Path
 
 import torch
 
-from common import cores, recipe, synthetic_set
+from common import cores, synthetic_set
+from common import run_config as benchmark_run_config
+from ccreid.core.schema import RunConfig
 from ccreid.data.loader import Prefetcher
 from ccreid.core.devices import pick_device
 from ccreid.engine.trainer import Trainer
@@ -31,11 +33,9 @@ from ccreid.engine.trainer import Trainer
 IDS_PER_BATCH, IMAGES_PER_ID = 8, 8  # the recipe's batch of 64
 
 
-def run_config(height: int, width: int) -> dict:
-    cfg = recipe("212")
-    cfg["train"].update(ids_per_batch=IDS_PER_BATCH, images_per_id=IMAGES_PER_ID)
-    cfg["dataset"] = {"name": "benchmark", "layout": "prcc", "size": [height, width]}
-    return cfg
+def run_config(height: int, width: int) -> RunConfig:
+    train = {"ids_per_batch": IDS_PER_BATCH, "images_per_id": IMAGES_PER_ID}
+    return benchmark_run_config("212", "benchmark", (height, width), {"train": train})
 
 
 def measure(height: int, width: int, steps: int, warmup: int, device_name: str | None) -> dict:
@@ -47,7 +47,7 @@ def measure(height: int, width: int, steps: int, warmup: int, device_name: str |
         data = synthetic_set(Path(tmp), height, width, train_ids=16, images_per_camera=8)
         trainer = Trainer(data, cfg, device)
         # every loss of the loop: clothes classifier and adversarial loss are on from their start epoch
-        epoch = cfg["loss"]["clothes"]["start_epoch"]
+        epoch = cfg.loss.clothes.start_epoch
         trainer.set_lr(epoch)
         trainer.network.train()
         batches, sampler_epoch = [], 0
