@@ -131,7 +131,7 @@ SETTINGS |= {name: deep_merge(SETTINGS["ids240-ipc2"], change) for name, change 
 # The identity signal, changes of width025 (the default from d2295c7): at 64x32 a head is about 5 px
 # tall, and hair, face and head shape are most of what tells people apart. head15 (heads x1.5, body
 # proportions spread x1.5) is the default after this; its rows, measured with --test-ids 71, showed
-# that 30 test people were the demo's largest noise (benchmarks/README.md, "Identity signal").
+# that 30 test people were the demo's largest noise (benchmarks/log/2026-12-02-demo-frontier-identity-signal.md).
 _IDENTITY_CHANGES: dict[str, dict] = {
     "w025-head15": {"draw": {"head_scale": 1.5, "body_spread": 1.5}},
     "w025-idstrong": {"draw": {"head_scale": 1.5, "body_spread": 1.5, "hair_dyes": True}},
@@ -346,7 +346,7 @@ def measure(
     return row
 
 
-# The default run timed on a fresh clone of 0a9d454 (benchmarks/README.md, "Full registry"): 10.5 min
+# The default run timed on a fresh clone of 0a9d454 (benchmarks/log/2026-12-03-default-run.md): 10.5 min
 # wall, of which its 11 trainings took 1,006 s of job time, two at a time: 6.66 trainings of 212
 # (151 s each at 60 epochs; the 24-epoch pair scales with it); the rest (install, synthesis,
 # preparation, extraction, evaluation, report) 2.1 min. 8fb8d4d's default (14 trainings at 24

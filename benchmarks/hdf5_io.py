@@ -3,7 +3,7 @@
 The file holds one group per evaluation split (gallery, query_sc, query_cc), each with ``feats``
 (float32 N×D, rows L2-normalised), ``pids`` / ``camids`` / ``clothes`` (int64) and ``paths``
 (variable-length strings), plus the protocols as a JSON attribute. Writing calls
-``ccreid.stages.extract.write_features`` itself, reading ``ccreid.stages.evaluate.read_features``. The
+``ccreid.evaluation.features.write_features`` itself, reading ``ccreid.evaluation.features.read_features``. The
 reference, in the same run, is ``np.save`` / ``np.load`` of the same arrays (one .npy per array,
 paths as a fixed-width bytes array).
 
@@ -14,7 +14,7 @@ the paths (the same figure for HDF5 and .npy). Timings are medians of --repeats.
   memory (``io.BytesIO``) and written in one go through ``ccreid.core.atomic.atomic_path``, so that a
   full disk fails one plain write (HDF5 fails again in every object it frees, and crashes);
 - write, HDF5 to the file: the same layout written by HDF5 straight to a new file
-  (``ccreid.stages.extract.build_features_file`` on a path), the cost of building in memory;
+  (``ccreid.evaluation.features.build_features_file`` on a path), the cost of building in memory;
 - write + fsync: extract's write, then ``os.fsync``: on the disk (as far as the VM's virtual
   disk reports);
 - read, warm: right after writing, with the file in the page cache (the usual case when

@@ -1,8 +1,8 @@
-"""Preparation speed: `ccreid.data.prepared.prepare` on a PRCC-sized synthetic set, by worker count.
+"""Preparation speed: `ccreid.stages.prepare.prepare` on a PRCC-sized synthetic set, by worker count.
 
 PRCC has 221 identities and 33,698 images: train 150 ids, test 71 ids (gallery = camera A,
 same-clothes queries = B, clothes-changing queries = C), and a val split of the train ids.
-`ccreid.data.synthetic.synthesize` draws every identity in cameras A, B and C, `images_per_camera` each,
+`ccreid.stages.synth.synthesize` draws every identity in cameras A, B and C, `images_per_camera` each,
 and gives val its own identities, so the PRCC-sized set here is train_ids 150, val_ids 0,
 test_ids 71, images_per_camera 51: 221 × 3 × 51 = 33,813 images (PRCC + 0.3 %). They are drawn
 at --source (128×64 by default) as JPEG (quality 90) and prepared to --size (default: params.yaml

@@ -29,11 +29,10 @@ Layout under `root` (PRCC as published; `ccreid.data.layouts.prcc.parse_prcc` re
 `<pid>` folders are zero-padded integers; train ids come first, then val, then test (disjoint).
 
 Configuration (every key required; extra keys, e.g. a data set's `layout`/`root`/`size`, are
-ignored). The values of params.yaml's CPU demo, whose whole registry must train in minutes (1,926
-images)::
+ignored), with the demo's values (params.yaml `datasets.synthetic.synth`; why each: docs/demo.md)::
 
     seed: 0                # any int >= 0
-    train_ids: 240         # many people with few images each (see below)
+    train_ids: 240         # many people with few images each
     val_ids: 10            # >= 0 (PRCC has a val split; nothing needs it)
     test_ids: 71           # PRCC's number of test people
     images_per_camera: 2   # per identity per camera
@@ -45,17 +44,13 @@ images)::
 The drawing strengths (`DRAWING`: per-person outfit colour jitter, head size, body spread, dyed
 hair) are module constants, recorded in the set's fingerprint; benchmarks/demo_frontier.py varies
 them. Heads are drawn 1.5× and body proportions spread 1.5× around their centres: at the demo's
-64×32 a head at 1× is about 5 px tall, and with the demo's 212 (ResNet-50 at 1/4 width from
-scratch, 720 steps) the larger identity signal raised cc mAP over 3 seeds on 71 test people from
-10.8 % to 15.1 % and CAL's gain over its CE control from +1.0 to +4.5 pp; dyed hair or a still
-stronger signal (head 1.75×, spread 2×) raised the CE control as much as CAL
-(docs/datasets.md, benchmarks/README.md "Identity signal").
+64×32 a head at 1× is about 5 px tall. What that changed, and what stronger signals (dyed hair,
+head 1.75×, spread 2×) did: docs/demo.md, "Why each choice".
 
-More training ids make identity easier to learn across outfits (a small CNN trained with identity
-loss only reached cc/sc mAP 0.17/0.89 with these values, 0.26/0.91 with 120 training ids; a
-larger palette makes clothes a stronger shortcut in training and lowers cc further).
-A PRCC-sized set (train_ids 150, val_ids 0, test_ids 71, images_per_camera 50: 33,150 images)
-takes about 45-50 s on one core at 128×64 (about 140 MB).
+More training ids make identity easier to learn across outfits, and a larger palette makes
+clothes a stronger shortcut in training (docs/demo.md). A PRCC-sized set (train_ids 150, val_ids
+0, test_ids 71, images_per_camera 51: 33,813 images) is drawn at 128×64 in under a minute on one
+core (benchmarks/log/2026-11-25-preparation.md).
 
 Determinism: every random draw comes from a numpy Generator seeded by `[seed, tag, ...]` — the
 palette by (seed, palette_size), an identity by (seed, pid), an image by (seed, pid, camera, n) —
