@@ -5,6 +5,9 @@ only code that can change its output."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from ccreid.core.fingerprint import _PACKAGE_ROOT, _imported_ccreid_modules
 from ccreid.core.registry import KINDS, registry
 from ccreid.core.stage_code import MONITORS, stage_module
@@ -257,3 +260,24 @@ def test_stage_closures_hold_only_what_can_change_their_output():
 def test_monitoring_brings_the_evaluation_code_into_training():
     monitored = {short(m) for m in closure(stage_module("train"), MONITORS)}
     assert {"evaluation.validation", "evaluation.metrics", "evaluation.embedding"} <= monitored
+
+
+# A file or folder name written as a literal (no spaces: messages and docstrings may name files):
+# outputs, logs, data folders. Captions and the conda environment are the workflow's own files.
+PATH_LITERAL = re.compile(
+    r"""["'][^"'\s]*(?:\b(?:results|data|logs)/|\.(?:json|h5|pt|csv|png|md|html|log|tsv)\b)[^"'\s]*["']"""
+)
+
+
+def test_the_workflow_takes_every_file_name_from_core_paths():
+    """One definition of each file name: a rule's paths come from ccreid.core.paths."""
+    workflow = Path(__file__).resolve().parents[1] / "workflow"
+    literals = [
+        f"{source.relative_to(workflow)}:{number}: {line.strip()}"
+        for source in [workflow / "Snakefile", *sorted((workflow / "rules").glob("*.smk"))]
+        for number, line in enumerate(source.read_text().splitlines(), 1)
+        if not line.lstrip().startswith(("#", "patterns="))  # which files a report folder shows
+        for literal in PATH_LITERAL.findall(line.split(" #")[0])
+        if not literal.strip("\"'f").startswith(("../envs/", "../report/"))
+    ]
+    assert not literals, "\n".join(literals)

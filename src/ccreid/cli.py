@@ -134,7 +134,7 @@ def cmd_report(args) -> None:
     from ccreid.stages.report import report
 
     params = _params(args)
-    results_dir = Path(args.results or Path("results") / args.dataset)
+    results_dir = Path(args.results or paths.RESULTS_DIR / args.dataset)
     # Ranked lists need the prepared images: those given, else the data set's when prepared.
     prepared = Path(args.prepared) if args.prepared else paths.prepared_dir(args.dataset)
     written = report(

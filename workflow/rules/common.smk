@@ -14,7 +14,7 @@ from ccreid.core.errors import CCReIDError
 # Every rule's params hold its stage's code hash (the one its fingerprint records): Snakemake
 # never looks inside a shell command, so this is how a rule reruns when its stage's code changed.
 from ccreid.core.stage_code import prepare_code, stage_code
-from ccreid.core.weights import IMAGENET_WEIGHTS, weights_path
+from ccreid.core.weights import IMAGENET_WEIGHTS, WEIGHTS_DIR, weights_path
 from ccreid.reporting.job_costs import job_benchmarks
 
 try:
@@ -138,11 +138,11 @@ def initial_weights(wildcards):
 # What `snakemake --report` holds, by file: its caption (workflow/report/) and its subcategory
 # within the data set's category; report.md stays out (report.html is the same, rendered).
 REPORTED = {
-    "report.html": ("ablation.rst", "ablation table"),
-    "report.csv": ("table_csv.rst", "ablation table"),
-    "cmc.png": ("cmc.rst", "plots"),
-    "cc_bars.png": ("bars.rst", "plots"),
-    "jobs.csv": ("jobs.rst", "run time and memory"),
+    paths.REPORT_HTML: ("ablation.rst", "ablation table"),
+    paths.REPORT_CSV: ("table_csv.rst", "ablation table"),
+    paths.CMC_PLOT: ("cmc.rst", "plots"),
+    paths.CC_BARS: ("bars.rst", "plots"),
+    paths.REPORT_JOBS: ("jobs.rst", "run time and memory"),
 }
 
 
@@ -179,6 +179,21 @@ def report_outputs(folder):
             )
         )
     return outputs
+
+
+# The rules' paths, wildcards in place of names (ccreid.core.paths: one definition of each).
+RAW = str(paths.raw_dir("{dataset}"))
+PREPARED = str(paths.prepared_dir("{dataset}"))
+RUN = paths.run_dir("{dataset}", "{exp}")
+TABLE = str(paths.table_dir("{dataset}", "{table}"))
+
+
+def job_log(job):
+    return str(paths.log_path("{dataset}", job))
+
+
+def run_log(stage):
+    return str(paths.log_path("{dataset}", stage, "{exp}"))
 
 
 def job_benchmark(job):

@@ -1,13 +1,13 @@
 rule synth:
     output:
-        directory("data/raw/{dataset}"),
+        directory(RAW),
     params:
         code=stage_code("synth"),
         cfg=synth_params,
     conda:
         "../envs/ccreid.yaml"
     log:
-        "logs/{dataset}/synth.log",
+        job_log("synth"),
     benchmark:
         job_benchmark("synth")
     wildcard_constraints:
@@ -20,14 +20,14 @@ rule prepare:
     input:
         raw_root,
     output:
-        directory("data/prepared/{dataset}"),
+        directory(PREPARED),
     params:
         code=layout_code,
         cfg=prepare_params,
     conda:
         "../envs/ccreid.yaml"
     log:
-        "logs/{dataset}/prepare.log",
+        job_log("prepare"),
     benchmark:
         job_benchmark("prepare")
     threads: workflow.cores

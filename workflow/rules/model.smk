@@ -1,13 +1,13 @@
 rule weights:
     output:
-        "data/weights/{weights_file}",
+        str(WEIGHTS_DIR / "{weights_file}"),
     params:
         code=stage_code("weights"),
         backbone=lambda wildcards: WEIGHT_FILES[wildcards.weights_file],
     conda:
         "../envs/ccreid.yaml"
     log:
-        "logs/weights/{weights_file}.log",
+        str(paths.weights_log_path("{weights_file}")),
     benchmark:
         str(paths.weights_benchmark_path("{weights_file}"))
     wildcard_constraints:
@@ -18,17 +18,17 @@ rule weights:
 
 rule train:
     input:
-        prepared="data/prepared/{dataset}",
+        prepared=PREPARED,
         weights=initial_weights,
     output:
-        "results/{dataset}/{exp}/model.pt",
+        str(RUN / paths.MODEL),
     params:
         code=run_code("train"),
         cfg=train_params,
     conda:
         "../envs/ccreid.yaml"
     log:
-        "logs/{dataset}/{exp}/train.log",
+        run_log("train"),
     benchmark:
         run_benchmark("train")
     threads: cpu_threads("train")
@@ -41,17 +41,17 @@ rule train:
 
 rule extract:
     input:
-        prepared="data/prepared/{dataset}",
+        prepared=PREPARED,
         model=trained_model,
     output:
-        "results/{dataset}/{exp}/features.h5",
+        str(RUN / paths.FEATURES),
     params:
         code=run_code("extract"),
         cfg=eval_params(EXTRACT_KEYS),
     conda:
         "../envs/ccreid.yaml"
     log:
-        "logs/{dataset}/{exp}/extract.log",
+        run_log("extract"),
     benchmark:
         run_benchmark("extract")
     threads: cpu_threads("extract")
@@ -62,18 +62,18 @@ rule extract:
 
 rule evaluate:
     input:
-        "results/{dataset}/{exp}/features.h5",
+        str(RUN / paths.FEATURES),
     output:
-        metrics="results/{dataset}/{exp}/metrics.json",
-        per_query="results/{dataset}/{exp}/per_query.csv",
-        cmc="results/{dataset}/{exp}/cmc.csv",
+        metrics=str(RUN / paths.METRICS),
+        per_query=str(RUN / paths.PER_QUERY),
+        cmc=str(RUN / paths.CMC),
     params:
         code=stage_code("evaluate"),
         cfg=eval_params(EVAL_KEYS),
     conda:
         "../envs/ccreid.yaml"
     log:
-        "logs/{dataset}/{exp}/evaluate.log",
+        run_log("evaluate"),
     benchmark:
         run_benchmark("evaluate")
     shell:

@@ -2,12 +2,13 @@ rule report:
     input:
         unpack(table_inputs),
     output:
-        report_outputs("results/{dataset}/{table}"),
+        report_outputs(TABLE),
     params:
         code=stage_code("report"),
         experiments=lambda wildcards: " ".join(PARAMS.table(wildcards.table)),
+        out=lambda wildcards: paths.table_dir(wildcards.dataset, wildcards.table),
     log:
-        "logs/{dataset}/report-{table}.log",
+        job_log("report-{table}"),
     benchmark:
         job_benchmark("report-{table}")
     conda:
@@ -15,7 +16,7 @@ rule report:
     wildcard_constraints:
         table="|".join(TABLES),
     shell:
-        "ccreid report --dataset {wildcards.dataset} --out results/{wildcards.dataset}/{wildcards.table}"
+        "ccreid report --dataset {wildcards.dataset} --out {params.out}"
         " --prepared {input.prepared} --experiments {params.experiments} 2>&1 | tee {log}"
 
 
@@ -26,4 +27,4 @@ for table in TABLES:
         name:
             table
         input:
-            f"results/{DATASET}/{table}/report.md",
+            str(paths.table_dir(DATASET, table) / paths.REPORT_MD),

@@ -43,9 +43,15 @@ REPORT_FILES = (REPORT_MD, REPORT_CSV, REPORT_HTML, CMC_PLOT, CC_BARS, REPORT_JO
 REPORT_RANKED_DIR = "ranked"  # <exp>_<protocol>.png: the compared experiments' ranked lists, vs base
 REPORT_CURVES_DIR = "curves"  # <exp>.png: training curves of each run
 
-# Each job's benchmark (run time and peak memory, Snakemake's TSV; ccreid.core.benchmark):
-# logs/<dataset>/[<run>/]<stage>.benchmark.tsv, logs/weights/<file>.benchmark.tsv
+# The project's folders (the workflow's paths are built from these and the names above).
+RAW_DIR = Path("data/raw")  # where the workflow draws a synthetic data set
+PREPARED_DIR = Path("data/prepared")
+RESULTS_DIR = Path("results")
+
+# Each job's log and benchmark (run time and peak memory, Snakemake's TSV; ccreid.core.benchmark):
+# logs/<dataset>/[<run>/]<stage>{.log,.benchmark.tsv}, logs/weights/<file>{.log,.benchmark.tsv}
 LOGS_DIR = Path("logs")
+LOG_SUFFIX = ".log"
 BENCHMARK_SUFFIX = ".benchmark.tsv"
 
 # ccreid smoke: smoke/<dataset>/<exp>/smoke.json, apart from results/ (nothing reads it as a result)
@@ -65,12 +71,21 @@ def ranked_list_name(protocol: str, against: str | None = None) -> str:
     return f"{protocol}_vs_{against}.png" if against else f"{protocol}.png"
 
 
+def raw_dir(dataset: str) -> Path:
+    return RAW_DIR / dataset
+
+
 def prepared_dir(dataset: str) -> Path:
-    return Path("data/prepared") / dataset
+    return PREPARED_DIR / dataset
 
 
 def run_dir(dataset: str, exp: str) -> Path:
-    return Path("results") / dataset / exp
+    return RESULTS_DIR / dataset / exp
+
+
+def table_dir(dataset: str, table: str) -> Path:
+    """A table's report (REPORT_FILES, REPORT_RANKED_DIR, REPORT_CURVES_DIR)."""
+    return RESULTS_DIR / dataset / table
 
 
 def model_path(dataset: str, owner: str) -> Path:
@@ -90,9 +105,21 @@ def metrics_path(dataset: str, exp: str) -> Path:
 def benchmark_path(dataset: str, job: str, run: str | None = None, logs: Path = LOGS_DIR) -> Path:
     """The benchmark of a data set's job (synth, prepare, report) or, with `run`, of a run's
     (train, extract, evaluate)."""
-    folder = Path(logs) / dataset
-    return (folder / run if run else folder) / f"{job}{BENCHMARK_SUFFIX}"
+    return _job_file(Path(logs) / dataset, job, run, BENCHMARK_SUFFIX)
+
+
+def log_path(dataset: str, job: str, run: str | None = None) -> Path:
+    """The log of a job, beside its benchmark."""
+    return _job_file(LOGS_DIR / dataset, job, run, LOG_SUFFIX)
 
 
 def weights_benchmark_path(file_name: str, logs: Path = LOGS_DIR) -> Path:
-    return Path(logs) / "weights" / f"{file_name}{BENCHMARK_SUFFIX}"
+    return _job_file(Path(logs) / "weights", file_name, None, BENCHMARK_SUFFIX)
+
+
+def weights_log_path(file_name: str) -> Path:
+    return _job_file(LOGS_DIR / "weights", file_name, None, LOG_SUFFIX)
+
+
+def _job_file(folder: Path, job: str, run: str | None, suffix: str) -> Path:
+    return (folder / run if run else folder) / f"{job}{suffix}"
