@@ -19,6 +19,7 @@ import torch
 
 from conftest import engine_params, run, write_project
 from ccreid.core.config import Params
+from ccreid.core.schema import RunConfig
 from ccreid.core.distributed import World
 from ccreid.data.images import read_rows
 from ccreid.data.prepared import load_prepared
@@ -39,11 +40,9 @@ def params() -> dict:
     return engine_params()
 
 
-def config(amp: str = "off", memory_format: str = "contiguous", **eval_cfg) -> dict:
-    cfg = Params(params()).run_config("synthetic", "212")
-    cfg["train"] |= {"amp": amp, "memory_format": memory_format}
-    cfg["eval"] |= {"amp": amp, "memory_format": memory_format} | eval_cfg
-    return cfg
+def config(amp: str = "off", memory_format: str = "contiguous", **eval_cfg) -> RunConfig:
+    precision = {"amp": amp, "memory_format": memory_format}
+    return Params(params()).run_config("synthetic", "212").changed({"train": precision, "eval": precision | eval_cfg})
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +107,8 @@ def test_extraction_with_autocast_and_channels_last_is_close_to_float32(project,
     data = load_prepared(project / PREPARED)
     rows = data.samples.index[data.samples["split"] == "gallery"].to_numpy()
     batch = read_rows(data.images_path, rows)
-    plain = embed(model, batch, config()["eval"], DEVICE)
-    mixed = embed(model, batch, config(amp, "channels_last")["eval"], DEVICE)
+    plain = embed(model, batch, config().eval, DEVICE)
+    mixed = embed(model, batch, config(amp, "channels_last").eval, DEVICE)
     assert mixed.dtype == np.float32 and np.isfinite(mixed).all()
     cosine = (plain * mixed).sum(axis=1)
     assert cosine.min() > 0.99, cosine.min()
@@ -123,7 +122,7 @@ def test_evaluation_on_the_device_gives_the_cpu_numbers(project, tmp_path):
     run(["ccreid", "train", "--dataset", "synthetic", "--exp", "212"], cwd=work)
     run(["ccreid", "extract", "--dataset", "synthetic", "--exp", "212"], cwd=work)
     splits, protocols = read_features(work / "results/synthetic/212/features.h5")
-    eval_cfg = config()["eval"]
+    eval_cfg = config().eval
     on_device = protocol_metrics(splits, protocols, eval_cfg, DEVICE)[0]
     on_cpu = protocol_metrics(splits, protocols, eval_cfg, torch.device("cpu"))[0]
     assert on_device.keys() == on_cpu.keys() and on_cpu
@@ -138,6 +137,6 @@ def test_embedding_leaves_the_model_in_its_layout(project):
     model = trainer(project, config()).model.eval()
     data = load_prepared(project / PREPARED)
     rows = data.samples.index[data.samples["split"] == "gallery"].to_numpy()[:4]
-    embed(model, read_rows(data.images_path, rows), config(memory_format="channels_last")["eval"], DEVICE)
+    embed(model, read_rows(data.images_path, rows), config(memory_format="channels_last").eval, DEVICE)
     weight = next(p for p in model.parameters() if p.ndim == 4)
     assert weight.is_contiguous() and not weight.is_contiguous(memory_format=torch.channels_last)

@@ -24,6 +24,7 @@ from conftest import run, tiny_params, write_project
 from ccreid.engine.losses.triplet import batch_hard_triplet
 from ccreid.engine import trainer as train_module
 from ccreid.core.config import Params
+from ccreid.core.schema import RunConfig
 from ccreid.core.distributed import World
 from ccreid.data.layouts.base import Protocol
 from ccreid.core.errors import CCReIDError
@@ -64,7 +65,7 @@ def copy_project(project: Path, destination: Path, params: dict | None = None) -
     return destination
 
 
-def run_config(params: dict, exp: str = "212") -> dict:
+def run_config(params: dict, exp: str = "212") -> RunConfig:
     return Params(params).run_config("synthetic", exp)
 
 
@@ -103,14 +104,14 @@ def test_killed_run_resumes_to_the_same_weights_metrics_and_logs(project, tmp_pa
     # Killed at a fixed point, whatever the machine's speed: as the third step of the second
     # epoch is logged (train/lr.tsv gets one row per step, and no other file has its name),
     # after the first epoch's checkpoint.
-    tcfg = run_config(four_epoch_params())["train"]
+    tcfg = run_config(four_epoch_params()).train
     samples = load_prepared(project / PREPARED).samples
     first_epoch = len(
         IdentitySampler(
             samples.loc[samples["split"] == "train", "label"].to_numpy(),
-            tcfg["ids_per_batch"],
-            tcfg["images_per_id"],
-            tcfg["seed"],
+            tcfg.ids_per_batch,
+            tcfg.images_per_id,
+            tcfg.seed,
         ).epoch(0)
     )
     victim = subprocess.run(
@@ -198,8 +199,7 @@ def test_streamed_training_and_validation_leave_the_weights_unchanged(project, t
     params["datasets"]["synthetic"]["size"] = [64, 32]
     params["defaults"]["train"]["ids_per_batch"] = 4
     plain = run_config(params)
-    streamed_with_val = run_config(params)
-    streamed_with_val["train"].update(memory_budget_gb=0.0, val_every=1)
+    streamed_with_val = plain.changed({"train": {"memory_budget_gb": 0.0, "val_every": 1}})
     train(project / PREPARED, plain, tmp_path / "memory" / "model.pt")
     train(project / PREPARED, streamed_with_val, tmp_path / "streamed" / "model.pt")
     assert_same_weights(tmp_path / "memory" / "model.pt", tmp_path / "streamed" / "model.pt")
@@ -213,7 +213,7 @@ def test_zero_epochs_saves_the_network_as_training_initialises_it(project, tmp_p
     """212init (train.epochs 0): the model file holds the initial weights of 212's training, drawn
     from the same seed, and nothing was logged or left to resume."""
     untrained = run_config(four_epoch_params(), "212init")
-    assert untrained["train"]["epochs"] == 0  # the schedule scale leaves 0 at 0
+    assert untrained.train.epochs == 0  # the schedule scale leaves 0 at 0
     model = train(project / PREPARED, untrained, tmp_path / "212init" / "model.pt")
     trainer = Trainer(load_prepared(project / PREPARED), run_config(four_epoch_params()), torch.device("cpu"))
     try:
@@ -231,14 +231,17 @@ def test_validation_uses_prcc_val_cameras_c_against_a_and_needs_a_val_split(proj
     from ccreid.evaluation.validation import validation_set
 
     data = load_prepared(project / PREPARED)
-    val = validation_set(data, {"name": "synthetic", "layout": "prcc"})
+    dataset = run_config(four_epoch_params()).dataset
+    val = validation_set(data, dataset.model_copy(update={"layout": "prcc"}))
     query, gallery = val.splits["query"], val.splits["gallery"]
     assert set(query.labels["camids"].tolist()) == {2} and set(gallery.labels["camids"].tolist()) == {0}
     assert val.protocols == [Protocol("", query="query", gallery="gallery", mode="cc")]
     train_pids = set(data.samples.loc[data.samples["split"] == "train", "pid"])
     assert not train_pids & set(query.labels["pids"].tolist())
     with pytest.raises(CCReIDError, match="train.val_every"):
-        validation_set(data, {"name": "other", "layout": "ltcc"})  # no "val" protocol, not PRCC
+        validation_set(
+            data, dataset.model_copy(update={"name": "other", "layout": "ltcc"})
+        )  # no "val" protocol, not PRCC
 
 
 # ------------------------------------------------------------------ refused checkpoints, NaN stop
@@ -248,14 +251,12 @@ def test_checkpoint_from_another_config_is_refused_naming_the_key(project, tmp_p
     trainer = Trainer(load_prepared(project / PREPARED), old, torch.device("cpu"))
     (tmp_path / "run").mkdir()
     save_training_state(trainer.state(epoch=0, step=7, test_curve=[]), tmp_path / "run" / CHECKPOINT)
-    new = run_config(params)
-    new["train"]["lr"] = 1e-3
+    new = old.changed({"train": {"lr": 1e-3}})
     with pytest.raises(CCReIDError) as error:
         train(project / PREPARED, new, tmp_path / "run" / "model.pt")
     message = str(error.value)
-    assert "different training config" in message and f"train.lr: {old['train']['lr']!r} -> 0.001" in message
-    runtime_only = run_config(params)
-    runtime_only["train"]["memory_budget_gb"] = 0.0  # a runtime key: the checkpoint stays valid
+    assert "different training config" in message and f"train.lr: {old.train.lr!r} -> 0.001" in message
+    runtime_only = old.changed({"train": {"memory_budget_gb": 0.0}})  # a runtime key: the checkpoint stays valid
     assert train_module._load_checkpoint(tmp_path / "run" / CHECKPOINT, runtime_only, 1)["epoch"] == 0
     with pytest.raises(CCReIDError, match="this run has 2"):
         train_module._load_checkpoint(tmp_path / "run" / CHECKPOINT, runtime_only, 2)
@@ -390,7 +391,7 @@ def test_test_every_logs_the_test_protocols_and_writes_the_curve(project, tmp_pa
     }
 
 
-def ghost_batchnorm_config() -> dict:
+def ghost_batchnorm_config() -> RunConfig:
     """208 (BatchNorm in backbone, OS blocks, gates, neck and aux head; aux head unused in epoch
     0) with the triplet loss, P×K = 16 in BatchNorm groups of 8: two DDP ranks of 8 each."""
     params = four_epoch_params()
@@ -409,7 +410,7 @@ def _train_steps(trainer: Trainer, world: World) -> dict[str, torch.Tensor]:
     return {key: value.clone() for key, value in trainer.model.state_dict().items()}
 
 
-def _ghost_batchnorm_worker(rank: int, init_file: str, prepared: str, cfg: dict, states) -> None:
+def _ghost_batchnorm_worker(rank: int, init_file: str, prepared: str, cfg: RunConfig, states) -> None:
     torch.set_default_dtype(torch.float64)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     world = World(rank=rank, size=2)
@@ -446,7 +447,7 @@ def test_one_process_with_ghost_batchnorm_trains_as_two_ddp_ranks(project, tmp_p
         whole_batch = _train_steps(
             Trainer(
                 load_prepared(project / PREPARED),
-                {**cfg, "train": {**cfg["train"], "bn_batch": 0}},
+                cfg.changed({"train": {"bn_batch": 0}}),
                 torch.device("cpu"),
             ),
             World(),
