@@ -131,28 +131,6 @@ def project(tmp_path) -> Path:
     return write_project(tmp_path / "project", tiny_params())
 
 
-# Modules that run whole pipelines (Snakemake, DVC, torchrun, killed processes) or many CLI
-# processes (bad input, fuzzing, the precision runs): the quick loop `python -m pytest -m "not
-# slow"` leaves them out (under 3 minutes on 2 cores); CI runs everything.
-SLOW_MODULES = {
-    "test_bad_input",
-    "test_caching",
-    "test_code_tracking",
-    "test_dvc",
-    "test_faults",
-    "test_fuzz",
-    "test_pipeline",
-    "test_precision",
-    "test_snakemake_report",
-    "test_train",
-}
-# Single tests of that kind in otherwise quick modules.
-SLOW_TESTS = {
-    "test_snakemake_fetches_weights_before_training_and_plans_refuse_a_backbone_without",
-    "test_single_shot_protocol_reports_mean_and_spread",
-}
-
-
 @pytest.fixture(scope="session")
 def slurm_plugin() -> None:
     """The `slurm` extra: Snakemake needs its SLURM executor plugin even to plan with the profile."""
@@ -161,9 +139,3 @@ def slurm_plugin() -> None:
             "snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]' (or leave these out: -m 'not slurm')",
             pytrace=False,
         )
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.module.__name__ in SLOW_MODULES or item.originalname in SLOW_TESTS:
-            item.add_marker(pytest.mark.slow)

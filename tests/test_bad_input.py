@@ -19,6 +19,8 @@ import torch
 from conftest import edit_params, run, tiny_params, write_project
 from test_parsers import make_ltcc
 
+pytestmark = pytest.mark.slow
+
 RGB = "data/raw/synthetic/rgb"
 RUN_DIR = "results/synthetic/212"
 TRAIN = ["train", "--dataset", "synthetic", "--exp", "212"]

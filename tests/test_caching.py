@@ -15,6 +15,8 @@ import pytest
 
 from conftest import only_experiments, edit_params, run, tiny_params, write_project
 
+pytestmark = pytest.mark.slow
+
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 
 

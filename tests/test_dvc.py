@@ -18,6 +18,8 @@ from ccreid.core.config import load_params
 from ccreid.dvc_pipeline import check_table, pipeline_stages, read_lock
 from conftest import REPO, edit_params, only_experiments, run, tiny_params, write_project
 
+pytestmark = pytest.mark.slow
+
 EXPERIMENTS = ("212", "213", "214")
 BUILT = ("212", "214")  # by Snakemake; 213 is left to the queue
 RESULTS = ("model.pt", "features.h5", "metrics.json", "per_query.csv", "cmc.csv")

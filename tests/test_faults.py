@@ -26,6 +26,8 @@ import pytest
 from ccreid.core.atomic import exclusive
 from conftest import TEST_ENV, edit_params, run, tiny_params, write_project
 
+pytestmark = pytest.mark.slow
+
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 STAGES = {
     "prepare": ["prepare", "--dataset", "synthetic"],

@@ -30,7 +30,7 @@ from ccreid.data.prepared import load_prepared
 from conftest import run, tiny_params
 from test_parsers import CELEB_FILES, LAST_FILES, PRCC_FILES, VC_FILES, make_deepchange, make_ltcc, write_images
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
 
 PARAMS_CASES = 150
 TREE_CASES_PER_LAYOUT = 20

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from conftest import REPO, run
+
+pytestmark = pytest.mark.slow
 
 METRIC_KEYS = {"mAP", "mINP", "R1", "R5", "R10", "R20", "queries", "skipped"}
 

@@ -29,7 +29,7 @@ from ccreid.evaluation.features import read_features
 from ccreid.evaluation.scoring import protocol_metrics
 from ccreid.models.checkpoint import load_model, load_training_state, save_training_state
 
-pytestmark = pytest.mark.cuda
+pytestmark = [pytest.mark.cuda, pytest.mark.slow]
 DEVICE = torch.device(os.environ.get("CCREID_TEST_DEVICE", "cpu"))
 PREPARED = Path("data/prepared/synthetic")
 LOSS_TOLERANCE = {"bf16": 0.02, "fp16": 0.005}

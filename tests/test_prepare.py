@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import h5py
+import pytest
 
 from conftest import edit_params, run
 
@@ -33,6 +34,7 @@ def test_prepare_reruns_on_raw_data_or_size_only(project):
     assert summary["train"]["images"] > 0 and "query_cc" in summary
 
 
+@pytest.mark.slow
 def test_single_shot_protocol_reports_mean_and_spread(project):
     edit_params(project, lambda p: p["experiments"]["212"].update(eval={"single_shot": True}))
     run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)

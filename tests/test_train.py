@@ -38,6 +38,8 @@ from ccreid.engine.trainer import Trainer
 from ccreid.engine.training_log import TrainingLog
 from ccreid.stages.train import train
 
+pytestmark = pytest.mark.slow
+
 TRAIN = ["ccreid", "train", "--dataset", "synthetic", "--exp", "212"]
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 MODEL = Path("results/synthetic/212/model.pt")
