@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import edit_params, run, tiny_params, write_project
+from helpers import edit_params, run, tiny_params, write_project
 from test_parsers import make_ltcc
 
 pytestmark = pytest.mark.slow

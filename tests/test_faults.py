@@ -24,7 +24,7 @@ import h5py
 import pytest
 
 from ccreid.core.atomic import exclusive
-from conftest import TEST_ENV, edit_params, run, tiny_params, write_project
+from helpers import TEST_ENV, edit_params, run, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 

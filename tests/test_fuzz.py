@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from ccreid import cli
 from ccreid.core.paths import IMAGES, PROTOCOLS, SAMPLES, SKIPPED, SUMMARY
 from ccreid.data.prepared import load_prepared
-from conftest import run, tiny_params
+from helpers import run, tiny_params
 from test_parsers import CELEB_FILES, LAST_FILES, PRCC_FILES, VC_FILES, make_deepchange, make_ltcc, write_images
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow]

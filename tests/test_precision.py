@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import engine_params, run, write_project
+from helpers import engine_params, run, write_project
 from ccreid.core.config import Params
 from ccreid.core.schema import RunConfig
 from ccreid.core.distributed import World

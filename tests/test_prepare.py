@@ -7,7 +7,7 @@ import json
 import h5py
 import pytest
 
-from conftest import edit_params, run
+from helpers import edit_params, run
 
 
 def prepare(project):

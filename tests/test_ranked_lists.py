@@ -17,7 +17,7 @@ import pandas as pd
 from ccreid.evaluation.scoring import good_and_junk
 from ccreid.reporting.ranked_lists import Run, multi_shot, rank_queries, sample_queries
 
-from conftest import recipe, run, tiny_params, write_project
+from helpers import recipe, run, tiny_params, write_project
 
 EVAL = recipe(eval={"rerank": False, "distance": "cosine"}).eval
 

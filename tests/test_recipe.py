@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, run, tiny_params, write_project
+from helpers import REPO, run, tiny_params, write_project
 from ccreid.core.config import Params, load_params
 from ccreid.data.prepared import load_prepared
 from ccreid.engine.trainer import Trainer

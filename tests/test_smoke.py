@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import run, tiny_params, write_project
+from helpers import run, tiny_params, write_project
 
 
 @pytest.fixture(scope="module")

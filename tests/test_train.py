@@ -19,8 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from conftest import engine_params
-from conftest import run, tiny_params, write_project
+from helpers import engine_params
+from helpers import run, tiny_params, write_project
 from ccreid.engine.losses.triplet import batch_hard_triplet
 from ccreid.engine import trainer as train_module
 from ccreid.core.config import Params

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from conftest import build_backbone, edit_params, run
+from helpers import build_backbone, edit_params, run
 from ccreid.cli import main
 from ccreid.core.errors import CCReIDError
 from ccreid.core import weights
