@@ -4,6 +4,8 @@ as a run builds them, and the reference implementations the benchmarks time agai
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import shutil
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ccreid import cli
 from ccreid.core.registry import registry
 from ccreid.core.schema import RecipeCfg, deep_merge
 from ccreid.evaluation import stats
@@ -123,6 +126,18 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: 
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def call(argv: list[str]) -> tuple[int, str]:
+    """`ccreid argv` in this process: its exit status and stderr. Any exception other than the
+    CLI's own exit (argparse's usage errors) propagates: that is a traceback, and fails."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = cli.main(argv)
+        except SystemExit as exit_:
+            status = exit_.code
+    return status, stderr.getvalue()
 
 
 # --- evaluation: the textbook loop rank_metrics is tested against (benchmarks/eval_speed.py times it)

@@ -11,8 +11,6 @@ against real `ccreid` processes. Examples are derandomized: every run tries the 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import tempfile
@@ -24,10 +22,9 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ccreid import cli
 from ccreid.core.paths import IMAGES, PROTOCOLS, SAMPLES, SKIPPED, SUMMARY
 from ccreid.data.prepared import load_prepared
-from helpers import run, tiny_params
+from helpers import call, run, tiny_params
 from test_parsers import CELEB_FILES, LAST_FILES, PRCC_FILES, VC_FILES, make_deepchange, make_ltcc, write_images
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
@@ -44,18 +41,6 @@ def fuzz_settings(cases: int):
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-
-
-def call(argv: list[str]) -> tuple[int, str]:
-    """`ccreid argv` in this process: its exit status and stderr. Any exception other than the
-    CLI's own exit (argparse's usage errors) propagates: that is a traceback, and fails."""
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            status = cli.main(argv)
-        except SystemExit as exit_:
-            status = exit_.code
-    return status, stderr.getvalue()
 
 
 def assert_worked_or_refused(status: int, stderr: str) -> None:
