@@ -51,6 +51,12 @@ def synthetic_project(tmp_path_factory):
     return make
 
 
+@pytest.fixture
+def synthetic(tmp_path, synthetic_project) -> Path:
+    """`project` with its synthetic set as `ccreid synth` writes it, not prepared."""
+    return synthetic_project(tmp_path / "project", tiny_params(), prepared=False)
+
+
 @pytest.fixture(scope="session")
 def slurm_plugin() -> None:
     """The `slurm` extra: Snakemake needs its SLURM executor plugin even to plan with the profile."""

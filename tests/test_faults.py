@@ -72,11 +72,10 @@ def under_killpoint(project: Path, mode: str, value, stage: str) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict:
+def reference(tmp_path_factory, synthetic_project) -> dict:
     """Per stage: a copy of the project before it ran, the project after it, its write profile."""
     base = tmp_path_factory.mktemp("faults")
-    project = write_project(base / "project", tiny_params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
+    project = synthetic_project(base / "project", tiny_params(), prepared=False)
     stages = {}
     for stage in STAGES:
         before = shutil.copytree(project, base / f"before-{stage}")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import engine_params, run, write_project
+from helpers import engine_params, run
 from ccreid.core.config import Params
 from ccreid.core.schema import RunConfig
 from ccreid.core.distributed import World
@@ -46,11 +46,8 @@ def config(amp: str = "off", memory_format: str = "contiguous", **eval_cfg) -> R
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = write_project(tmp_path_factory.mktemp("precision") / "project", params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=root)
-    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=root)
-    return root
+def project(tmp_path_factory, synthetic_project) -> Path:
+    return synthetic_project(tmp_path_factory.mktemp("precision") / "project", params())
 
 
 def steps(trainer: Trainer, epochs=(0, 1), per_epoch: int = 3) -> list[dict[str, float]]:

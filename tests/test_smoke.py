@@ -7,15 +7,12 @@ import json
 
 import pytest
 
-from helpers import run, tiny_params, write_project
+from helpers import run, tiny_params
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    project = write_project(tmp_path_factory.mktemp("smoke") / "project", tiny_params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
-    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=project)
-    return project
+def prepared(tmp_path_factory, synthetic_project):
+    return synthetic_project(tmp_path_factory.mktemp("smoke") / "project", tiny_params())
 
 
 def test_a_smoke_run_exercises_every_term_and_stays_apart_from_results(prepared):

@@ -52,12 +52,9 @@ def four_epoch_params() -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory, synthetic_project) -> Path:
     """A tiny project with its synthetic data set generated and prepared (copy it per run)."""
-    root = write_project(tmp_path_factory.mktemp("engine") / "project", four_epoch_params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=root)
-    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=root)
-    return root
+    return synthetic_project(tmp_path_factory.mktemp("engine") / "project", four_epoch_params())
 
 
 def copy_project(project: Path, destination: Path, params: dict | None = None) -> Path:
