@@ -10,13 +10,14 @@ import pathlib
 import resource
 import shutil
 import signal
+import subprocess
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from helpers import edit_params, run, tiny_params, write_project
+from helpers import call, edit_params, run, tiny_params
 from test_parsers import make_ltcc
 
 pytestmark = pytest.mark.slow
@@ -32,6 +33,17 @@ def ccreid(project, *args, check=False, **kwargs):
     return run(["ccreid", *args], cwd=project, check=check, **kwargs)
 
 
+def ccreid_in_process(project, monkeypatch, *args):
+    """`ccreid args` in `project`, run in this process (helpers.call), as a CompletedProcess: for
+    errors that fire before any data is read, where a process of its own would mostly import
+    torch. `test_bad_params_stop_a_process_of_its_own_as_they_stop_the_cli_in_process` checks a
+    few cases against real processes."""
+    with monkeypatch.context() as patch:
+        patch.chdir(project)
+        status, stderr = call(list(args))
+    return subprocess.CompletedProcess(["ccreid", *args], status, "", stderr)
+
+
 def leftovers(folder):
     return [p for p in folder.rglob(".tmp-*")] if folder.exists() else []
 
@@ -45,16 +57,16 @@ def assert_refused(result, *expected):
 
 
 @pytest.fixture
-def synthetic(project):
-    ccreid(project, "synth", "--dataset", "synthetic", check=True)
-    return project
+def prepared(tmp_path, synthetic_project):
+    """`project` with its synthetic set synthesized and prepared (conftest.py's `synthetic`: not prepared)."""
+    return synthetic_project(tmp_path / "project", tiny_params())
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, synthetic_project):
     """A tiny project built through evaluation (copy it before changing it)."""
-    project = write_project(tmp_path_factory.mktemp("built") / "project", tiny_params())
-    for args in (["synth", "--dataset", "synthetic"], ["prepare", "--dataset", "synthetic"], TRAIN, EXTRACT, EVALUATE):
+    project = synthetic_project(tmp_path_factory.mktemp("built") / "project", tiny_params())
+    for args in (TRAIN, EXTRACT, EVALUATE):
         ccreid(project, *args, check=True)
     return project
 
@@ -175,13 +187,23 @@ BAD_PARAMS = {
 
 
 @pytest.mark.parametrize("mistake", list(BAD_PARAMS))
-def test_bad_params_stop_training_before_anything_is_written(synthetic, mistake):
+def test_bad_params_stop_training_before_anything_is_written(prepared, monkeypatch, mistake):
     change, expected = BAD_PARAMS[mistake]
-    ccreid(synthetic, "prepare", "--dataset", "synthetic", check=True)
-    edit_params(synthetic, change)
-    result = ccreid(synthetic, *TRAIN)
+    edit_params(prepared, change)
+    result = ccreid_in_process(prepared, monkeypatch, *TRAIN)
     assert_refused(result, expected)
-    assert not (synthetic / "results").exists()
+    assert not (prepared / "results").exists()
+
+
+@pytest.mark.parametrize("mistake", ["typo'd key", "cyclic base", "unknown gate", "a start epoch past the end"])
+def test_bad_params_stop_a_process_of_its_own_as_they_stop_the_cli_in_process(prepared, monkeypatch, mistake):
+    change, expected = BAD_PARAMS[mistake]
+    edit_params(prepared, change)
+    result = ccreid(prepared, *TRAIN)
+    assert_refused(result, expected)
+    assert not (prepared / "results").exists()
+    in_process = ccreid_in_process(prepared, monkeypatch, *TRAIN)
+    assert (in_process.returncode, in_process.stderr) == (result.returncode, result.stderr)
 
 
 def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
@@ -200,19 +222,18 @@ def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
     assert [p.name for p in (synthetic / "results/few/212").iterdir()] == [".model.pt.lock"]
 
 
-def test_a_key_given_twice_stops_training_naming_both_lines(synthetic):
-    ccreid(synthetic, "prepare", "--dataset", "synthetic", check=True)
-    params = synthetic / "params.yaml"
+def test_a_key_given_twice_stops_training_naming_both_lines(prepared, monkeypatch):
+    params = prepared / "params.yaml"
     text = params.read_text()
     params.write_text(text + "  '212':\n    note: pasted twice\n")
     first = text.splitlines().index("  '212':") + 1  # as yaml.safe_dump quotes it
-    result = ccreid(synthetic, *TRAIN)
+    result = ccreid_in_process(prepared, monkeypatch, *TRAIN)
     assert_refused(result, f"key '212' appears twice in 'experiments' (lines {first} and {len(text.splitlines()) + 1})")
-    assert not (synthetic / "results").exists()
+    assert not (prepared / "results").exists()
 
 
-def test_unknown_experiment(project):
-    result = ccreid(project, "train", "--dataset", "synthetic", "--exp", "999")
+def test_unknown_experiment(project, monkeypatch):
+    result = ccreid_in_process(project, monkeypatch, "train", "--dataset", "synthetic", "--exp", "999")
     assert_refused(result, "unknown experiment '999'")
     assert not (project / "results").exists()
 
