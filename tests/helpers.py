@@ -128,16 +128,24 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: 
     return result
 
 
-def call(argv: list[str]) -> tuple[int, str]:
-    """`ccreid argv` in this process: its exit status and stderr. Any exception other than the
-    CLI's own exit (argparse's usage errors) propagates: that is a traceback, and fails."""
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            status = cli.main(argv)
-        except SystemExit as exit_:
-            status = exit_.code
-    return status, stderr.getvalue()
+def call(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`ccreid argv` in this process (in `cwd`, if given), as `run` returns a real process: for
+    commands that read no data, where a process of its own would mostly import torch. Any
+    exception other than the CLI's own exit (argparse's usage errors) propagates: that is a
+    traceback, and fails."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+            try:
+                status = cli.main(argv)
+            except SystemExit as exit_:
+                status = exit_.code
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(["ccreid", *argv], status, stdout.getvalue(), stderr.getvalue())
 
 
 # --- evaluation: the textbook loop rank_metrics is tested against (benchmarks/eval_speed.py times it)

@@ -10,7 +10,6 @@ import pathlib
 import resource
 import shutil
 import signal
-import subprocess
 
 import h5py
 import numpy as np
@@ -33,17 +32,6 @@ def ccreid(project, *args, check=False, **kwargs):
     return run(["ccreid", *args], cwd=project, check=check, **kwargs)
 
 
-def ccreid_in_process(project, monkeypatch, *args):
-    """`ccreid args` in `project`, run in this process (helpers.call), as a CompletedProcess: for
-    errors that fire before any data is read, where a process of its own would mostly import
-    torch. `test_bad_params_stop_a_process_of_its_own_as_they_stop_the_cli_in_process` checks a
-    few cases against real processes."""
-    with monkeypatch.context() as patch:
-        patch.chdir(project)
-        status, stderr = call(list(args))
-    return subprocess.CompletedProcess(["ccreid", *args], status, "", stderr)
-
-
 def leftovers(folder):
     return [p for p in folder.rglob(".tmp-*")] if folder.exists() else []
 
@@ -54,6 +42,15 @@ def assert_refused(result, *expected):
     assert "Traceback" not in result.stderr and result.stderr.count("ccreid: error:") == 1, result.stderr
     for fragment in expected:
         assert fragment in result.stderr, (fragment, result.stderr)
+
+
+def in_both(project, *args):
+    """`ccreid args` in a process of its own, checked to give the same exit status and stderr as in
+    this one (helpers.call, which the catalogues below use for errors that fire before any data is read)."""
+    in_process = call(list(args), cwd=project)
+    process = ccreid(project, *args)
+    assert (process.returncode, process.stderr) == (in_process.returncode, in_process.stderr)
+    return process
 
 
 @pytest.fixture
@@ -78,7 +75,7 @@ def copy_of_built(built, tmp_path):
 
 # ------------------------------------------------------------------ raw data
 def test_missing_dataset(project):
-    result = ccreid(project, "prepare", "--dataset", "prcc")
+    result = call(["prepare", "--dataset", "prcc"], cwd=project)
     assert_refused(result, "data/raw/prcc not found")
     assert not (project / "data/prepared/prcc").exists()
 
@@ -87,7 +84,7 @@ def test_wrong_layout_names_the_layout_it_has(project):
     """An LTCC copy placed where PRCC is expected."""
     ltcc = make_ltcc(project / "data/raw")
     ltcc.rename(project / "data/raw/prcc")
-    result = ccreid(project, "prepare", "--dataset", "prcc")
+    result = call(["prepare", "--dataset", "prcc"], cwd=project)
     assert_refused(result, "data/raw/prcc/rgb", "has the 'ltcc' layout", "datasets.prcc.layout: ltcc")
     assert not (project / "data/prepared").exists()
 
@@ -147,9 +144,15 @@ DAMAGED_TREES = {
 def test_damaged_tree_stops_prepare(synthetic, damage):
     change, expected = DAMAGED_TREES[damage]
     change(synthetic)
-    result = ccreid(synthetic, "prepare", "--dataset", "synthetic")
+    result = call(["prepare", "--dataset", "synthetic"], cwd=synthetic)  # the tree is checked before any image is read
     assert_refused(result, *expected)
     assert not (synthetic / "data/prepared").exists()
+
+
+def test_a_damaged_tree_stops_a_process_of_its_own_as_it_stops_the_cli_in_process(synthetic):
+    change, expected = DAMAGED_TREES["id folder not a number"]
+    change(synthetic)
+    assert_refused(in_both(synthetic, "prepare", "--dataset", "synthetic"), *expected)
 
 
 # ------------------------------------------------------------------ params.yaml
@@ -186,24 +189,23 @@ BAD_PARAMS = {
 }
 
 
+# In this process (helpers.call): these errors fire before any data is read; the test after this
+# one checks a few of them against a process of its own.
 @pytest.mark.parametrize("mistake", list(BAD_PARAMS))
-def test_bad_params_stop_training_before_anything_is_written(prepared, monkeypatch, mistake):
+def test_bad_params_stop_training_before_anything_is_written(prepared, mistake):
     change, expected = BAD_PARAMS[mistake]
     edit_params(prepared, change)
-    result = ccreid_in_process(prepared, monkeypatch, *TRAIN)
+    result = call(TRAIN, cwd=prepared)
     assert_refused(result, expected)
     assert not (prepared / "results").exists()
 
 
 @pytest.mark.parametrize("mistake", ["typo'd key", "cyclic base", "unknown gate", "a start epoch past the end"])
-def test_bad_params_stop_a_process_of_its_own_as_they_stop_the_cli_in_process(prepared, monkeypatch, mistake):
+def test_bad_params_stop_a_process_of_its_own_as_they_stop_the_cli_in_process(prepared, mistake):
     change, expected = BAD_PARAMS[mistake]
     edit_params(prepared, change)
-    result = ccreid(prepared, *TRAIN)
-    assert_refused(result, expected)
+    assert_refused(in_both(prepared, *TRAIN), expected)
     assert not (prepared / "results").exists()
-    in_process = ccreid_in_process(prepared, monkeypatch, *TRAIN)
-    assert (in_process.returncode, in_process.stderr) == (result.returncode, result.stderr)
 
 
 def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
@@ -222,23 +224,32 @@ def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
     assert [p.name for p in (synthetic / "results/few/212").iterdir()] == [".model.pt.lock"]
 
 
-def test_a_key_given_twice_stops_training_naming_both_lines(prepared, monkeypatch):
+def test_a_key_given_twice_stops_training_naming_both_lines(prepared):
     params = prepared / "params.yaml"
     text = params.read_text()
     params.write_text(text + "  '212':\n    note: pasted twice\n")
     first = text.splitlines().index("  '212':") + 1  # as yaml.safe_dump quotes it
-    result = ccreid_in_process(prepared, monkeypatch, *TRAIN)
+    result = call(TRAIN, cwd=prepared)
     assert_refused(result, f"key '212' appears twice in 'experiments' (lines {first} and {len(text.splitlines()) + 1})")
     assert not (prepared / "results").exists()
 
 
-def test_unknown_experiment(project, monkeypatch):
-    result = ccreid_in_process(project, monkeypatch, "train", "--dataset", "synthetic", "--exp", "999")
+def test_unknown_experiment(project):
+    result = call(["train", "--dataset", "synthetic", "--exp", "999"], cwd=project)
     assert_refused(result, "unknown experiment '999'")
     assert not (project / "results").exists()
 
 
 # ------------------------------------------------------------------ stage inputs
+def without_input(project, missing):
+    """Delete `missing` (a stage's input) and every file of the built run but its model and features."""
+    for path in (project / RUN_DIR).iterdir():
+        if not path.name.startswith(("model.pt", "features.h5")):  # keep the inputs, drop the outputs
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    target = project / missing
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
 @pytest.mark.parametrize(
     "stage, missing",
     [
@@ -248,14 +259,17 @@ def test_unknown_experiment(project, monkeypatch):
     ],
 )
 def test_missing_stage_input_is_named(copy_of_built, stage, missing):
-    for path in (copy_of_built / RUN_DIR).iterdir():
-        if not path.name.startswith(("model.pt", "features.h5")):  # keep the inputs, drop the outputs
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    target = copy_of_built / missing
-    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    without_input(copy_of_built, missing)
     before = sorted(copy_of_built.rglob("*"))
-    result = ccreid(copy_of_built, *stage)
+    result = call(stage, cwd=copy_of_built)
     assert_refused(result, missing, "not found; build it first")
+    assert sorted(copy_of_built.rglob("*")) == before
+
+
+def test_a_missing_stage_input_stops_a_process_of_its_own_as_it_stops_the_cli_in_process(copy_of_built):
+    without_input(copy_of_built, f"{RUN_DIR}/model.pt")
+    before = sorted(copy_of_built.rglob("*"))
+    assert_refused(in_both(copy_of_built, *EXTRACT), f"{RUN_DIR}/model.pt", "not found; build it first")
     assert sorted(copy_of_built.rglob("*")) == before
 
 

@@ -11,7 +11,6 @@ against real `ccreid` processes. Examples are derandomized: every run tries the 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -154,15 +153,11 @@ def test_mutated_params_work_or_are_refused_in_one_line(data):
             "show": [["config", "show", exp, "--dataset", "synthetic"]],
             "list": [["config", "list"]],
         }[command]
-        here = os.getcwd()
-        os.chdir(folder)
-        try:
-            for step in argv:
-                status, stderr = call(["--params", str(params_file), *step])
-                if status != 0:
-                    break
-        finally:
-            os.chdir(here)
+        for step in argv:
+            result = call(["--params", str(params_file), *step], cwd=folder)
+            status, stderr = result.returncode, result.stderr
+            if status != 0:
+                break
         event(f"exit status {status}")
         assert_worked_or_refused(status, stderr)
         if edit == "duplicate a block":
@@ -282,7 +277,8 @@ def test_mutated_data_set_trees_are_prepared_whole_or_refused_in_one_line(layout
     count = data.draw(st.integers(1, 3), label="mutations")
     with tempfile.TemporaryDirectory() as folder:
         argv, out = prepare_case(Path(folder), layout, lambda root: [mutate_tree(root, data) for _ in range(count)])
-        status, stderr = call(argv)
+        result = call(argv)
+        status, stderr = result.returncode, result.stderr
         event(f"exit status {status}")
         assert_worked_or_refused(status, stderr)
         assert_complete_or_absent(status, out)
@@ -312,6 +308,6 @@ def test_the_cli_in_a_process_of_its_own_agrees(tmp_path, case):
     in_process = call(argv)
     shutil.rmtree(out.parent, ignore_errors=True)
     process = run(["ccreid", *argv], cwd=tmp_path, check=False)
-    assert (process.returncode, process.stderr) == in_process
+    assert (process.returncode, process.stderr) == (in_process.returncode, in_process.stderr)
     assert_worked_or_refused(process.returncode, process.stderr)
     assert_complete_or_absent(process.returncode, out)
