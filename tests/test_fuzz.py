@@ -222,7 +222,9 @@ def mutate_tree(root: Path, data) -> None:
     if kind in ("rename", "remove", "zero-byte", "not an image", "move") and files:
         file = data.draw(st.sampled_from(files), label="file")
         if kind == "rename":
-            file.rename(file.with_name(data.draw(NAME, label="name") + data.draw(SUFFIX, label="suffix")))
+            target = file.with_name(data.draw(NAME, label="name") + data.draw(SUFFIX, label="suffix"))
+            if not target.is_dir():  # a file cannot replace a folder
+                file.rename(target)
         elif kind == "remove":
             file.unlink()
         elif kind == "zero-byte":
@@ -235,12 +237,15 @@ def mutate_tree(root: Path, data) -> None:
                 file.rename(folder / file.name)
     elif kind == "stray folder":
         stray = data.draw(st.sampled_from(folders), label="in folder") / data.draw(NAME, label="folder name")
-        stray.mkdir(exist_ok=True)
-        if data.draw(st.booleans(), label="with an image"):
-            write_images(stray, ["x.jpg"])
+        if not stray.is_file():  # an earlier stray file may hold the name
+            stray.mkdir(exist_ok=True)
+            if data.draw(st.booleans(), label="with an image"):
+                write_images(stray, ["x.jpg"])
     elif kind == "stray file":
         folder = data.draw(st.sampled_from(folders), label="in folder")
-        (folder / (data.draw(NAME, label="file name") + data.draw(SUFFIX))).write_text("notes")
+        stray = folder / (data.draw(NAME, label="file name") + data.draw(SUFFIX))
+        if not stray.is_dir():  # an earlier stray folder may hold the name
+            stray.write_text("notes")
     elif kind == "remove folder" and len(folders) > 1:
         shutil.rmtree(data.draw(st.sampled_from(folders[1:]), label="folder"))
 
