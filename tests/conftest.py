@@ -57,6 +57,12 @@ def synthetic(tmp_path, synthetic_project) -> Path:
     return synthetic_project(tmp_path / "project", tiny_params(), prepared=False)
 
 
+@pytest.fixture
+def prepared(tmp_path, synthetic_project) -> Path:
+    """`project` with its synthetic set synthesized and prepared."""
+    return synthetic_project(tmp_path / "project", tiny_params())
+
+
 @pytest.fixture(scope="session")
 def slurm_plugin() -> None:
     """The `slurm` extra: Snakemake needs its SLURM executor plugin even to plan with the profile."""

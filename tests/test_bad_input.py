@@ -53,12 +53,6 @@ def in_both(project, *args):
     return process
 
 
-@pytest.fixture
-def prepared(tmp_path, synthetic_project):
-    """`project` with its synthetic set synthesized and prepared (conftest.py's `synthetic`: not prepared)."""
-    return synthetic_project(tmp_path / "project", tiny_params())
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, synthetic_project):
     """A tiny project built through evaluation (copy it before changing it)."""

@@ -34,16 +34,16 @@ def test_prepare_reruns_on_raw_data_or_size_only(synthetic):
 
 
 @pytest.mark.slow
-def test_single_shot_protocol_reports_mean_and_spread(project):
-    edit_params(project, lambda p: p["experiments"]["212"].update(eval={"single_shot": True}))
-    run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
-    metrics = json.loads((project / "results/synthetic/212/metrics.json").read_text())
+def test_single_shot_protocol_reports_mean_and_spread(prepared):
+    edit_params(prepared, lambda p: p["experiments"]["212"].update(eval={"single_shot": True}))
+    run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=prepared)
+    metrics = json.loads((prepared / "results/synthetic/212/metrics.json").read_text())
     assert {"cc", "sc", "cc_single", "sc_single"} <= set(metrics)
     single = metrics["cc_single"]
     assert single["trials"] == 10 and 0.0 <= single["mAP_std"] <= single["mAP"] <= 1.0
     # One gallery image per identity: single-shot mAP is a mean over draws, not the multi-shot one.
     assert single["mAP"] != metrics["cc"]["mAP"]
-    cmc = (project / "results/synthetic/212/cmc.csv").read_text().splitlines()
+    cmc = (prepared / "results/synthetic/212/cmc.csv").read_text().splitlines()
     assert cmc[0] == "rank,cc,sc" and len(cmc) == 21
 
 
