@@ -33,7 +33,7 @@ from ccreid.evaluation.metrics import CPU_CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, WO
 from common import REPO
 
 sys.path.insert(0, str(REPO / "tests"))
-from test_metrics import reference_loop  # noqa: E402 — the tests' textbook loop is the baseline
+from helpers import reference_loop  # noqa: E402 — the tests' textbook loop is the baseline
 
 MAX_RANK = 20
 

@@ -27,7 +27,7 @@ import numpy as np
 from common import REPO
 
 sys.path.insert(0, str(REPO / "tests"))
-from test_stats import REGIMES, SEEDS, rejection_rate  # noqa: E402 — the tests' simulation, shared
+from helpers import REGIMES, SEEDS, rejection_rate  # noqa: E402 — the tests' simulation, shared
 
 
 def main() -> None:

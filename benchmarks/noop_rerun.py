@@ -44,7 +44,7 @@ import yaml
 from common import REPO
 
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import TEST_ENV, tiny_params  # noqa: E402 — the tests' tiny project, shared
+from helpers import TEST_ENV, tiny_params  # noqa: E402 — the tests' tiny project, shared
 
 GOAL_S = 3.0
 ENV = {"OMP_NUM_THREADS": "1", **TEST_ENV}

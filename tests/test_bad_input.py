@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import edit_params, run, tiny_params, write_project
+from helpers import call, edit_params, run, tiny_params
 from test_parsers import make_ltcc
+
+pytestmark = pytest.mark.slow
 
 RGB = "data/raw/synthetic/rgb"
 RUN_DIR = "results/synthetic/212"
@@ -42,17 +44,20 @@ def assert_refused(result, *expected):
         assert fragment in result.stderr, (fragment, result.stderr)
 
 
-@pytest.fixture
-def synthetic(project):
-    ccreid(project, "synth", "--dataset", "synthetic", check=True)
-    return project
+def in_both(project, *args):
+    """`ccreid args` in a process of its own, checked to give the same exit status and stderr as in
+    this one (helpers.call, which the catalogues below use for errors that fire before any data is read)."""
+    in_process = call(list(args), cwd=project)
+    process = ccreid(project, *args)
+    assert (process.returncode, process.stderr) == (in_process.returncode, in_process.stderr)
+    return process
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, synthetic_project):
     """A tiny project built through evaluation (copy it before changing it)."""
-    project = write_project(tmp_path_factory.mktemp("built") / "project", tiny_params())
-    for args in (["synth", "--dataset", "synthetic"], ["prepare", "--dataset", "synthetic"], TRAIN, EXTRACT, EVALUATE):
+    project = synthetic_project(tmp_path_factory.mktemp("built") / "project", tiny_params())
+    for args in (TRAIN, EXTRACT, EVALUATE):
         ccreid(project, *args, check=True)
     return project
 
@@ -64,7 +69,7 @@ def copy_of_built(built, tmp_path):
 
 # ------------------------------------------------------------------ raw data
 def test_missing_dataset(project):
-    result = ccreid(project, "prepare", "--dataset", "prcc")
+    result = call(["prepare", "--dataset", "prcc"], cwd=project)
     assert_refused(result, "data/raw/prcc not found")
     assert not (project / "data/prepared/prcc").exists()
 
@@ -73,7 +78,7 @@ def test_wrong_layout_names_the_layout_it_has(project):
     """An LTCC copy placed where PRCC is expected."""
     ltcc = make_ltcc(project / "data/raw")
     ltcc.rename(project / "data/raw/prcc")
-    result = ccreid(project, "prepare", "--dataset", "prcc")
+    result = call(["prepare", "--dataset", "prcc"], cwd=project)
     assert_refused(result, "data/raw/prcc/rgb", "has the 'ltcc' layout", "datasets.prcc.layout: ltcc")
     assert not (project / "data/prepared").exists()
 
@@ -133,9 +138,15 @@ DAMAGED_TREES = {
 def test_damaged_tree_stops_prepare(synthetic, damage):
     change, expected = DAMAGED_TREES[damage]
     change(synthetic)
-    result = ccreid(synthetic, "prepare", "--dataset", "synthetic")
+    result = call(["prepare", "--dataset", "synthetic"], cwd=synthetic)  # the tree is checked before any image is read
     assert_refused(result, *expected)
     assert not (synthetic / "data/prepared").exists()
+
+
+def test_a_damaged_tree_stops_a_process_of_its_own_as_it_stops_the_cli_in_process(synthetic):
+    change, expected = DAMAGED_TREES["id folder not a number"]
+    change(synthetic)
+    assert_refused(in_both(synthetic, "prepare", "--dataset", "synthetic"), *expected)
 
 
 # ------------------------------------------------------------------ params.yaml
@@ -172,14 +183,23 @@ BAD_PARAMS = {
 }
 
 
+# In this process (helpers.call): these errors fire before any data is read; the test after this
+# one checks a few of them against a process of its own.
 @pytest.mark.parametrize("mistake", list(BAD_PARAMS))
-def test_bad_params_stop_training_before_anything_is_written(synthetic, mistake):
+def test_bad_params_stop_training_before_anything_is_written(prepared, mistake):
     change, expected = BAD_PARAMS[mistake]
-    ccreid(synthetic, "prepare", "--dataset", "synthetic", check=True)
-    edit_params(synthetic, change)
-    result = ccreid(synthetic, *TRAIN)
+    edit_params(prepared, change)
+    result = call(TRAIN, cwd=prepared)
     assert_refused(result, expected)
-    assert not (synthetic / "results").exists()
+    assert not (prepared / "results").exists()
+
+
+@pytest.mark.parametrize("mistake", ["typo'd key", "cyclic base", "unknown gate", "a start epoch past the end"])
+def test_bad_params_stop_a_process_of_its_own_as_they_stop_the_cli_in_process(prepared, mistake):
+    change, expected = BAD_PARAMS[mistake]
+    edit_params(prepared, change)
+    assert_refused(in_both(prepared, *TRAIN), expected)
+    assert not (prepared / "results").exists()
 
 
 def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
@@ -198,24 +218,32 @@ def test_a_batch_the_prepared_set_cannot_fill_stops_training(synthetic):
     assert [p.name for p in (synthetic / "results/few/212").iterdir()] == [".model.pt.lock"]
 
 
-def test_a_key_given_twice_stops_training_naming_both_lines(synthetic):
-    ccreid(synthetic, "prepare", "--dataset", "synthetic", check=True)
-    params = synthetic / "params.yaml"
+def test_a_key_given_twice_stops_training_naming_both_lines(prepared):
+    params = prepared / "params.yaml"
     text = params.read_text()
     params.write_text(text + "  '212':\n    note: pasted twice\n")
     first = text.splitlines().index("  '212':") + 1  # as yaml.safe_dump quotes it
-    result = ccreid(synthetic, *TRAIN)
+    result = call(TRAIN, cwd=prepared)
     assert_refused(result, f"key '212' appears twice in 'experiments' (lines {first} and {len(text.splitlines()) + 1})")
-    assert not (synthetic / "results").exists()
+    assert not (prepared / "results").exists()
 
 
 def test_unknown_experiment(project):
-    result = ccreid(project, "train", "--dataset", "synthetic", "--exp", "999")
+    result = call(["train", "--dataset", "synthetic", "--exp", "999"], cwd=project)
     assert_refused(result, "unknown experiment '999'")
     assert not (project / "results").exists()
 
 
 # ------------------------------------------------------------------ stage inputs
+def without_input(project, missing):
+    """Delete `missing` (a stage's input) and every file of the built run but its model and features."""
+    for path in (project / RUN_DIR).iterdir():
+        if not path.name.startswith(("model.pt", "features.h5")):  # keep the inputs, drop the outputs
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    target = project / missing
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
 @pytest.mark.parametrize(
     "stage, missing",
     [
@@ -225,14 +253,17 @@ def test_unknown_experiment(project):
     ],
 )
 def test_missing_stage_input_is_named(copy_of_built, stage, missing):
-    for path in (copy_of_built / RUN_DIR).iterdir():
-        if not path.name.startswith(("model.pt", "features.h5")):  # keep the inputs, drop the outputs
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    target = copy_of_built / missing
-    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    without_input(copy_of_built, missing)
     before = sorted(copy_of_built.rglob("*"))
-    result = ccreid(copy_of_built, *stage)
+    result = call(stage, cwd=copy_of_built)
     assert_refused(result, missing, "not found; build it first")
+    assert sorted(copy_of_built.rglob("*")) == before
+
+
+def test_a_missing_stage_input_stops_a_process_of_its_own_as_it_stops_the_cli_in_process(copy_of_built):
+    without_input(copy_of_built, f"{RUN_DIR}/model.pt")
+    before = sorted(copy_of_built.rglob("*"))
+    assert_refused(in_both(copy_of_built, *EXTRACT), f"{RUN_DIR}/model.pt", "not found; build it first")
     assert sorted(copy_of_built.rglob("*")) == before
 
 

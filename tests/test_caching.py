@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import only_experiments, edit_params, run, tiny_params, write_project
+from helpers import only_experiments, edit_params, run, tiny_params, write_project
+
+pytestmark = pytest.mark.slow
 
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 
@@ -128,7 +130,7 @@ def test_the_default_target_is_the_default_table_with_its_seeds_and_any_table_bu
 
 
 def test_workflow_lints_clean():
-    from conftest import REPO
+    from helpers import REPO
 
     result = run(["snakemake", "--lint"], cwd=REPO)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr

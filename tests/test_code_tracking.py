@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import only_experiments, REPO, TEST_ENV, edit_params, run, tiny_params, write_project
+from helpers import only_experiments, REPO, TEST_ENV, edit_params, run, tiny_params, write_project
+
+pytestmark = pytest.mark.slow
 
 RUN_DIR = "results/synthetic/216"
 REGISTRY = ("212", "196", "197", "198", "213", "216")  # 196 and 213 are bases; 197, 198, 212, 216 are built

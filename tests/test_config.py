@@ -14,7 +14,7 @@ from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, eval_s
 from ccreid.data.synthetic import synth_section
 from ccreid.core.errors import CCReIDError
 
-from conftest import REPO
+from helpers import REPO
 
 
 @pytest.fixture

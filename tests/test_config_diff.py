@@ -12,7 +12,7 @@ from ccreid.core.config import load_params
 from ccreid.reporting.config_diff import change_lines, changes, experiment_changes
 from ccreid.stages.report import report
 
-from conftest import edit_params, run, tiny_params, write_project
+from helpers import call, edit_params, run, tiny_params, write_project
 from test_report import write_result
 
 
@@ -30,8 +30,15 @@ def chained(tmp_path) -> Path:
     return root
 
 
+def config(project: Path, *args: str) -> str:
+    """`ccreid config args` in this process (it reads params.yaml only): what it prints."""
+    result = call(["config", *args], cwd=project)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def diff(project: Path, *args: str) -> list[str]:
-    return run(["python", "-m", "ccreid", "config", "diff", *args], cwd=project).stdout.splitlines()
+    return config(project, "diff", *args).splitlines()
 
 
 def test_diff_is_of_the_resolved_configs(chained):
@@ -63,7 +70,7 @@ def test_config_list_keeps_its_columns_for_long_ids(chained):
             {"900longid": {"base": "901", "note": "z"}, "902": {"base": "900longid", "note": "w"}}
         ),
     )
-    lines = run(["python", "-m", "ccreid", "config", "list"], cwd=chained).stdout.splitlines()
+    lines = config(chained, "list").splitlines()
     lines = lines[: lines.index("")]  # the table; the tables' summary follows it
     columns = {(m.end(1), m.end(2), m.end()) for m in (re.match(r"\s*(\S+)\s+(\S+)\s+", line) for line in lines)}
     assert len(columns) == 1, "\n".join(lines)
@@ -85,16 +92,17 @@ def test_entries_that_train_the_same_model_are_named(chained):
             }
         ),
     )
-    listing = run(["python", "-m", "ccreid", "config", "list"], cwd=chained).stdout
+    listing = config(chained, "list")
     assert re.search(r"^\s+220\s+213 .* z \[trains the same model as 216 \(on synthetic\)\]$", listing, re.M), listing
     assert re.search(r"^\s+210\s+209 .*\[trains the same model as 209 \(on synthetic\)\]$", listing, re.M), listing
     assert "in no table (a target or a table away): 900, 901, 220" in listing
-    shown = run(["python", "-m", "ccreid", "config", "show", "220"], cwd=chained).stdout
+    shown = config(chained, "show", "220")
     assert shown.startswith("# 220 trains the same model as 216 (on synthetic)\n")
-    assert not run(["python", "-m", "ccreid", "config", "show", "216"], cwd=chained).stdout.startswith("#")
+    assert not config(chained, "show", "216").startswith("#")
 
 
 def test_unknown_experiment_is_one_clear_error(chained):
+    """In a process of its own (`python -m ccreid`): the others call the CLI in this one."""
     failed = run(["python", "-m", "ccreid", "config", "diff", "212", "999"], cwd=chained, check=False)
     assert failed.returncode == 2 and "999" in failed.stderr and "Traceback" not in failed.stderr
 

@@ -16,7 +16,9 @@ import yaml
 from ccreid.core.benchmark import read_benchmark
 from ccreid.core.config import load_params
 from ccreid.dvc_pipeline import check_table, pipeline_stages, read_lock
-from conftest import REPO, edit_params, only_experiments, run, tiny_params, write_project
+from helpers import REPO, edit_params, only_experiments, run, tiny_params, write_project
+
+pytestmark = pytest.mark.slow
 
 EXPERIMENTS = ("212", "213", "214")
 BUILT = ("212", "214")  # by Snakemake; 213 is left to the queue

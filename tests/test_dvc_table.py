@@ -12,7 +12,7 @@ import yaml
 from ccreid.core.config import Params, load_params
 from ccreid.core.errors import CCReIDError
 from ccreid.dvc_pipeline import CONFIG_DIR, TABLE, check_table, runs_table, sync, table_text, write_stage_configs
-from conftest import REPO, tiny_params
+from helpers import REPO, tiny_params
 
 
 def test_the_committed_table_is_params_yaml_s(monkeypatch):

@@ -13,7 +13,7 @@ from PIL import Image
 from ccreid.core.config import load_params
 from ccreid.core.stage_code import plugins_registry
 
-from conftest import REPO
+from helpers import REPO
 from test_registry import check_entry
 
 DOC = (REPO / "docs" / "extending.md").read_text()

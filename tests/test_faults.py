@@ -24,7 +24,9 @@ import h5py
 import pytest
 
 from ccreid.core.atomic import exclusive
-from conftest import TEST_ENV, edit_params, run, tiny_params, write_project
+from helpers import TEST_ENV, edit_params, run, tiny_params, write_project
+
+pytestmark = pytest.mark.slow
 
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 STAGES = {
@@ -70,11 +72,10 @@ def under_killpoint(project: Path, mode: str, value, stage: str) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict:
+def reference(tmp_path_factory, synthetic_project) -> dict:
     """Per stage: a copy of the project before it ran, the project after it, its write profile."""
     base = tmp_path_factory.mktemp("faults")
-    project = write_project(base / "project", tiny_params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
+    project = synthetic_project(base / "project", tiny_params(), prepared=False)
     stages = {}
     for stage in STAGES:
         before = shutil.copytree(project, base / f"before-{stage}")

@@ -17,7 +17,7 @@ from torch import nn
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import registry
 
-from conftest import member
+from helpers import member
 
 LAB_LOG = Path(__file__).resolve().parents[2] / "shared/seed/lab-log.txt"
 

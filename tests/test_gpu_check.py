@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run
+from helpers import REPO, run
 
 pytestmark = pytest.mark.slow
 

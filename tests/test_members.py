@@ -13,7 +13,7 @@ from ccreid.core.config import load_params
 from ccreid.core.errors import CCReIDError
 from ccreid.engine.trainer import check_training
 
-from conftest import REPO, run, tiny_params, write_project
+from helpers import REPO, run, tiny_params, write_project
 
 GATE = """
 import torch

@@ -8,37 +8,7 @@ import torch
 
 from ccreid.core.errors import CCReIDError
 from ccreid.evaluation.metrics import query_ranks, rank_metrics
-
-
-def reference_loop(dist, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes, mode, max_rank=20, sort_kind="stable"):
-    """The textbook evaluation: sort each row, drop junk, read AP / CMC / INP off the matches.
-    (benchmarks/eval_speed.py times it as the baseline.)"""
-    aps, inps, cmc, evaluated = [], [], np.zeros(max_rank), 0
-    for i in range(len(q_pids)):
-        order = np.argsort(dist[i], kind=sort_kind)
-        same_pid = g_pids[order] == q_pids[i]
-        other_cam = g_cams[order] != q_cams[i]
-        if mode == "standard":
-            good = same_pid & other_cam
-        elif mode == "cc":
-            good = same_pid & other_cam & (g_clothes[order] != q_clothes[i])
-        else:
-            good = same_pid & other_cam & (g_clothes[order] == q_clothes[i])
-        kept = good[good | ~same_pid]
-        if not kept.any():
-            continue
-        evaluated += 1
-        hits = np.flatnonzero(kept)
-        aps.append(np.mean(np.arange(1, len(hits) + 1) / (hits + 1)))
-        inps.append(len(hits) / (hits[-1] + 1))
-        cmc[hits[0] :] += 1
-    return {
-        "mAP": np.mean(aps),
-        "mINP": np.mean(inps),
-        "cmc": cmc / evaluated,
-        "queries": evaluated,
-        "skipped": len(q_pids) - evaluated,
-    }
+from helpers import reference_loop
 
 
 def random_case(seed, num_q=120, num_g=400, ids=30):

@@ -14,7 +14,7 @@ from ccreid.models.heads import CorrectionModule
 from ccreid.models.reid import ReIDModel
 from ccreid.models.reid import build_model as build_with_registry
 
-from conftest import build_backbone, recipe
+from helpers import build_backbone, recipe
 
 IMAGES = (2, 3, 64, 32)
 

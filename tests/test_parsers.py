@@ -18,7 +18,7 @@ from ccreid.data.layouts.prcc import parse_prcc
 from ccreid.data.layouts.validate import format_summary, protocol_samples, validate
 from ccreid.data.layouts.vcclothes import parse_vcclothes
 
-from conftest import member
+from helpers import member
 from ccreid.core.errors import CCReIDError
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import REPO, run
+import pytest
+
+from helpers import REPO, run
+
+pytestmark = pytest.mark.slow
 
 METRIC_KEYS = {"mAP", "mINP", "R1", "R5", "R10", "R20", "queries", "skipped"}
 
@@ -62,7 +66,7 @@ def test_dvc_repro_in_a_fresh_git_repository(project):
 def test_reranking_switch_changes_only_evaluation(project):
     import yaml
 
-    from conftest import run
+    from helpers import run
 
     run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
     plain = json.loads((project / "results/synthetic/212/metrics.json").read_text())

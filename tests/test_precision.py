@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import engine_params, run, write_project
+from helpers import engine_params, run
 from ccreid.core.config import Params
 from ccreid.core.schema import RunConfig
 from ccreid.core.distributed import World
@@ -29,7 +29,7 @@ from ccreid.evaluation.features import read_features
 from ccreid.evaluation.scoring import protocol_metrics
 from ccreid.models.checkpoint import load_model, load_training_state, save_training_state
 
-pytestmark = pytest.mark.cuda
+pytestmark = [pytest.mark.cuda, pytest.mark.slow]
 DEVICE = torch.device(os.environ.get("CCREID_TEST_DEVICE", "cpu"))
 PREPARED = Path("data/prepared/synthetic")
 LOSS_TOLERANCE = {"bf16": 0.02, "fp16": 0.005}
@@ -46,11 +46,8 @@ def config(amp: str = "off", memory_format: str = "contiguous", **eval_cfg) -> R
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = write_project(tmp_path_factory.mktemp("precision") / "project", params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=root)
-    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=root)
-    return root
+def project(tmp_path_factory, synthetic_project) -> Path:
+    return synthetic_project(tmp_path_factory.mktemp("precision") / "project", params())
 
 
 def steps(trainer: Trainer, epochs=(0, 1), per_epoch: int = 3) -> list[dict[str, float]]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import h5py
+import pytest
 
-from conftest import edit_params, run
+from helpers import edit_params, run
 
 
 def prepare(project):
@@ -14,40 +15,39 @@ def prepare(project):
     return (project / "data/prepared/synthetic/images.h5").stat().st_mtime_ns
 
 
-def test_prepare_reruns_on_raw_data_or_size_only(project):
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
-    first = prepare(project)
-    assert prepare(project) == first  # nothing changed: returns at once
-    edit_params(project, lambda p: p["datasets"]["synthetic"].update(schedule_scale=0.5))
-    assert prepare(project) == first  # training settings are not prepare's business
-    edit_params(project, lambda p: p["datasets"]["synthetic"].update(size=[48, 24]))
-    resized = prepare(project)
+def test_prepare_reruns_on_raw_data_or_size_only(synthetic):
+    first = prepare(synthetic)
+    assert prepare(synthetic) == first  # nothing changed: returns at once
+    edit_params(synthetic, lambda p: p["datasets"]["synthetic"].update(schedule_scale=0.5))
+    assert prepare(synthetic) == first  # training settings are not prepare's business
+    edit_params(synthetic, lambda p: p["datasets"]["synthetic"].update(size=[48, 24]))
+    resized = prepare(synthetic)
     assert resized != first
-    with h5py.File(project / "data/prepared/synthetic/images.h5") as store:
+    with h5py.File(synthetic / "data/prepared/synthetic/images.h5") as store:
         assert store["images"].shape[2:] == (48, 24)
-    image = next((project / "data/raw/synthetic/rgb/train").rglob("*.jpg"))
-    other = next((project / "data/raw/synthetic/rgb/test").rglob("*.jpg"))
+    image = next((synthetic / "data/raw/synthetic/rgb/train").rglob("*.jpg"))
+    other = next((synthetic / "data/raw/synthetic/rgb/test").rglob("*.jpg"))
     image.write_bytes(other.read_bytes())  # raw data changed
-    assert prepare(project) != resized
-    summary = json.loads((project / "data/prepared/synthetic/summary.json").read_text())
+    assert prepare(synthetic) != resized
+    summary = json.loads((synthetic / "data/prepared/synthetic/summary.json").read_text())
     assert summary["train"]["images"] > 0 and "query_cc" in summary
 
 
-def test_single_shot_protocol_reports_mean_and_spread(project):
-    edit_params(project, lambda p: p["experiments"]["212"].update(eval={"single_shot": True}))
-    run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
-    metrics = json.loads((project / "results/synthetic/212/metrics.json").read_text())
+@pytest.mark.slow
+def test_single_shot_protocol_reports_mean_and_spread(prepared):
+    edit_params(prepared, lambda p: p["experiments"]["212"].update(eval={"single_shot": True}))
+    run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=prepared)
+    metrics = json.loads((prepared / "results/synthetic/212/metrics.json").read_text())
     assert {"cc", "sc", "cc_single", "sc_single"} <= set(metrics)
     single = metrics["cc_single"]
     assert single["trials"] == 10 and 0.0 <= single["mAP_std"] <= single["mAP"] <= 1.0
     # One gallery image per identity: single-shot mAP is a mean over draws, not the multi-shot one.
     assert single["mAP"] != metrics["cc"]["mAP"]
-    cmc = (project / "results/synthetic/212/cmc.csv").read_text().splitlines()
+    cmc = (prepared / "results/synthetic/212/cmc.csv").read_text().splitlines()
     assert cmc[0] == "rank,cc,sc" and len(cmc) == 21
 
 
-def test_check_parses_and_validates_without_writing(project):
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
-    result = run(["ccreid", "prepare", "--check", "--dataset", "synthetic"], cwd=project)
+def test_check_parses_and_validates_without_writing(synthetic):
+    result = run(["ccreid", "prepare", "--check", "--dataset", "synthetic"], cwd=synthetic)
     assert "query_cc" in result.stdout and "outfits" in result.stdout
-    assert not (project / "data/prepared").exists()
+    assert not (synthetic / "data/prepared").exists()

@@ -17,7 +17,7 @@ import pandas as pd
 from ccreid.evaluation.scoring import good_and_junk
 from ccreid.reporting.ranked_lists import Run, multi_shot, rank_queries, sample_queries
 
-from conftest import recipe, run, tiny_params, write_project
+from helpers import recipe, run, tiny_params
 
 EVAL = recipe(eval={"rerank": False, "distance": "cosine"}).eval
 
@@ -39,10 +39,8 @@ def fake_features(samples, split: str, noise: float, seed: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = write_project(tmp_path_factory.mktemp("ranked") / "project", tiny_params())
-    run(["python", "-m", "ccreid", "synth", "--dataset", "synthetic"], cwd=root)
-    run(["python", "-m", "ccreid", "prepare", "--dataset", "synthetic"], cwd=root)
+def project(tmp_path_factory, synthetic_project):
+    root = synthetic_project(tmp_path_factory.mktemp("ranked") / "project", tiny_params())
     data = load_prepared(root / "data/prepared/synthetic")
     splits = sorted({p.query for p in data.protocols} | {p.gallery for p in data.protocols})
     for exp, noise in (("212", 2.0), ("213", 0.3)):

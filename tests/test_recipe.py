@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, run, tiny_params, write_project
+from helpers import REPO, tiny_params
 from ccreid.core.config import Params, load_params
 from ccreid.data.prepared import load_prepared
 from ccreid.engine.trainer import Trainer
@@ -104,10 +104,8 @@ def cal_recipe_params() -> dict:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = write_project(tmp_path_factory.mktemp("recipe") / "project", cal_recipe_params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=root)
-    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=root)
+def prepared(tmp_path_factory, synthetic_project):
+    root = synthetic_project(tmp_path_factory.mktemp("recipe") / "project", cal_recipe_params())
     return root / "data/prepared/synthetic"
 
 

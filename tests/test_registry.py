@@ -30,7 +30,7 @@ from ccreid.engine.losses.term import Step, TermContext
 from ccreid.engine.trainer import TrainingOutputs, build_loss_term
 from ccreid.models.reid import build_model
 
-from conftest import REPO
+from helpers import REPO
 
 PARAMS = load_params(REPO / "params.yaml")
 LAB_LOG_IDS = {str(i) for i in [*range(196, 204), 206, *range(208, 217), 218]}

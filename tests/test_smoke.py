@@ -7,15 +7,12 @@ import json
 
 import pytest
 
-from conftest import run, tiny_params, write_project
+from helpers import call, run, tiny_params
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    project = write_project(tmp_path_factory.mktemp("smoke") / "project", tiny_params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=project)
-    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=project)
-    return project
+def prepared(tmp_path_factory, synthetic_project):
+    return synthetic_project(tmp_path_factory.mktemp("smoke") / "project", tiny_params())
 
 
 def test_a_smoke_run_exercises_every_term_and_stays_apart_from_results(prepared):
@@ -30,7 +27,7 @@ def test_a_smoke_run_exercises_every_term_and_stays_apart_from_results(prepared)
 
 
 def test_a_smoke_run_of_an_unprepared_data_set_says_how_to_prepare_it(prepared):
-    failed = run(["ccreid", "smoke", "--dataset", "prcc", "--exp", "212"], cwd=prepared, check=False)
+    failed = call(["smoke", "--dataset", "prcc", "--exp", "212"], cwd=prepared)  # refused before any data is read
     assert failed.returncode == 2
     assert (
         "data set 'prcc' is not prepared; build it first with `snakemake --cores all data/prepared/prcc`"

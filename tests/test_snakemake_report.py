@@ -13,7 +13,9 @@ import zipfile
 import pytest
 
 from ccreid.core.benchmark import read_benchmark
-from conftest import only_experiments, REPO, run, tiny_params, write_project
+from helpers import only_experiments, REPO, run, tiny_params, write_project
+
+pytestmark = pytest.mark.slow
 
 EXPERIMENTS = ("212", "213", "214")  # 214 is based on 213, 213 on 212
 RUNS = ("212", "212@2", "213", "214")  # 212 with a second seed on this data set (datasets.<ds>.seeds)

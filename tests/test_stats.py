@@ -10,6 +10,7 @@ import pytest
 
 from ccreid.core.errors import CCReIDError
 from ccreid.evaluation import stats
+from helpers import REGIMES, SEEDS, rejection_rate
 
 # --- Student's t -----------------------------------------------------------------------------
 # Two-sided 95 % and one-sided 80 % quantiles (scipy.stats.t.ppf, computed once; the printed
@@ -245,66 +246,9 @@ def test_mean_std_over_seeds():
 
 
 # --- calibration: the 95 % `*` in a null simulation --------------------------------------------
-# Per-query values x[k, i, j] of experiment k, run (seed) i, query j:
-#   difficulty[j] (shared by both experiments, skewed like APs) + method_query[k, j]
-#   + seed_effect[k, i] + noise[k, i, j].
-# Paired by seed, run i of both experiments shares half of its seed effect and of its per-query
-# noise (same initial weights and batches). Under the null both experiments are the same method.
-REGIMES = {
-    # thousands of queries, as real test sets: the seeds decide
-    "seed-dominated": {"queries": 2000, "seed_sd": 0.02, "method_query_sd": 0.03, "noise_sd": 0.1},
-    # the demo's ~140 cc queries and little seed spread: the queries decide
-    "query-dominated": {"queries": 140, "seed_sd": 0.004, "method_query_sd": 0.05, "noise_sd": 0.15},
-}
-SEEDS = (2, 3, 5, 10)
+# The simulation (REGIMES, rejection_rate) is in helpers.py: benchmarks/interval_calibration.py
+# gives power and widths with it.
 TRIALS = 4000  # at 5 % the binomial sd is 0.34 %: 6.5 % is 4.4 sd above 5 %, 8 % 4.4 sd above 6.5 %
-SHARED = 0.5  # the part of a seed's effect and noise two experiments of the same seed share
-CHUNK_VALUES = 1 << 23  # values per simulated chunk of trials: bounds memory to ~200 MB
-
-
-def simulated_pairs(rng, regime: dict, seeds: int, paired: bool, trials: int, effect: float = 0.0):
-    """(a, b), each trials × seeds × queries, from the hierarchical model above; b better by `effect`."""
-    queries = regime["queries"]
-    difficulty = rng.beta(2, 5, (trials, 1, queries)).astype(np.float32)
-    share = SHARED if paired else 0.0
-
-    def part(sd: float, shape: tuple, common: np.ndarray | None):
-        own = rng.standard_normal(shape, dtype=np.float32) * np.float32(sd * math.sqrt(1 - share))
-        return own if common is None else own + common
-
-    seed_common = rng.standard_normal((trials, seeds, 1), dtype=np.float32) * np.float32(
-        regime["seed_sd"] * math.sqrt(share)
-    )
-    noise_common = (
-        rng.standard_normal((trials, seeds, queries), dtype=np.float32)
-        * np.float32(regime["noise_sd"] * math.sqrt(share))
-        if paired
-        else None
-    )
-
-    def experiment(shift: float):
-        method = rng.standard_normal((trials, 1, queries), dtype=np.float32) * np.float32(regime["method_query_sd"])
-        return (
-            difficulty
-            + method
-            + part(regime["seed_sd"], (trials, seeds, 1), seed_common if paired else None)
-            + part(regime["noise_sd"], (trials, seeds, queries), noise_common)
-            + np.float32(shift)
-        )
-
-    return experiment(0.0), experiment(effect)
-
-
-def rejection_rate(regime: dict, seeds: int, paired: bool, trials: int, rng, effect: float = 0.0) -> dict:
-    """Share of simulated pairs whose 95 % interval excludes 0 (the report's `*`), and the mean width."""
-    chunk = max(1, CHUNK_VALUES // (seeds * regime["queries"]))
-    marked, widths = 0, []
-    for start in range(0, trials, chunk):
-        a, b = simulated_pairs(rng, regime, seeds, paired, min(chunk, trials - start), effect)
-        result = stats.difference_interval(a, b, same_seeds=paired)
-        marked += int(result.excludes_zero.sum())
-        widths.append(result.high - result.low)
-    return {"rate": marked / trials, "width": float(np.concatenate(widths).mean())}
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from ccreid.core.config import Params
 from ccreid.core.schema import SynthCfg
 from ccreid.data.synthetic import OUTFIT_COLUMNS, TRAIT_COLUMNS
 
-from conftest import tiny_params
+from helpers import tiny_params
 from ccreid.stages.synth import synthesize
 
 try:

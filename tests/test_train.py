@@ -19,8 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from conftest import engine_params
-from conftest import run, tiny_params, write_project
+from helpers import engine_params
+from helpers import run, tiny_params, write_project
 from ccreid.engine.losses.triplet import batch_hard_triplet
 from ccreid.engine import trainer as train_module
 from ccreid.core.config import Params
@@ -38,6 +38,8 @@ from ccreid.engine.trainer import Trainer
 from ccreid.engine.training_log import TrainingLog
 from ccreid.stages.train import train
 
+pytestmark = pytest.mark.slow
+
 TRAIN = ["ccreid", "train", "--dataset", "synthetic", "--exp", "212"]
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 MODEL = Path("results/synthetic/212/model.pt")
@@ -50,12 +52,9 @@ def four_epoch_params() -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory, synthetic_project) -> Path:
     """A tiny project with its synthetic data set generated and prepared (copy it per run)."""
-    root = write_project(tmp_path_factory.mktemp("engine") / "project", four_epoch_params())
-    run(["ccreid", "synth", "--dataset", "synthetic"], cwd=root)
-    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=root)
-    return root
+    return synthetic_project(tmp_path_factory.mktemp("engine") / "project", four_epoch_params())
 
 
 def copy_project(project: Path, destination: Path, params: dict | None = None) -> Path:

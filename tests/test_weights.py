@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from conftest import build_backbone, edit_params, run
+from helpers import build_backbone, edit_params, run
 from ccreid.cli import main
 from ccreid.core.errors import CCReIDError
 from ccreid.core import weights
@@ -121,6 +121,7 @@ def imagenet_on_synthetic(params: dict, backbone: str = "resnet50") -> None:
     params["datasets"]["synthetic"]["overrides"]["model"] = {"backbone": backbone, "pretrained": "imagenet"}
 
 
+@pytest.mark.slow
 def test_snakemake_fetches_weights_before_training_and_plans_refuse_a_backbone_without(project):
     edit_params(project, imagenet_on_synthetic)
     plan = run(["snakemake", "-n", "--cores", "1", "results/synthetic/212/model.pt"], cwd=project).stdout
