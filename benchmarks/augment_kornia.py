@@ -25,10 +25,10 @@ import time
 import kornia.augmentation as K
 import torch
 
-from common import recipe
 from ccreid.core.schema import AugmentCfg
 from ccreid.data.augment import BatchAugment
 from ccreid.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from common import recipe
 
 HEIGHT, WIDTH = 384, 192
 

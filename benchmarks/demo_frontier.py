@@ -169,9 +169,9 @@ def untrained(prepared: Path, cfg: RunConfig, out: Path) -> None:
     """The network exactly as training initialises it, saved as training saves its model."""
     import torch
 
-    from ccreid.models.checkpoint import save_model
     from ccreid.data.prepared import load_prepared
     from ccreid.engine.trainer import Trainer, seed_everything
+    from ccreid.models.checkpoint import save_model
 
     if out.exists():
         return

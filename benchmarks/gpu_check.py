@@ -40,15 +40,15 @@ import numpy as np
 import torch
 
 from augment_kornia import compare as compare_augmentation
-from common import REPO, cores, run_config, synthetic_set
-from eval_speed import SIZES, distinct_random_distances, labels
-from input_pipeline import JPEGDataset
 from ccreid.core.schema import RunConfig
 from ccreid.data.images import read_rows
 from ccreid.data.loader import Prefetcher
 from ccreid.engine.trainer import Trainer
 from ccreid.evaluation.embedding import embed
 from ccreid.evaluation.metrics import rank_metrics
+from common import REPO, cores, run_config, synthetic_set
+from eval_speed import SIZES, distinct_random_distances, labels
+from input_pipeline import JPEGDataset
 
 GOALS = {"train_images_per_second": 1000, "speedup_vs_cal": 3.0, "input_wait_share": 0.05}
 FULL = {"size": (384, 192), "width": 1.0, "train_ids": 150, "images_per_camera": 8, "warmup": 5, "steps": 30}

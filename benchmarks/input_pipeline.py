@@ -26,11 +26,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from common import cores, recipe, synthetic_set
 from ccreid.data.augment import BatchAugment
-from ccreid.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from ccreid.data.loader import Prefetcher, open_training_images
+from ccreid.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from ccreid.data.sampler import IdentitySampler
+from common import cores, recipe, synthetic_set
 
 HEIGHT, WIDTH = 384, 192
 

@@ -46,12 +46,12 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import REPO, cores
 from ccreid.core.config import load_params
 from ccreid.core.registry import Registry
 from ccreid.core.schema import RecipeCfg
 from ccreid.core.sections import canonical_json
 from ccreid.models.reid import build_model
+from common import REPO, cores
 
 DOC = REPO / "docs" / "ablations.md"
 SECTION = "## Cost of each registry entry"

@@ -29,24 +29,24 @@ from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import ProcessPoolExecutor
 import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from common import REPO, cores
 from ccreid.core.config import load_params
-from ccreid.core.schema import DatasetCfg, SynthCfg
 from ccreid.core.paths import IMAGES
+from ccreid.core.schema import DatasetCfg, SynthCfg
 from ccreid.data.preparation import _decode
 from ccreid.stages.prepare import prepare
 from ccreid.stages.synth import synthesize
+from common import REPO, cores
 
 TRAIN_IDS, TEST_IDS, IMAGES_PER_CAMERA = 150, 71, 51
 FULL_IMAGES = (TRAIN_IDS + TEST_IDS) * 3 * IMAGES_PER_CAMERA  # 33,813

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from common import cores, synthetic_set
-from common import run_config as benchmark_run_config
+from ccreid.core.devices import pick_device
 from ccreid.core.schema import RunConfig
 from ccreid.data.loader import Prefetcher
-from ccreid.core.devices import pick_device
 from ccreid.engine.trainer import Trainer
+from common import cores, synthetic_set
+from common import run_config as benchmark_run_config
 
 IDS_PER_BATCH, IMAGES_PER_ID = 8, 8  # the recipe's batch of 64
 

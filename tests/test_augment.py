@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import torch
-
 import math
 import random
 
 import pytest
+import torch
 import torch.nn.functional as F
 
 from ccreid.core.schema import AugmentCfg
 from ccreid.data.augment import (
     BatchAugment,
-    RandomErasing,
     FlipCrop,
+    RandomErasing,
     gather_cols,
     gather_pixels,
     gather_rows,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import only_experiments, edit_params, run, tiny_params, write_project
+from helpers import edit_params, only_experiments, run, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 

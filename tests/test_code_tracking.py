@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import only_experiments, REPO, TEST_ENV, edit_params, run, tiny_params, write_project
+from helpers import REPO, TEST_ENV, edit_params, only_experiments, run, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,9 @@ import yaml
 from pydantic import ValidationError
 
 from ccreid.core.config import Params, load_params, model_owner
+from ccreid.core.errors import CCReIDError
 from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, canonical_json, eval_section, prepare_section, train_section
 from ccreid.data.synthetic import synth_section
-from ccreid.core.errors import CCReIDError
-
 from helpers import REPO
 
 

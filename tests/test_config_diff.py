@@ -11,7 +11,6 @@ import pytest
 from ccreid.core.config import load_params
 from ccreid.reporting.config_diff import change_lines, changes, experiment_changes
 from ccreid.stages.report import report
-
 from helpers import call, edit_params, run, tiny_params, write_project
 from test_report import write_result
 

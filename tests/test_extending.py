@@ -12,7 +12,6 @@ from PIL import Image
 
 from ccreid.core.config import load_params
 from ccreid.core.stage_code import plugins_registry
-
 from helpers import REPO
 from test_registry import check_entry
 

@@ -16,7 +16,6 @@ from torch import nn
 
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import registry
-
 from helpers import member
 
 LAB_LOG = Path(__file__).resolve().parents[2] / "shared/seed/lab-log.txt"

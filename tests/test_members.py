@@ -12,7 +12,6 @@ import yaml
 from ccreid.core.config import load_params
 from ccreid.core.errors import CCReIDError
 from ccreid.engine.trainer import check_training
-
 from helpers import REPO, run, tiny_params, write_project
 
 GATE = """

@@ -13,7 +13,6 @@ from ccreid.models import members
 from ccreid.models.heads import CorrectionModule
 from ccreid.models.reid import ReIDModel
 from ccreid.models.reid import build_model as build_with_registry
-
 from helpers import build_backbone, recipe
 
 IMAGES = (2, 3, 64, 32)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import registry
 from ccreid.data.layouts.base import SAMPLE_COLUMNS, ParsedDataset, Protocol
 from ccreid.data.layouts.celeb import parse_celeb
@@ -17,9 +18,7 @@ from ccreid.data.layouts.ltcc import parse_ltcc
 from ccreid.data.layouts.prcc import parse_prcc
 from ccreid.data.layouts.validate import format_summary, protocol_samples, validate
 from ccreid.data.layouts.vcclothes import parse_vcclothes
-
 from helpers import member
-from ccreid.core.errors import CCReIDError
 
 
 def write_image(path: Path, shade: int = 0) -> Path:

@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import engine_params, run
 from ccreid.core.config import Params
-from ccreid.core.schema import RunConfig
 from ccreid.core.distributed import World
+from ccreid.core.schema import RunConfig
 from ccreid.data.images import read_rows
 from ccreid.data.prepared import load_prepared
 from ccreid.engine.trainer import Trainer
@@ -28,6 +27,7 @@ from ccreid.evaluation.embedding import embed
 from ccreid.evaluation.features import read_features
 from ccreid.evaluation.scoring import protocol_metrics
 from ccreid.models.checkpoint import load_model, load_training_state, save_training_state
+from helpers import engine_params, run
 
 pytestmark = [pytest.mark.cuda, pytest.mark.slow]
 DEVICE = torch.device(os.environ.get("CCREID_TEST_DEVICE", "cpu"))

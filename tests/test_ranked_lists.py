@@ -7,16 +7,14 @@ import base64
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from ccreid.data.prepared import load_prepared
 from ccreid.evaluation.features import read_features, write_features
-import pandas as pd
-
 from ccreid.evaluation.scoring import good_and_junk
 from ccreid.reporting.ranked_lists import Run, multi_shot, rank_queries, sample_queries
-
 from helpers import recipe, run, tiny_params
 
 EVAL = recipe(eval={"rerank": False, "distance": "cosine"}).eval

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import REPO, tiny_params
 from ccreid.core.config import Params, load_params
 from ccreid.data.prepared import load_prepared
 from ccreid.engine.trainer import Trainer
+from helpers import REPO, tiny_params
 
 # CAL's values for res50_cels_cal.yaml on PRCC (configs/default_img.py unless named), by the
 # dotted key of ccreid's resolved config. Facts from guxinqian/Simple-CCReID, not from ccreid.

@@ -22,14 +22,13 @@ import yaml
 from pydantic import BaseModel
 
 from ccreid.core.config import Params, load_params
-from ccreid.core.schema import deep_merge
 from ccreid.core.distributed import World
+from ccreid.core.schema import deep_merge
 from ccreid.core.stage_code import loss_terms, plugins_registry
 from ccreid.data.augment import BatchAugment
 from ccreid.engine.losses.term import Step, TermContext
 from ccreid.engine.trainer import TrainingOutputs, build_loss_term
 from ccreid.models.reid import build_model
-
 from helpers import REPO
 
 PARAMS = load_params(REPO / "params.yaml")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import only_experiments, REPO, run, tiny_params, write_project
+from helpers import REPO, only_experiments, run, tiny_params, write_project
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 from ccreid.core.benchmark import read_benchmark
-from helpers import only_experiments, REPO, run, tiny_params, write_project
+from helpers import REPO, only_experiments, run, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 

@@ -10,15 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ccreid.data.layouts.prcc import parse_prcc
+from ccreid.core.config import Params
 from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import SYNTH_META as META_FILE
-from ccreid.core.config import Params
 from ccreid.core.schema import SynthCfg
+from ccreid.data.layouts.prcc import parse_prcc
 from ccreid.data.synthetic import OUTFIT_COLUMNS, TRAIT_COLUMNS
-
-from helpers import tiny_params
 from ccreid.stages.synth import synthesize
+from helpers import tiny_params
 
 try:
     from ccreid.evaluation.metrics import rank_metrics

@@ -19,24 +19,23 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from helpers import engine_params
-from helpers import run, tiny_params, write_project
-from ccreid.engine.losses.triplet import batch_hard_triplet
-from ccreid.engine import trainer as train_module
 from ccreid.core.config import Params
-from ccreid.core.schema import RunConfig
 from ccreid.core.distributed import World
-from ccreid.data.layouts.base import Protocol
 from ccreid.core.errors import CCReIDError
+from ccreid.core.paths import CHECKPOINT, LIVE_DIR
+from ccreid.core.schema import RunConfig
 from ccreid.data.images import read_rows
+from ccreid.data.layouts.base import Protocol
 from ccreid.data.loader import InMemoryImages, Prefetcher, StreamedImages, open_training_images
 from ccreid.data.prepared import load_prepared
 from ccreid.data.sampler import IdentitySampler
-from ccreid.models.checkpoint import load_model, load_training_state, save_training_state
-from ccreid.core.paths import CHECKPOINT, LIVE_DIR
+from ccreid.engine import trainer as train_module
+from ccreid.engine.losses.triplet import batch_hard_triplet
 from ccreid.engine.trainer import Trainer
 from ccreid.engine.training_log import TrainingLog
+from ccreid.models.checkpoint import load_model, load_training_state, save_training_state
 from ccreid.stages.train import train
+from helpers import engine_params, run, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torchvision
 
-from helpers import build_backbone, edit_params, run
 from ccreid.cli import main
-from ccreid.core.errors import CCReIDError
 from ccreid.core import weights
+from ccreid.core.errors import CCReIDError
 from ccreid.core.weights import PublishedWeights, fetch_weights, weights_path
+from helpers import build_backbone, edit_params, run
 
 RESNET50_FILE = Path("data/weights/resnet50-0676ba61.pth")
 

@@ -34,9 +34,9 @@ from ccreid.core.config import Params, model_owner
 from ccreid.core.errors import CCReIDError
 from ccreid.core.schema import ModelCfg, SynthCfg
 from ccreid.core.sections import EVAL_KEYS, EXTRACT_KEYS, eval_section, prepare_section, train_section
-from ccreid.data.synthetic import synth_section
 from ccreid.core.stage_code import prepare_code, stage_code, stage_module
 from ccreid.core.weights import check_digest, published, weights_path
+from ccreid.data.synthetic import synth_section
 
 # Kept out of core/paths.py, which is in every stage's code closure: a name added there would
 # rebuild every result. results/dvc_config/<ds>/{synth,prepare}.json, <ds>/<run>/{train,extract,

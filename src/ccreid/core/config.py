@@ -19,9 +19,9 @@ from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import Registry, member_ref, registry
 from ccreid.core.schema import (
     DatasetCfg,
+    EntryNotes,
     PluginFiles,
     RecipeCfg,
-    EntryNotes,
     RunConfig,
     Strict,
     TableName,

@@ -15,9 +15,9 @@ from functools import cache
 from pathlib import Path
 
 from ccreid.core.atomic import atomic_write_text
-from ccreid.core.sections import canonical_json
 from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import FOLDER_RECORD, RECORD_SUFFIX
+from ccreid.core.sections import canonical_json
 
 _CHUNK = 1 << 20
 

@@ -10,7 +10,6 @@ runs that use it and no other.
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from ccreid.core.fingerprint import code_hash

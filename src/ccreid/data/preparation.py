@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ccreid.core.schema import DatasetCfg
-from ccreid.core.registry import Registry
-from ccreid.data.layouts.base import ParsedDataset, protocols_to_json
-from ccreid.data.layouts.validate import validate
 from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import IMAGES, PROTOCOLS, SAMPLES, SKIPPED, SUMMARY
+from ccreid.core.registry import Registry
+from ccreid.core.schema import DatasetCfg
+from ccreid.data.layouts.base import ParsedDataset, protocols_to_json
+from ccreid.data.layouts.validate import validate
 
 
 def _missing_root_message(name: str, cfg: DatasetCfg) -> str:

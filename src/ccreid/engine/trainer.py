@@ -42,23 +42,22 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from ccreid.core import fingerprint
-
-from ccreid.data.augment import BatchAugment
-from ccreid.core.schema import RunConfig, TrainCfg
-from ccreid.core.sections import train_section
 from ccreid.core.devices import AUTOCAST_DTYPES, channels_last
 from ccreid.core.distributed import World
 from ccreid.core.errors import CCReIDError
-from ccreid.data.loader import Prefetcher, open_training_images
 from ccreid.core.registry import Registry
+from ccreid.core.schema import RunConfig, TrainCfg
+from ccreid.core.sections import train_section
 from ccreid.core.stage_code import loss_terms, plugins_registry
-from ccreid.models.checkpoint import CHECKPOINT_FORMAT, load_training_state, save_training_state
-from ccreid.models.members import Built
-from ccreid.models.reid import build_model
+from ccreid.data.augment import BatchAugment
+from ccreid.data.loader import Prefetcher, open_training_images
 from ccreid.data.prepared import PreparedData
 from ccreid.data.sampler import IdentitySampler
 from ccreid.engine.losses.term import LossTerm, Step, TermContext
 from ccreid.engine.training_log import TrainingLog
+from ccreid.models.checkpoint import CHECKPOINT_FORMAT, load_training_state, save_training_state
+from ccreid.models.members import Built
+from ccreid.models.reid import build_model
 
 
 def seed_everything(seed: int) -> None:

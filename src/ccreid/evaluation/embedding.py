@@ -9,8 +9,8 @@ from torch.nn import functional as F
 
 from ccreid.core.devices import AUTOCAST_DTYPES, channels_last
 from ccreid.core.schema import EvalCfg
-from ccreid.data.normalization import to_normalized_float
 from ccreid.data.images import read_rows
+from ccreid.data.normalization import to_normalized_float
 from ccreid.data.prepared import PreparedData
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ccreid.data.layouts.base import Protocol
 from ccreid.core.schema import EvalCfg
+from ccreid.data.layouts.base import Protocol
 from ccreid.evaluation.metrics import distances, is_good, query_ranks, summarize
 from ccreid.evaluation.rerank import k_reciprocal_rerank
 

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ccreid.data.layouts.base import Protocol
-from ccreid.data.layouts.prcc import CAMERAS as PRCC_CAMERAS
 from ccreid.core.errors import CCReIDError
 from ccreid.core.schema import DatasetSection, EvalCfg, RunConfig
-from ccreid.evaluation.embedding import embed
 from ccreid.data.images import read_rows
+from ccreid.data.layouts.base import Protocol
+from ccreid.data.layouts.prcc import CAMERAS as PRCC_CAMERAS
+from ccreid.data.prepared import PreparedData
+from ccreid.evaluation.embedding import embed
 from ccreid.evaluation.metrics import summarize
 from ccreid.evaluation.scoring import restrict, score
-from ccreid.data.prepared import PreparedData
 
 VAL_PROTOCOL = "val"
 

@@ -11,7 +11,6 @@ from torch import nn
 from ccreid.core.errors import CCReIDError
 from ccreid.core.weights import require_weights
 
-
 # Keys of the published files that the backbone does not have: the ImageNet classifier (and,
 # for OSNet, its 512-d fc embedding layer, which our re-id head replaces).
 CLASSIFIER_PREFIXES = ("fc.", "classifier.")

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ccreid.core.schema import EvalCfg
 from ccreid.core.errors import CCReIDError
 from ccreid.core.paths import CC_BARS, CMC_PLOT, FEATURES, LIVE_DIR, REPORT_CURVES_DIR, REPORT_RANKED_DIR
+from ccreid.core.schema import EvalCfg
 from ccreid.data.prepared import load_prepared
 from ccreid.evaluation.features import read_features
 from ccreid.reporting.markup import Section

@@ -18,10 +18,10 @@ import pandas as pd
 
 from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_path, atomic_write_json, exclusive
-from ccreid.core.schema import EvalCfg
-from ccreid.core.sections import EVAL_KEYS, eval_section
 from ccreid.core.devices import pick_device
 from ccreid.core.paths import CMC, PER_QUERY
+from ccreid.core.schema import EvalCfg
+from ccreid.core.sections import EVAL_KEYS, eval_section
 from ccreid.core.stage_code import stage_code
 from ccreid.evaluation.features import read_features
 from ccreid.evaluation.scoring import RANKS, protocol_metrics

@@ -10,10 +10,10 @@ import torch
 
 from ccreid.core import fingerprint
 from ccreid.core.atomic import exclusive
-from ccreid.core.schema import RunConfig
-from ccreid.core.sections import EXTRACT_KEYS, eval_section
 from ccreid.core.devices import pick_device
 from ccreid.core.paths import FOLDER_RECORD
+from ccreid.core.schema import RunConfig
+from ccreid.core.sections import EXTRACT_KEYS, eval_section
 from ccreid.core.stage_code import plugins_registry, stage_code
 from ccreid.data.prepared import load_prepared
 from ccreid.evaluation.embedding import embed_splits

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_dir, exclusive, require_free_space
-from ccreid.core.schema import DatasetCfg, PluginFiles
 from ccreid.core.paths import SUMMARY
+from ccreid.core.schema import DatasetCfg, PluginFiles
 from ccreid.core.sections import prepare_section
 from ccreid.core.stage_code import plugins_registry, prepare_code
 from ccreid.data.layouts.validate import format_summary

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccreid.core.schema import EvalCfg
 from ccreid.core.atomic import atomic_path
 from ccreid.core.paths import ranked_list_name
+from ccreid.core.schema import EvalCfg
 from ccreid.data.prepared import load_prepared
 from ccreid.evaluation.features import read_features
 from ccreid.reporting.ranked_lists import QUERIES, SEED, Run, multi_shot, ranked_list_png

@@ -9,8 +9,8 @@ from pathlib import Path
 from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_dir, exclusive
 from ccreid.core.paths import SYNTH_SUMMARY
-from ccreid.core.stage_code import stage_code
 from ccreid.core.schema import SynthCfg
+from ccreid.core.stage_code import stage_code
 from ccreid.data.synthetic import generate, synth_section
 
 

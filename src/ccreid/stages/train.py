@@ -13,16 +13,16 @@ import torch
 
 from ccreid.core import fingerprint
 from ccreid.core.atomic import atomic_write_json, exclusive
-from ccreid.core.schema import RunConfig
-from ccreid.core.sections import train_section
 from ccreid.core.devices import pick_device
 from ccreid.core.distributed import World, process_group, world_from_environment
 from ccreid.core.paths import CHECKPOINT, FOLDER_RECORD, LIVE_DIR, TEST_CURVE
+from ccreid.core.schema import RunConfig
+from ccreid.core.sections import train_section
 from ccreid.core.stage_code import MONITORS, monitors_on, stage_code
+from ccreid.core.weights import pretrained_file
 from ccreid.data.prepared import load_prepared
 from ccreid.engine.trainer import Trainer, check_training, run_epochs
 from ccreid.models.checkpoint import save_model
-from ccreid.core.weights import pretrained_file
 
 
 def train(prepared_dir: Path, run_cfg: RunConfig, model_path: Path, device: str | None = None) -> Path:

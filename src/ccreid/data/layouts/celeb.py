@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccreid.data.layouts.base import ParsedDataset
 from ccreid.core.registry import layout
+from ccreid.data.layouts.base import ParsedDataset
 from ccreid.data.layouts.naming import FlatLayout, NamePattern, identity_only_labels, standard_protocols
 
 LAYOUT = FlatLayout(

@@ -14,11 +14,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ccreid.core.errors import CCReIDError
+from ccreid.core.registry import layout
 from ccreid.data.layouts.base import ParsedDataset
 from ccreid.data.layouts.files import list_images, require_dir, require_root, samples_frame
 from ccreid.data.layouts.naming import NamePattern, Row, standard_protocols
-from ccreid.core.registry import layout
-from ccreid.core.errors import CCReIDError
 
 PATTERN = NamePattern(
     dataset="DeepChange",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ccreid.data.layouts.base import SAMPLE_COLUMNS
 from ccreid.core.errors import CCReIDError
+from ccreid.data.layouts.base import SAMPLE_COLUMNS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ccreid.core.registry import layout
 from ccreid.data.layouts.base import ParsedDataset
 from ccreid.data.layouts.files import (
     list_images,
@@ -20,7 +21,6 @@ from ccreid.data.layouts.files import (
     require_root,
     samples_frame,
 )
-from ccreid.core.registry import layout
 from ccreid.data.layouts.naming import (
     NamePattern,
     Row,

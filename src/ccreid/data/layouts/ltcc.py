@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ccreid.data.layouts.base import ParsedDataset, Protocol
 from ccreid.core.registry import layout
+from ccreid.data.layouts.base import ParsedDataset, Protocol
 from ccreid.data.layouts.naming import FlatLayout, NamePattern
 
 

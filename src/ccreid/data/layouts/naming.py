@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccreid.core.errors import CCReIDError
 from ccreid.data.layouts.base import ParsedDataset, Protocol
 from ccreid.data.layouts.files import list_images, require_dir, require_root, samples_frame
-from ccreid.core.errors import CCReIDError
 
 # A row of the samples table before paths are made relative: (path, pid, camid, clothes, split).
 Row = tuple[Path, int, int, str, str]

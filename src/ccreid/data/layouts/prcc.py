@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ccreid.core.errors import CCReIDError
+from ccreid.core.registry import layout
 from ccreid.data.layouts.base import ParsedDataset, Protocol
 from ccreid.data.layouts.files import list_images, require_dir
-from ccreid.core.registry import layout
-from ccreid.core.errors import CCReIDError
 
 CAMERAS = {"A": 0, "B": 1, "C": 2}
 # Camera C shows each person in a second outfit; A and B share the first.

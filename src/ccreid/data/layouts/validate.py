@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ccreid.data.layouts.base import SAMPLE_COLUMNS, ParsedDataset, Protocol
 from ccreid.core.errors import CCReIDError
+from ccreid.data.layouts.base import SAMPLE_COLUMNS, ParsedDataset, Protocol
 
 MODES = ("standard", "cc", "sc")
 SUMMARY_FIELDS = ("ids", "images", "cameras", "outfits")

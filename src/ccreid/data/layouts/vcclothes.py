@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from re import Match
 
-from ccreid.data.layouts.base import ParsedDataset, Protocol
 from ccreid.core.registry import layout
+from ccreid.data.layouts.base import ParsedDataset, Protocol
 from ccreid.data.layouts.naming import FlatLayout, NamePattern
 
 SC_CAMERAS = (2, 3)

@@ -17,7 +17,7 @@ from torch import nn
 
 from ccreid.core.registry import backbone
 from ccreid.models.base import Backbone
-from ccreid.models.osnet_layers import ConvLayer, Conv1x1, OSBlock, OSBlockAIN, init_osnet_weights, transition
+from ccreid.models.osnet_layers import Conv1x1, ConvLayer, OSBlock, OSBlockAIN, init_osnet_weights, transition
 
 CHANNELS_X1_0 = (64, 256, 384, 512)
 
