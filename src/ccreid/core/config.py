@@ -10,21 +10,20 @@ from __future__ import annotations
 import copy
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated
 
 import yaml
-from pydantic import BeforeValidator, ValidationError
+from pydantic import ValidationError
 
 from ccreid.core.errors import CCReIDError
 from ccreid.core.registry import Registry, member_ref, registry
 from ccreid.core.schema import (
     DatasetCfg,
+    DefaultCfg,
     EntryNotes,
     PluginFiles,
     RecipeCfg,
+    RunCfg,
     RunConfig,
-    Strict,
-    TableName,
     deep_merge,
 )
 from ccreid.core.sections import train_section
@@ -32,20 +31,6 @@ from ccreid.core.sections import train_section
 DEFAULT_PARAMS = Path("params.yaml")
 META_KEYS = ("base", "note", "reported", "seeds")  # experiment keys that describe, not configure
 SEED_MARK = "@"  # run "212@2": experiment 212 trained with seed 2 (results/<ds>/212@2/)
-
-
-class DefaultCfg(Strict):
-    """What `snakemake --cores all` builds: one table on one data set; the report's reference."""
-
-    dataset: str
-    table: TableName
-    baseline: str  # drawn first and in bold in the report's CMC plot
-
-
-class RunCfg(Strict):
-    dataset: str
-    # `dvc exp run -S run.exp=214` writes an unquoted number: take it as the id it names.
-    exp: Annotated[str, BeforeValidator(lambda value: str(value) if isinstance(value, int) else value)]
 
 
 # --- loading and resolution ------------------------------------------------------------------
