@@ -42,7 +42,7 @@ from ccreid.data.synthetic import synth_section
 # rebuild every result. results/dvc_config/<ds>/{synth,prepare}.json, <ds>/<run>/{train,extract,
 # evaluate}.json (+ init.json: what a training not from the ImageNet weights starts from) and
 # selected.json (the run `run:` selects) are written by DVC's config stage (`ccreid config write`).
-CONFIG_DIR = Path("results") / "dvc_config"
+CONFIG_DIR = paths.RESULTS_DIR / "dvc_config"
 INIT = "init.json"
 SELECTED = "selected.json"
 TABLE = Path("dvc_runs.yaml")
