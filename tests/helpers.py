@@ -128,11 +128,11 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env: 
     return result
 
 
-def call(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`ccreid argv` in this process (in `cwd`, if given), as `run` returns a real process: for
-    commands that read no data, where a process of its own would mostly import torch. Any
-    exception other than the CLI's own exit (argparse's usage errors) propagates: that is a
-    traceback, and fails."""
+def call(argv: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """`ccreid argv` in this process (in `cwd`, if given), as `run` runs a real process: for
+    commands whose own process would mostly import torch (errors that fire before any data is
+    read; short evaluations and drawings). Any exception other than the CLI's own exit
+    (argparse's usage errors) propagates: that is a traceback, and fails."""
     stdout, stderr = io.StringIO(), io.StringIO()
     here = os.getcwd()
     if cwd is not None:
@@ -145,7 +145,10 @@ def call(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProces
                 status = exit_.code
     finally:
         os.chdir(here)
-    return subprocess.CompletedProcess(["ccreid", *argv], status, stdout.getvalue(), stderr.getvalue())
+    result = subprocess.CompletedProcess(["ccreid", *argv], status, stdout.getvalue(), stderr.getvalue())
+    if check and status not in (0, None):
+        raise AssertionError(f"ccreid {' '.join(argv)} failed ({status}):\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 # --- evaluation: the textbook loop rank_metrics is tested against (benchmarks/eval_speed.py times it)

@@ -69,7 +69,7 @@ def copy_of_built(built, tmp_path):
 
 # ------------------------------------------------------------------ raw data
 def test_missing_dataset(project):
-    result = call(["prepare", "--dataset", "prcc"], cwd=project)
+    result = call(["prepare", "--dataset", "prcc"], cwd=project, check=False)
     assert_refused(result, "data/raw/prcc not found")
     assert not (project / "data/prepared/prcc").exists()
 
@@ -78,7 +78,7 @@ def test_wrong_layout_names_the_layout_it_has(project):
     """An LTCC copy placed where PRCC is expected."""
     ltcc = make_ltcc(project / "data/raw")
     ltcc.rename(project / "data/raw/prcc")
-    result = call(["prepare", "--dataset", "prcc"], cwd=project)
+    result = call(["prepare", "--dataset", "prcc"], cwd=project, check=False)
     assert_refused(result, "data/raw/prcc/rgb", "has the 'ltcc' layout", "datasets.prcc.layout: ltcc")
     assert not (project / "data/prepared").exists()
 
@@ -138,7 +138,9 @@ DAMAGED_TREES = {
 def test_damaged_tree_stops_prepare(synthetic, damage):
     change, expected = DAMAGED_TREES[damage]
     change(synthetic)
-    result = call(["prepare", "--dataset", "synthetic"], cwd=synthetic)  # the tree is checked before any image is read
+    result = call(
+        ["prepare", "--dataset", "synthetic"], cwd=synthetic, check=False
+    )  # the tree is checked before any image is read
     assert_refused(result, *expected)
     assert not (synthetic / "data/prepared").exists()
 
@@ -229,7 +231,7 @@ def test_a_key_given_twice_stops_training_naming_both_lines(prepared):
 
 
 def test_unknown_experiment(project):
-    result = call(["train", "--dataset", "synthetic", "--exp", "999"], cwd=project)
+    result = call(["train", "--dataset", "synthetic", "--exp", "999"], cwd=project, check=False)
     assert_refused(result, "unknown experiment '999'")
     assert not (project / "results").exists()
 

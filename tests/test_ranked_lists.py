@@ -15,7 +15,7 @@ from ccreid.data.prepared import load_prepared
 from ccreid.evaluation.features import read_features, write_features
 from ccreid.evaluation.scoring import good_and_junk
 from ccreid.reporting.ranked_lists import Run, multi_shot, rank_queries, sample_queries
-from helpers import recipe, run, tiny_params
+from helpers import call, recipe, tiny_params
 
 EVAL = recipe(eval={"rerank": False, "distance": "cosine"}).eval
 
@@ -72,7 +72,7 @@ def test_the_list_is_the_evaluated_ranking(project):
 
 def test_every_query_s_first_true_match_is_the_rank_per_query_csv_holds(project):
     """One scorer: evaluation's per_query.csv and the ranked list agree on every query's rank."""
-    run(["python", "-m", "ccreid", "evaluate", "--dataset", "synthetic", "--exp", "213"], cwd=project)
+    call(["evaluate", "--dataset", "synthetic", "--exp", "213"], cwd=project)
     per_query = pd.read_csv(project / "results/synthetic/213/per_query.csv")
     splits, protocols = read_features(project / "results/synthetic/213/features.h5")
     for protocol in multi_shot(protocols):
@@ -102,7 +102,7 @@ def colours(png: bytes) -> tuple[int, int, tuple[int, int]]:
 
 def test_rank_list_command_draws_one_png_per_protocol(project):
     out = project / "results/synthetic/213/ranked"
-    printed = run(["python", "-m", "ccreid", "rank-list", "--dataset", "synthetic", "--exp", "213"], cwd=project)
+    printed = call(["rank-list", "--dataset", "synthetic", "--exp", "213"], cwd=project)
     assert printed.stdout.split() == [
         str(out.relative_to(project) / "cc.png"),
         str(out.relative_to(project) / "sc.png"),
@@ -110,11 +110,11 @@ def test_rank_list_command_draws_one_png_per_protocol(project):
     single = (out / "cc.png").read_bytes()
     green, red, (height, width) = colours(single)
     assert green > 0 and red > 0  # 213 finds true matches (green) among other identities (red)
-    run(["python", "-m", "ccreid", "rank-list", "--dataset", "synthetic", "--exp", "213"], cwd=project)
+    call(["rank-list", "--dataset", "synthetic", "--exp", "213"], cwd=project)
     assert (out / "cc.png").read_bytes() == single  # same data, same bytes
 
     args = ["--dataset", "synthetic", "--exp", "213", "--against", "212", "--queries", "3"]
-    run(["python", "-m", "ccreid", "rank-list", *args], cwd=project)
+    call(["rank-list", *args], cwd=project)
     _, _, (short_height, double_width) = colours((out / "cc_vs_212.png").read_bytes())
     assert double_width > 1.8 * width  # two blocks side by side
     assert short_height < height  # 3 queries, not 8
@@ -122,22 +122,20 @@ def test_rank_list_command_draws_one_png_per_protocol(project):
 
 
 def test_rank_list_of_an_experiment_without_features_is_one_clear_error(project):
-    failed = run(
-        ["python", "-m", "ccreid", "rank-list", "--dataset", "synthetic", "--exp", "214"], cwd=project, check=False
-    )
+    failed = call(["rank-list", "--dataset", "synthetic", "--exp", "214"], cwd=project, check=False)
     assert failed.returncode == 2 and "features.h5" in failed.stderr and "Traceback" not in failed.stderr
 
 
 def test_the_report_embeds_the_ranked_lists_of_the_compared_experiments(project):
     for exp in ("212", "213"):
-        run(["python", "-m", "ccreid", "evaluate", "--dataset", "synthetic", "--exp", exp], cwd=project)
-    run(["python", "-m", "ccreid", "report", "--dataset", "synthetic", "--cmc", "213"], cwd=project)
+        call(["evaluate", "--dataset", "synthetic", "--exp", exp], cwd=project)
+    call(["report", "--dataset", "synthetic", "--cmc", "213"], cwd=project)
     out = project / "results/synthetic"
     assert sorted(p.name for p in (out / "ranked").iterdir()) == ["213_cc.png", "213_sc.png"]
     drawn = (out / "ranked/213_cc.png").read_bytes()
     # 213 beside its base 212 on the same queries: the same picture as rank-list --against draws.
-    run(
-        ["python", "-m", "ccreid", "rank-list", "--dataset", "synthetic", "--exp", "213", "--against", "212"],
+    call(
+        ["rank-list", "--dataset", "synthetic", "--exp", "213", "--against", "212"],
         cwd=project,
     )
     _, _, (_, width) = colours(drawn)
