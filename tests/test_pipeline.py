@@ -7,10 +7,11 @@ import shutil
 
 import pytest
 
-from helpers import REPO, run
+from helpers import REPO, edit_params, run, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 
+TARGET = "results/synthetic/212/metrics.json"
 METRIC_KEYS = {"mAP", "mINP", "R1", "R5", "R10", "R20", "queries", "skipped"}
 
 
@@ -24,18 +25,24 @@ def check_metrics(path):
     return metrics
 
 
-def test_snakemake_builds_one_result_then_does_nothing(project):
-    target = "results/synthetic/212/metrics.json"
-    run(["snakemake", "--cores", "2", target], cwd=project)
-    check_metrics(project / target)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The tiny project after Snakemake built 212's result from nothing."""
+    project = write_project(tmp_path_factory.mktemp("pipeline") / "project", tiny_params())
+    run(["snakemake", "--cores", "2", TARGET], cwd=project)
+    return project
+
+
+def test_snakemake_builds_one_result_then_does_nothing(built):
+    check_metrics(built / TARGET)
     for artefact in (
         "data/raw/synthetic/rgb/train",
         "data/prepared/synthetic/images.h5",
         "results/synthetic/212/model.pt",
         "results/synthetic/212/features.h5",
     ):
-        assert (project / artefact).exists(), artefact
-    again = run(["snakemake", "--cores", "2", "--dry-run", target], cwd=project)
+        assert (built / artefact).exists(), artefact
+    again = run(["snakemake", "--cores", "2", "--dry-run", TARGET], cwd=built)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -63,18 +70,13 @@ def test_dvc_repro_in_a_fresh_git_repository(project):
     assert "up to date" in status.stdout
 
 
-def test_reranking_switch_changes_only_evaluation(project):
-    import yaml
-
-    from helpers import run
-
-    run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
-    plain = json.loads((project / "results/synthetic/212/metrics.json").read_text())
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["experiments"]["212"]["eval"] = {"rerank": True}
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    again = run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
+def test_reranking_switch_changes_only_evaluation(built, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(built, project, symlinks=True)  # timestamps kept: Snakemake sees the build as built
+    plain = json.loads((project / TARGET).read_text())
+    edit_params(project, lambda params: params["experiments"]["212"].update(eval={"rerank": True}))
+    again = run(["snakemake", "--cores", "2", TARGET], cwd=project)
     log = again.stdout + again.stderr
     assert "rule train:" not in log and "rule extract:" not in log and "rule evaluate:" in log
-    reranked = check_metrics(project / "results/synthetic/212/metrics.json")
+    reranked = check_metrics(project / TARGET)
     assert reranked["cc"]["queries"] == plain["cc"]["queries"] and reranked != plain
