@@ -18,6 +18,14 @@ from helpers import run, tiny_params, write_project
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a slow test first, each kept whole (its module fixtures are built once): with
+    `-n 2` a worker takes file after file in this order, so the long pipelines start early and
+    the quick files even out the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture
 def project(tmp_path) -> Path:
     return write_project(tmp_path / "project", tiny_params())
