@@ -47,7 +47,7 @@ def assert_refused(result, *expected):
 def in_both(project, *args):
     """`ccreid args` in a process of its own, checked to give the same exit status and stderr as in
     this one (helpers.call, which the catalogues below use for errors that fire before any data is read)."""
-    in_process = call(list(args), cwd=project)
+    in_process = call(list(args), cwd=project, check=False)
     process = ccreid(project, *args)
     assert (process.returncode, process.stderr) == (in_process.returncode, in_process.stderr)
     return process
@@ -191,7 +191,7 @@ BAD_PARAMS = {
 def test_bad_params_stop_training_before_anything_is_written(prepared, mistake):
     change, expected = BAD_PARAMS[mistake]
     edit_params(prepared, change)
-    result = call(TRAIN, cwd=prepared)
+    result = call(TRAIN, cwd=prepared, check=False)
     assert_refused(result, expected)
     assert not (prepared / "results").exists()
 
@@ -225,7 +225,7 @@ def test_a_key_given_twice_stops_training_naming_both_lines(prepared):
     text = params.read_text()
     params.write_text(text + "  '212':\n    note: pasted twice\n")
     first = text.splitlines().index("  '212':") + 1  # as yaml.safe_dump quotes it
-    result = call(TRAIN, cwd=prepared)
+    result = call(TRAIN, cwd=prepared, check=False)
     assert_refused(result, f"key '212' appears twice in 'experiments' (lines {first} and {len(text.splitlines()) + 1})")
     assert not (prepared / "results").exists()
 
@@ -257,7 +257,7 @@ def without_input(project, missing):
 def test_missing_stage_input_is_named(copy_of_built, stage, missing):
     without_input(copy_of_built, missing)
     before = sorted(copy_of_built.rglob("*"))
-    result = call(stage, cwd=copy_of_built)
+    result = call(stage, cwd=copy_of_built, check=False)
     assert_refused(result, missing, "not found; build it first")
     assert sorted(copy_of_built.rglob("*")) == before
 
