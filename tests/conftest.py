@@ -1,15 +1,18 @@
 """Fixtures and hooks only (the shared functions are in helpers.py): a tiny but complete project
-(params.yaml + workflow + dvc.yaml) in a temp dir, and its synthetic set built once per session."""
+(params.yaml + workflow + dvc.yaml) in a temp dir, its synthetic set built once per session, and
+its run 212 built once per test run."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from ccreid.core.sections import PREPARE_KEYS
 from helpers import run, tiny_params, write_project
@@ -57,6 +60,24 @@ def synthetic_project(tmp_path_factory):
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def built_212(tmp_path_factory) -> Path:
+    """The tiny project after `snakemake` built 212's result from nothing (synth, prepare, train,
+    extract, evaluate), once per test run: the `-n 2` workers share it through a lock. Tests
+    only copy it (timestamps and Snakemake's records kept), never run in it."""
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = shared.parent  # this run's folder, above each worker's own
+    project = shared / "built-212" / "project"
+    with FileLock(shared / "built-212.lock"):
+        if not project.exists():
+            shutil.rmtree(shared / "built-212.partial", ignore_errors=True)  # a failed build's
+            staging = write_project(shared / "built-212.partial" / "project", tiny_params())
+            run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=staging)
+            staging.parent.rename(project.parent)
+    return project
 
 
 @pytest.fixture

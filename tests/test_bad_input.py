@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import call, edit_params, run, tiny_params
+from helpers import call, edit_params, run
 from test_parsers import make_ltcc
 
 pytestmark = pytest.mark.slow
@@ -53,18 +53,10 @@ def in_both(project, *args):
     return process
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, synthetic_project):
-    """A tiny project built through evaluation (copy it before changing it)."""
-    project = synthetic_project(tmp_path_factory.mktemp("built") / "project", tiny_params())
-    for args in (TRAIN, EXTRACT, EVALUATE):
-        ccreid(project, *args, check=True)
-    return project
-
-
 @pytest.fixture
-def copy_of_built(built, tmp_path):
-    return shutil.copytree(built, tmp_path / "project", symlinks=True)
+def copy_of_built(built_212, tmp_path):
+    """A tiny project built through evaluation, the test's to change."""
+    return shutil.copytree(built_212, tmp_path / "project", symlinks=True)
 
 
 # ------------------------------------------------------------------ raw data

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from helpers import REPO, edit_params, run, tiny_params, write_project
+from helpers import REPO, edit_params, run
 
 pytestmark = pytest.mark.slow
 
@@ -25,24 +25,17 @@ def check_metrics(path):
     return metrics
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The tiny project after Snakemake built 212's result from nothing."""
-    project = write_project(tmp_path_factory.mktemp("pipeline") / "project", tiny_params())
-    run(["snakemake", "--cores", "2", TARGET], cwd=project)
-    return project
-
-
-def test_snakemake_builds_one_result_then_does_nothing(built):
-    check_metrics(built / TARGET)
+def test_snakemake_builds_one_result_then_does_nothing(built_212, tmp_path):
+    project = shutil.copytree(built_212, tmp_path / "project", symlinks=True)  # timestamps kept
+    check_metrics(project / TARGET)
     for artefact in (
         "data/raw/synthetic/rgb/train",
         "data/prepared/synthetic/images.h5",
         "results/synthetic/212/model.pt",
         "results/synthetic/212/features.h5",
     ):
-        assert (built / artefact).exists(), artefact
-    again = run(["snakemake", "--cores", "2", "--dry-run", TARGET], cwd=built)
+        assert (project / artefact).exists(), artefact
+    again = run(["snakemake", "--cores", "2", "--dry-run", TARGET], cwd=project)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -70,9 +63,8 @@ def test_dvc_repro_in_a_fresh_git_repository(project):
     assert "up to date" in status.stdout
 
 
-def test_reranking_switch_changes_only_evaluation(built, tmp_path):
-    project = tmp_path / "project"
-    shutil.copytree(built, project, symlinks=True)  # timestamps kept: Snakemake sees the build as built
+def test_reranking_switch_changes_only_evaluation(built_212, tmp_path):
+    project = shutil.copytree(built_212, tmp_path / "project", symlinks=True)  # timestamps kept
     plain = json.loads((project / TARGET).read_text())
     edit_params(project, lambda params: params["experiments"]["212"].update(eval={"rerank": True}))
     again = run(["snakemake", "--cores", "2", TARGET], cwd=project)
