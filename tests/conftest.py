@@ -22,11 +22,13 @@ torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with a slow test first, each kept whole (its module fixtures are built once): with
-    `-n 2` a worker takes file after file in this order, so the long pipelines start early and
-    the quick files even out the end."""
+    """Modules in the order a `-n 2` worker should take them, each kept whole (its module
+    fixtures are built once): the SLURM run first (it mostly waits on the cluster's scheduler,
+    which the other worker's tests then fill), the other modules with a slow test next (the long
+    pipelines start early), the quick files last (they even out the end)."""
+    slurm = {item.path for item in items if "slurm_cluster" in getattr(item, "fixturenames", ())}
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
+    items.sort(key=lambda item: (item.path not in slurm, item.path not in slow))
 
 
 @pytest.fixture
