@@ -105,6 +105,15 @@ def write_project(root: Path, params: dict) -> Path:
     return root
 
 
+def copy_built(built: Path, root: Path, params: dict | None = None) -> Path:
+    """A copy of a built project at `root` (timestamps and Snakemake's records kept), holding
+    `params` as its params.yaml if given: Snakemake then builds only what they add or change."""
+    shutil.copytree(built, root, symlinks=True)
+    if params is not None:
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
 def edit_params(project: Path, change) -> None:
     """Apply `change(params_dict)` to the project's params.yaml."""
     params = yaml.safe_load((project / "params.yaml").read_text())

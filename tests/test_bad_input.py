@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import call, edit_params, run
+from helpers import call, copy_built, edit_params, run
 from test_parsers import make_ltcc
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def in_both(project, *args):
 @pytest.fixture
 def copy_of_built(built_212, tmp_path):
     """A tiny project built through evaluation, the test's to change."""
-    return shutil.copytree(built_212, tmp_path / "project", symlinks=True)
+    return copy_built(built_212, tmp_path / "project")
 
 
 # ------------------------------------------------------------------ raw data

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import edit_params, only_experiments, run, tiny_params, write_project
+from helpers import copy_built, edit_params, only_experiments, run, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,9 @@ def planned_outputs(project) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    project = write_project(tmp_path_factory.mktemp("cache") / "project", small_registry())
+def built(tmp_path_factory, built_212):
+    """Snakemake adds 213, 214 and 210 to a copy of the shared build of 212."""
+    project = copy_built(built_212, tmp_path_factory.mktemp("cache") / "project", small_registry())
     first = run(["snakemake", "--cores", "2"], cwd=project)
     # Shared model: 210 trains nothing of its own.
     assert "results/synthetic/210/model.pt" not in first.stdout + first.stderr
@@ -56,9 +57,7 @@ def built(tmp_path_factory):
 @pytest.fixture
 def project(built, tmp_path):
     """A copy of the built project (timestamps kept), so each test edits its own."""
-    copy = tmp_path / "project"
-    shutil.copytree(built, copy, symlinks=True)
-    return copy
+    return copy_built(built, tmp_path / "project")
 
 
 def test_second_run_plans_nothing(project):

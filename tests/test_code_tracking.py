@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO, TEST_ENV, edit_params, only_experiments, run, tiny_params, write_project
+from helpers import REPO, TEST_ENV, copy_built, edit_params, only_experiments, run, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +29,16 @@ def run_jobs(*runs: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, built_212):
     """A tiny registry built by Snakemake with a copy of the package on PYTHONPATH, so a test can
-    edit the code the workflow runs."""
+    edit the code the workflow runs (212 comes from the shared build: same code, same hashes)."""
     root = tmp_path_factory.mktemp("code")
     params = tiny_params()
     only_experiments(params, {key: params["experiments"][key] for key in REGISTRY})
     params["tables"]["demo"] = list(BUILT)
     for exp in ("196", "197", "198"):  # the gate line's 120 epochs at the tiny scale: 4 of them
         params["experiments"][exp]["train"] = {"epochs": 60, "milestones": [20, 40]}
-    project = write_project(root / "project", params)
+    project = copy_built(built_212, root / "project", params)
     # Inside the project, where dvc.yaml's config stage looks for it (src/ccreid).
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     env = {"PYTHONPATH": str(project / "src")}

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from helpers import REPO, edit_params, run
+from helpers import REPO, copy_built, edit_params, run
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def check_metrics(path):
 
 
 def test_snakemake_builds_one_result_then_does_nothing(built_212, tmp_path):
-    project = shutil.copytree(built_212, tmp_path / "project", symlinks=True)  # timestamps kept
+    project = copy_built(built_212, tmp_path / "project")
     check_metrics(project / TARGET)
     for artefact in (
         "data/raw/synthetic/rgb/train",
@@ -64,7 +64,7 @@ def test_dvc_repro_in_a_fresh_git_repository(project):
 
 
 def test_reranking_switch_changes_only_evaluation(built_212, tmp_path):
-    project = shutil.copytree(built_212, tmp_path / "project", symlinks=True)  # timestamps kept
+    project = copy_built(built_212, tmp_path / "project")
     plain = json.loads((project / TARGET).read_text())
     edit_params(project, lambda params: params["experiments"]["212"].update(eval={"rerank": True}))
     again = run(["snakemake", "--cores", "2", TARGET], cwd=project)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import h5py
 import pytest
 
-from helpers import edit_params, run
+from helpers import copy_built, edit_params, run
 
 
 def prepare(project):
@@ -36,7 +35,7 @@ def test_prepare_reruns_on_raw_data_or_size_only(synthetic):
 
 @pytest.mark.slow
 def test_single_shot_protocol_reports_mean_and_spread(built_212, tmp_path):
-    prepared = shutil.copytree(built_212, tmp_path / "project", symlinks=True)  # timestamps kept
+    prepared = copy_built(built_212, tmp_path / "project")
     edit_params(prepared, lambda p: p["experiments"]["212"].update(eval={"single_shot": True}))
     run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=prepared)
     metrics = json.loads((prepared / "results/synthetic/212/metrics.json").read_text())

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 from ccreid.core.benchmark import read_benchmark
-from helpers import REPO, only_experiments, run, tiny_params, write_project
+from helpers import REPO, copy_built, only_experiments, run, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +22,12 @@ RUNS = ("212", "212@2", "213", "214")  # 212 with a second seed on this data set
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, built_212):
     params = tiny_params()
     only_experiments(params, {key: params["experiments"][key] for key in EXPERIMENTS})
     params["experiments"]["213"]["eval"] = {"test_every": 1}  # a metric per epoch in its curves
     params["datasets"]["synthetic"]["seeds"] = {"212": [1, 2]}  # a second run of the base, here only
-    project = write_project(tmp_path_factory.mktemp("smkreport") / "project", params)
+    project = copy_built(built_212, tmp_path_factory.mktemp("smkreport") / "project", params)
     run(["snakemake", "--cores", "2"], cwd=project, timeout=1200)
     run(["snakemake", "--cores", "2", "--report", "report.zip"], cwd=project)
     run(["snakemake", "--cores", "2", "--report", "report.html"], cwd=project)
