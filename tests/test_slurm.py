@@ -5,8 +5,8 @@ lines, its per-job logs, and sacct's records agree), and every result must equal
 `snakemake --cores 1` run byte for byte. See docs/scaling.md, "SLURM, tested".
 
 Needs the `slurm` extra (the plugin), root and apt (the fixture runs .ci/slurm-up, a no-op when
-.ci/run already did, and .ci/slurm-down after); it fails, never skips, where the plugin is missing
-or the cluster cannot be started."""
+.ci/run already did, and .ci/slurm-down after unless the cluster was up before); it fails, never
+skips, where the plugin is missing or the cluster cannot be started."""
 
 from __future__ import annotations
 
@@ -69,8 +69,19 @@ def fit_profile_to_node(project: Path) -> dict:
     return profile
 
 
+def controller_answers() -> bool:
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=60).returncode == 0
+    except FileNotFoundError:  # SLURM's tools not installed yet: slurm-up installs them
+        return False
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
+    """The cluster up for the module, and after it as it was before: left running where it was
+    (as `.ci/run` starts it), since with the plugin installed every Snakemake start asks
+    `scontrol`, which waits about 9 s when no controller answers."""
+    was_up = controller_answers()
     up = subprocess.run([str(REPO / ".ci/slurm-up")], capture_output=True, text=True, timeout=1200)
     if up.returncode != 0:
         pytest.fail(
@@ -79,6 +90,8 @@ def slurm_cluster():
             pytrace=False,
         )
     yield up.stdout
+    if was_up:
+        return
     down = subprocess.run([str(REPO / ".ci/slurm-down")], capture_output=True, text=True, timeout=300)
     assert down.returncode == 0, f".ci/slurm-down failed:\n{down.stdout}\n{down.stderr}"
 
