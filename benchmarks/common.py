@@ -1,9 +1,12 @@
-"""Shared set-up of the benchmarks: a synthetic PRCC-layout data set, generated and prepared."""
+"""Shared set-up of the benchmarks: a synthetic PRCC-layout data set, generated and prepared,
+and the tests' helpers."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 from ccreid.core.config import load_params
 from ccreid.core.schema import DatasetCfg, RecipeCfg, RunConfig, SynthCfg, deep_merge
@@ -12,6 +15,17 @@ from ccreid.stages.prepare import prepare
 from ccreid.stages.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def test_helpers() -> ModuleType:
+    """tests/helpers.py (the tests' reference loop, tiny project and null simulation), loaded from
+    its file, so a benchmark times or reuses exactly what the tests check, without putting tests/
+    on the import path."""
+    spec = importlib.util.spec_from_file_location("helpers", REPO / "tests" / "helpers.py")
+    assert spec is not None and spec.loader is not None
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    return helpers
 
 
 def cores() -> int:

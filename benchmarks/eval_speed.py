@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -30,10 +29,9 @@ import numpy as np
 import torch
 
 from ccreid.evaluation.metrics import CPU_CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, WORKSPACE_BYTES_PER_ELEMENT, rank_metrics
-from common import REPO
+from common import test_helpers
 
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import reference_loop  # noqa: E402 — the tests' textbook loop is the baseline
+reference_loop = test_helpers().reference_loop  # the tests' textbook loop is the baseline
 
 MAX_RANK = 20
 

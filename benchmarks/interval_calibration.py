@@ -19,15 +19,13 @@ benchmarks/README.md, "Interval calibration".
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
-from common import REPO
+from common import test_helpers
 
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import REGIMES, SEEDS, rejection_rate  # noqa: E402 — the tests' simulation, shared
+helpers = test_helpers()  # the tests' null simulation, shared
 
 
 def main() -> None:
@@ -43,11 +41,11 @@ def main() -> None:
     )
     print("|---|---:|---|---:|---:|---:|")
     start = time.perf_counter()
-    for name, regime in REGIMES.items():
-        for seeds in SEEDS:
+    for name, regime in helpers.REGIMES.items():
+        for seeds in helpers.SEEDS:
             for paired in (True, False):
-                null = rejection_rate(regime, seeds, paired, args.trials, rng)
-                power = rejection_rate(regime, seeds, paired, args.power_trials, rng, effect=regime["seed_sd"])
+                null = helpers.rejection_rate(regime, seeds, paired, args.trials, rng)
+                power = helpers.rejection_rate(regime, seeds, paired, args.power_trials, rng, effect=regime["seed_sd"])
                 se = (null["rate"] * (1 - null["rate"]) / args.trials) ** 0.5
                 print(
                     f"| {name} ({regime['queries']}, {100 * regime['seed_sd']:g} pp) | {seeds} | "

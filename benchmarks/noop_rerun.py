@@ -1,7 +1,7 @@
 """No-op reruns of the whole registry: Snakemake and DVC asked again once everything is built.
 
-Builds (unless --project is given) a temporary project the way the tests do (tests/conftest.py
-`tiny_params`, imported from there): params.yaml — every registered experiment —
+Builds (unless --project is given) a temporary project the way the tests do (tests/helpers.py
+`tiny_params`, loaded from there): params.yaml — every registered experiment —
 with the synthetic set shrunk to 8 train / 2 val / 4 test ids, 2 images per camera, 32×16 and
 the schedule scaled by 0.03; workflow/, dvc.yaml, .gitignore and src/, in a fresh git repository
 with DVC initialised. These files come from the commit HEAD (`git archive`), not from the
@@ -34,20 +34,18 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from common import REPO
+from common import REPO, test_helpers
 
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import TEST_ENV, tiny_params  # noqa: E402 — the tests' tiny project, shared
+helpers = test_helpers()  # the tests' tiny project, shared
 
 GOAL_S = 3.0
-ENV = {"OMP_NUM_THREADS": "1", **TEST_ENV}
+ENV = {"OMP_NUM_THREADS": "1", **helpers.TEST_ENV}
 
 
 def make_project(root: Path, worktree: bool) -> tuple[Path, str]:
@@ -68,7 +66,7 @@ def make_project(root: Path, worktree: bool) -> tuple[Path, str]:
         source = f"commit {commit}"
         archive = subprocess.run(["git", "archive", "HEAD", *files], cwd=REPO, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
-    params = tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
+    params = helpers.tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (
         ["git", "init", "-q"],
