@@ -3,7 +3,7 @@
 Builds (unless --project is given) a temporary project the way the tests do (tests/helpers.py
 `tiny_params`, loaded from there): params.yaml — every registered experiment —
 with the synthetic set shrunk to 8 train / 2 val / 4 test ids, 2 images per camera, 32×16 and
-the schedule scaled by 0.03; workflow/, dvc.yaml, .gitignore and src/, in a fresh git repository
+the schedule scaled by 0.03; workflow/, plugins/, dvc.yaml, .gitignore and src/, in a fresh git repository
 with DVC initialised. These files come from the commit HEAD (`git archive`), not from the
 working tree, which may be half-edited while the benchmark runs (--worktree takes the working
 tree). Every command runs with PYTHONPATH=<project>/src, so the project is built, fingerprinted
@@ -50,7 +50,7 @@ ENV = {"OMP_NUM_THREADS": "1", **helpers.TEST_ENV}
 
 def make_project(root: Path, worktree: bool) -> tuple[Path, str]:
     """The project under root, from HEAD (or the working tree); returns it and where it came from."""
-    files = ["params.yaml", "workflow", "dvc.yaml", ".gitignore", ".dvcignore", "src"]
+    files = ["params.yaml", "workflow", "plugins", "dvc.yaml", ".gitignore", ".dvcignore", "src"]
     root.mkdir(parents=True)
     if worktree:
         source = "working tree"
