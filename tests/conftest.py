@@ -11,14 +11,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from filelock import FileLock
 
 from ccreid.core.sections import PREPARE_KEYS
 from helpers import run, tiny_params, write_project
 
-# Tests run many small models; on 2 cores a second OpenMP thread mostly spins.
-torch.set_num_threads(1)
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """Tests run many small models; on 2 cores a second OpenMP thread mostly spins. A fixture, not
+    an import-time call, so that `-n 2`'s controller, which runs no test, never imports torch."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
