@@ -62,6 +62,7 @@ TRAINING = (
     | {
         "core.devices",
         "core.distributed",
+        "core.gpu_claim",
         "core.weights",
         "data.augment",
         "data.loader",
@@ -82,10 +83,18 @@ CLOSURES = {
     "extract": CORE
     | DATA
     | MODELS
-    | {"core.devices", "core.weights", "data.normalization", "evaluation.embedding", "evaluation.features"},
+    | {
+        "core.devices",
+        "core.gpu_claim",
+        "core.weights",
+        "data.normalization",
+        "evaluation.embedding",
+        "evaluation.features",
+    },
     "evaluate": CORE
     | {
         "core.devices",
+        "core.gpu_claim",
         "data.layouts",
         "data.layouts.base",
         "evaluation.features",

@@ -1,16 +1,18 @@
-"""GPU claims on a multi-GPU box: concurrent jobs get different GPUs, released when they exit."""
+"""GPU claims on a multi-GPU box: concurrent jobs get different GPUs, released when they exit.
+The claiming children import only core/gpu_claim.py (no torch), as a stage's claim does."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from ccreid.core.devices import claim_gpu, pick_device
+from ccreid.core.devices import pick_device
+from ccreid.core.gpu_claim import claim_gpu
 
 
 def claim_in_child(lock_dir, count) -> subprocess.Popen:
     code = (
-        f"from ccreid.core.devices import claim_gpu; import sys, time; "
+        f"from ccreid.core.gpu_claim import claim_gpu; import sys; "
         f"print(claim_gpu({count}, {str(lock_dir)!r}), flush=True); sys.stdin.read()"
     )
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
