@@ -1,9 +1,10 @@
 """Fixtures and hooks only (the shared functions are in helpers.py): a tiny but complete project
-(params.yaml + workflow + dvc.yaml) in a temp dir, its synthetic set built once per session, and
-its run 212 built once per test run."""
+(params.yaml + workflow + dvc.yaml) in a temp dir, its synthetic sets and its run 212, each built
+once per test run and shared by the workers."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -15,6 +16,7 @@ from filelock import FileLock
 
 from ccreid.core.sections import PREPARE_KEYS
 from helpers import run, tiny_params, write_project
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread() -> None:
@@ -40,29 +42,47 @@ def project(tmp_path) -> Path:
     return write_project(tmp_path / "project", tiny_params())
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder `name` of this test run, made by `build(folder)` for the first test of any
+    worker that asks: the `-n 2` workers share it through a lock, and a failed build leaves
+    nothing behind to be taken for a finished one."""
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = shared.parent  # this run's folder, above each worker's own
+    folder = shared / name
+    with FileLock(shared / f"{name}.lock"):
+        if not folder.exists():
+            staging = shared / f"{name}.partial"
+            shutil.rmtree(staging, ignore_errors=True)  # a failed build's
+            build(staging)
+            staging.rename(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synthetic_project(tmp_path_factory):
     """`synthetic_project(root, params, prepared=True)`: write_project(root, params) holding its
     `synthetic` set as `ccreid synth` (and `ccreid prepare`) write it. Each distinct set (synth:,
-    root, layout, size, on_bad_image, plugins) is built once per session, by the real commands,
+    root, layout, size, on_bad_image, plugins) is built once per test run, by the real commands,
     and copied: the copy is the test's to change."""
-    built: dict[str, Path] = {}
 
     def make(root: Path, params: dict, prepared: bool = True) -> Path:
         dataset = params["datasets"]["synthetic"]
         identity = {key: dataset.get(key) for key in ("synth", "root", *PREPARE_KEYS)} | {
             "plugins": params.get("plugins")
         }
-        key = json.dumps(identity, sort_keys=True)
-        if key not in built:
-            source = write_project(tmp_path_factory.mktemp("synthetic") / "project", params)
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+        def build(folder: Path) -> None:
+            source = write_project(folder / "project", params)
             run(["ccreid", "synth", "--dataset", "synthetic"], cwd=source)
             run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=source)
-            built[key] = source
+
+        source = built_once(tmp_path_factory, f"synthetic-{digest}", build) / "project"
         write_project(root, params)
         folders = [Path(dataset["root"])] + ([Path("data/prepared/synthetic")] if prepared else [])
         for folder in folders:
-            shutil.copytree(built[key] / folder, root / folder, symlinks=True)
+            shutil.copytree(source / folder, root / folder, symlinks=True)
         return root
 
     return make
@@ -71,19 +91,14 @@ def synthetic_project(tmp_path_factory):
 @pytest.fixture(scope="session")
 def built_212(tmp_path_factory) -> Path:
     """The tiny project after `snakemake` built 212's result from nothing (synth, prepare, train,
-    extract, evaluate), once per test run: the `-n 2` workers share it through a lock. Tests
-    only copy it (timestamps and Snakemake's records kept), never run in it."""
-    shared = tmp_path_factory.getbasetemp()
-    if "PYTEST_XDIST_WORKER" in os.environ:
-        shared = shared.parent  # this run's folder, above each worker's own
-    project = shared / "built-212" / "project"
-    with FileLock(shared / "built-212.lock"):
-        if not project.exists():
-            shutil.rmtree(shared / "built-212.partial", ignore_errors=True)  # a failed build's
-            staging = write_project(shared / "built-212.partial" / "project", tiny_params())
-            run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=staging)
-            staging.parent.rename(project.parent)
-    return project
+    extract, evaluate), once per test run (shared by the workers: `built_once`). Tests only copy
+    it (timestamps and Snakemake's records kept), never run in it."""
+
+    def build(folder: Path) -> None:
+        project = write_project(folder / "project", tiny_params())
+        run(["snakemake", "--cores", "2", "results/synthetic/212/metrics.json"], cwd=project)
+
+    return built_once(tmp_path_factory, "built-212", build) / "project"
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import json
 import h5py
 import pytest
 
-from helpers import copy_built, edit_params, run
+from helpers import call, copy_built, edit_params, run
 
 
 def prepare(project):
-    run(["ccreid", "prepare", "--dataset", "synthetic"], cwd=project)
+    call(["prepare", "--dataset", "synthetic"], cwd=project)
     return (project / "data/prepared/synthetic/images.h5").stat().st_mtime_ns
 
 
@@ -49,6 +49,6 @@ def test_single_shot_protocol_reports_mean_and_spread(built_212, tmp_path):
 
 
 def test_check_parses_and_validates_without_writing(synthetic):
-    result = run(["ccreid", "prepare", "--check", "--dataset", "synthetic"], cwd=synthetic)
+    result = call(["prepare", "--check", "--dataset", "synthetic"], cwd=synthetic)
     assert "query_cc" in result.stdout and "outfits" in result.stdout
     assert not (synthetic / "data/prepared").exists()
