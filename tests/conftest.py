@@ -4,6 +4,7 @@ once per test run and shared by the workers."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
@@ -35,6 +36,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     slurm = {item.path for item in items if "slurm_cluster" in getattr(item, "fixturenames", ())}
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: (item.path not in slurm, item.path not in slow))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything alive once the tests are collected (the imported modules, torch's among them,
+    and the items) stays to the end: frozen, it is left out of every later garbage collection
+    instead of being walked again by each, pytest's five at exit included (2 s a worker)."""
+    gc.freeze()
 
 
 @pytest.fixture
