@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,53 @@ def one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# pytest's cache holds each test's seconds (setup, call and teardown) from the runs that ran it:
+# the order below puts long modules first, so that short ones even out the two workers' ends.
+TEST_SECONDS = "ccreid/test-seconds"
+ran_seconds: dict[str, float] = {}
+
+
+def cached_test_seconds(config: pytest.Config) -> dict[str, float]:
+    """Read once, by `-n 2`'s controller, and handed to both workers: the two must collect the
+    same order, even if another run rewrites the cache meanwhile."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return workerinput[TEST_SECONDS]
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+    return cache.get(TEST_SECONDS, {}) if cache is not None else {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    node.workerinput[TEST_SECONDS] = cached_test_seconds(node.config)
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected: the order is that of the tests that run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Modules in the order a `-n 2` worker should take them, each kept whole (its module
     fixtures are built once): the SLURM run first (it mostly waits on the cluster's scheduler,
     which the other worker's tests then fill), the other modules with a slow test next (the long
-    pipelines start early), the quick files last (they even out the end)."""
+    pipelines start early), the quick files last. Within each group, the modules whose tests
+    took longest in earlier runs come first (file order on a fresh clone)."""
     slurm = {item.path for item in items if "slurm_cluster" in getattr(item, "fixturenames", ())}
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: (item.path not in slurm, item.path not in slow))
+    seconds = cached_test_seconds(config)
+    module_seconds: Counter[Path] = Counter()
+    for item in items:
+        module_seconds[item.path] += seconds.get(item.nodeid, 0.0)
+    items.sort(key=lambda item: (item.path not in slurm, item.path not in slow, -module_seconds[item.path]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    ran_seconds[report.nodeid] = ran_seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    cache = getattr(config, "cache", None)
+    if cache is not None and not hasattr(config, "workerinput") and ran_seconds:
+        seconds = cache.get(TEST_SECONDS, {}) | {nodeid: round(s, 3) for nodeid, s in ran_seconds.items()}
+        cache.set(TEST_SECONDS, seconds)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
