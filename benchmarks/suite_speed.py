@@ -22,8 +22,7 @@ from pathlib import Path
 from common import REPO, cores
 
 
-def checkout(commit: str, root: Path) -> Path:
-    folder = root / commit
+def checkout(commit: str, folder: Path) -> Path:
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--quiet", "--detach", str(folder), commit], check=True)
     return folder
 
@@ -53,14 +52,21 @@ def main() -> None:
     )
     parser.add_argument("--workers", default="2", help="pytest -n")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    known = ["git", "-C", str(REPO), "rev-parse", "--quiet", "--verify", f"{args.base}^{{commit}}"]
+    if subprocess.run(known, capture_output=True).returncode != 0:
+        parser.error(f"--base {args.base!r} is not a commit of {REPO}")
     command = [sys.executable, "-m", "pytest", "-q", "-n", args.workers] + (["-m", args.marker] if args.marker else [])
     print(f"{' '.join(command[1:])}; {cores()} cores; base {args.base}, head HEAD; {args.runs} runs each")
     with tempfile.TemporaryDirectory(prefix="suite-speed-") as tmp:
         root = Path(tmp)
         if (REPO.parent / "shared").is_dir():
             (root / "shared").symlink_to(REPO.parent / "shared")  # the lab log the tests read
-        folders = {"base": checkout(args.base, root), "head": checkout("HEAD", root)}
+        folders: dict[str, Path] = {}
         try:
+            folders["base"] = checkout(args.base, root / "base")
+            folders["head"] = checkout("HEAD", root / "head")
             figures: dict[str, list[tuple[float, float]]] = {"base": [], "head": []}
             for run in range(args.runs + 1):
                 for name, folder in folders.items():
