@@ -1,6 +1,7 @@
 """The test suite's own speed: the README's quick loop (or any marker selection) at HEAD against a
 base commit, run in turn on this machine (base, head, base, head, …) so that both see the same
-load, each from a clean checkout of its commit with `../shared` beside it. Prints each run's wall
+load, each from a clean checkout of its commit, beside which the lab log is linked where this
+checkout has it (tests/test_gates.py reads it; docs/ablations.md). Prints each run's wall
 and CPU seconds, the medians, and the median of the pairwise ratios head/base.
 
 Both checkouts import their own `src/` (PYTHONPATH), whatever is installed. One warm-up run each
