@@ -5,6 +5,7 @@ only code that can change its output."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -269,6 +270,26 @@ def test_stage_closures_hold_only_what_can_change_their_output():
 def test_monitoring_brings_the_evaluation_code_into_training():
     monitored = {short(m) for m in closure(stage_module("train"), MONITORS)}
     assert {"evaluation.validation", "evaluation.metrics", "evaluation.embedding"} <= monitored
+
+
+def imported_top_level_names(name: str) -> set[str]:
+    """The top-level packages module `name` imports anywhere in its source (`import torch.nn` -> torch)."""
+    path = _PACKAGE_ROOT.parent.joinpath(*name.split("."))
+    source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_package_imports_no_torchvision():
+    """Importing torchvision imports torch._dynamo, about 1.7 s of each process that builds a model
+    (extraction's most of all): the ResNet blocks are ccreid's own (models/backbones/resnet.py)."""
+    importers = [short(name) for name in all_modules() if "torchvision" in imported_top_level_names(name)]
+    assert importers == []
 
 
 # A file or folder name written as a literal (no spaces: messages and docstrings may name files):

@@ -63,6 +63,27 @@ def test_resnet50_names_equal_torchvision(resnet50):
     assert {k: v.shape for k, v in resnet50.state_dict().items()} == expected
 
 
+def test_resnet50_is_torchvisions_network_and_seed_for_seed_its_weights():
+    """Our blocks (models/backbones/resnet.py says why they are not imported) against torchvision's
+    own ResNet-50: the same seed gives the same weights and leaves the generator at the same point,
+    and the same input the same layer4 map (at torchvision's last stride, 2)."""
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50(weights=None).eval()
+    after_reference = torch.rand(1)
+    torch.manual_seed(0)
+    ours = build_backbone("resnet50", last_stride=2).eval()
+    assert torch.equal(torch.rand(1), after_reference)
+    expected = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    found = ours.state_dict()
+    assert list(found) == list(expected)
+    assert [k for k in found if not torch.equal(found[k], expected[k])] == []
+    x = torch.randn(IMAGES)
+    with torch.no_grad():
+        stem = torch.nn.Sequential(reference.conv1, reference.bn1, reference.relu, reference.maxpool)
+        layers = [reference.layer1, reference.layer2, reference.layer3, reference.layer4]
+        assert torch.equal(ours(x), torch.nn.Sequential(stem, *layers)(x))
+
+
 def test_last_stride(resnet50):
     assert resnet50.layer4[0].conv2.stride == (1, 1)
     assert resnet50.layer4[0].downsample[0].stride == (1, 1)

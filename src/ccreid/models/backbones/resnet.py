@@ -2,7 +2,11 @@
 IBN-a variant) and `resnet_tiny` (a tiny ResNet for tests).
 
 Parameter names are those of the published checkpoints (torchvision's `resnet50`, IBN-Net's
-`resnet50_ibn_a`) minus the ImageNet classifier `fc`, so their files load without renaming.
+`resnet50_ibn_a`) minus the ImageNet classifier `fc`, so their files load without renaming. The
+blocks are written here rather than imported from torchvision: importing torchvision imports
+torch._dynamo (about 1.7 s of every train and extract process). They build their layers in
+torchvision's order and initialise them as it does, so a seed gives torchvision's weights
+(tests/test_models.py compares them).
 """
 
 from __future__ import annotations
@@ -12,10 +16,89 @@ from typing import cast
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ccreid.core.registry import backbone
 from ccreid.models.base import Backbone
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+
+
+def shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Sequential | None:
+    """The projection on a block's identity path where the block changes resolution or width."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and the identity (He et al., CVPR 2016)."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn1: nn.Module = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (which carries the stride, as torchvision's "ResNet v1.5"), 1x1 expand by 4."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = conv1x1(in_channels, planes)
+        self.bn1: nn.Module = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+def make_layer(
+    block: type[BasicBlock | Bottleneck], in_channels: int, planes: int, blocks: int, stride: int
+) -> nn.Sequential:
+    """`blocks` blocks, the first carrying the stride (and the shortcut, built before it)."""
+    out_channels = planes * block.expansion
+    layers = [block(in_channels, planes, stride, shortcut(in_channels, out_channels, stride))]
+    layers += [block(out_channels, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision's ResNet initialisation: He-normal convolutions (fan-out), unit BatchNorm."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
 
 class ResNetStages(Backbone):
@@ -76,8 +159,12 @@ class IBN(nn.Module):
         return torch.cat([self.IN(instance_part.contiguous()), self.BN(batch_part.contiguous())], 1)
 
 
-class ResNet50(ResNetStages, ResNet):
-    """torchvision ResNet-50 without avgpool/fc; `ibn=True` gives IBN-Net's resnet50_ibn_a.
+PLANES = (64, 128, 256, 512)  # each stage's bottleneck width; its output is 4 times it
+BLOCKS = (3, 4, 6, 3)  # bottlenecks per stage: ResNet-50
+
+
+class ResNet50(ResNetStages):
+    """torchvision's ResNet-50 without avgpool/fc; `ibn=True` gives IBN-Net's resnet50_ibn_a.
 
     `width` scales every stage's channels (1.0 = the published network, whose checkpoints load).
     A narrow ResNet-50 keeps the depth, strides and IBN placement — the same code paths — at a
@@ -85,11 +172,17 @@ class ResNet50(ResNetStages, ResNet):
     """
 
     def __init__(self, last_stride: int = 1, ibn: bool = False, width: float = 1.0):
-        super().__init__(Bottleneck, [3, 4, 6, 3])
-        # Pooling and the classifier belong to the re-id head.
-        del self.avgpool, self.fc
+        super().__init__()
+        self._build_stages(PLANES)
+        # torchvision builds its ImageNet classifier before it initialises, drawing from the seed:
+        # built and dropped here, so that a seed gives torchvision's weights.
+        nn.Linear(PLANES[-1] * Bottleneck.expansion, 1000)
+        init_weights(self)
         if width != 1.0:
-            self._rebuild_narrow(width)
+            # Drawn after the full-width build's draws, as since the narrow network was introduced:
+            # a seed keeps giving the demo's recorded weights.
+            self._build_stages([max(4, int(round(p * width))) for p in PLANES])
+            init_weights(self)
         self.mid_channels = cast(nn.Conv2d, self.layer3[-1].conv3).out_channels
         self.out_channels = cast(nn.Conv2d, self.layer4[-1].conv3).out_channels
         set_last_stride(self.layer4, last_stride)
@@ -100,16 +193,16 @@ class ResNet50(ResNetStages, ResNet):
                 for block in layer:
                     block.bn1 = IBN(cast(nn.BatchNorm2d, block.bn1).num_features)
 
-    def _rebuild_narrow(self, width: float) -> None:
-        planes = [max(4, int(round(p * width))) for p in (64, 128, 256, 512)]
-        self.inplanes = planes[0]
+    def _build_stages(self, planes: Sequence[int]) -> None:
+        """The stem and the four stages of BLOCKS bottlenecks at these widths."""
         self.conv1 = nn.Conv2d(3, planes[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(planes[0])
-        for index, (count, plane) in enumerate(zip([3, 4, 6, 3], planes), start=1):
-            setattr(self, f"layer{index}", super()._make_layer(Bottleneck, plane, count, stride=1 if index == 1 else 2))
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        in_channels = planes[0]
+        for index, (blocks, plane) in enumerate(zip(BLOCKS, planes), start=1):
+            setattr(self, f"layer{index}", make_layer(Bottleneck, in_channels, plane, blocks, 1 if index == 1 else 2))
+            in_channels = plane * Bottleneck.expansion
 
 
 class TinyResNet(ResNetStages):
@@ -129,20 +222,8 @@ class TinyResNet(ResNetStages):
         strides = (1, 2, 2, last_stride)
         in_widths = (widths[0], *widths[:3])
         for index, (in_width, width, stride) in enumerate(zip(in_widths, widths, strides), start=1):
-            setattr(self, f"layer{index}", nn.Sequential(_basic_block(in_width, width, stride)))
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-
-
-def _basic_block(in_channels: int, out_channels: int, stride: int) -> BasicBlock:
-    downsample = None
-    if stride != 1 or in_channels != out_channels:
-        downsample = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
-    return BasicBlock(in_channels, out_channels, stride, downsample)
+            setattr(self, f"layer{index}", make_layer(BasicBlock, in_width, width, 1, stride))
+        init_weights(self)
 
 
 @backbone("resnet50")
