@@ -192,20 +192,17 @@ def test_a_rerank_or_metrics_edit_reevaluates_without_retraining_or_reextracting
     assert "evaluate" in jobs and "train" not in jobs and "extract" not in jobs, jobs
 
 
-def test_a_metrics_edit_retrains_the_runs_that_evaluate_during_training(built):
+def test_a_metrics_edit_retrains_the_runs_that_evaluate_during_training(built, tmp_path):
     """With eval.test_every on, training writes test curves with the metrics code: then, and only
-    for those runs, a metrics edit retrains."""
-    project, package, env = built
-    original = (project / "params.yaml").read_text()
-    try:
-        edit_params(project, lambda p: p["experiments"]["216"].update({"eval": {"test_every": 1}}))
-        run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)
-        with edited(package / "evaluation" / "metrics.py", "def query_ranks(", "_EDITED = 1\n\n\ndef query_ranks("):
-            jobs = planned(project, env)
-        assert jobs["train"] == [[f"{RUN_DIR}/model.pt"]], jobs
-    finally:
-        (project / "params.yaml").write_text(original)
-        run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)
+    for those runs, a metrics edit retrains. (On a copy, package included: the module's project
+    keeps its build.)"""
+    project = copy_built(built[0], tmp_path / "project")
+    package, env = project / "src" / "ccreid", {"PYTHONPATH": str(project / "src")}
+    edit_params(project, lambda p: p["experiments"]["216"].update({"eval": {"test_every": 1}}))
+    run(["snakemake", "--cores", "2", f"{RUN_DIR}/metrics.json"], cwd=project, env=env, timeout=900)
+    with edited(package / "evaluation" / "metrics.py", "def query_ranks(", "_EDITED = 1\n\n\ndef query_ranks("):
+        jobs = planned(project, env)
+    assert jobs["train"] == [[f"{RUN_DIR}/model.pt"]], jobs
 
 
 def test_a_data_set_edit_rebuilds_only_what_reads_the_edited_key(built):
@@ -214,7 +211,7 @@ def test_a_data_set_edit_rebuilds_only_what_reads_the_edited_key(built):
     held the whole data set section: either edit re-planned the set and everything after it.)"""
     project, _, env = built
     original = (project / "params.yaml").read_text()
-    before = plan(project, env)  # the report, when an earlier test rebuilt a result without it
+    before = plan(project, env)
     try:
         edit_params(project, lambda p: p["datasets"]["synthetic"]["overrides"]["train"].update(lr=1.0e-3))
         jobs = plan(project, env)
