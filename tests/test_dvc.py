@@ -16,7 +16,7 @@ import yaml
 from ccreid.core.benchmark import read_benchmark
 from ccreid.core.config import load_params
 from ccreid.dvc_pipeline import check_table, pipeline_stages, read_lock
-from helpers import REPO, edit_params, only_experiments, run, tiny_params, write_project
+from helpers import REPO, copy_built, edit_params, only_experiments, run, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -117,13 +117,14 @@ def exp_rows(project: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """Snakemake builds 212 and 214 in a DVC project whose remote is committed (before any
-    experiment, as docs/scaling.md says); Snakemake's success hook records them."""
+def built(tmp_path_factory, built_212) -> Path:
+    """Snakemake builds 214 beside 212 (a copy of the shared build, made before the project was a
+    DVC project) in a DVC project whose remote is committed (before any experiment, as
+    docs/scaling.md says); Snakemake's success hook records both."""
     root = tmp_path_factory.mktemp("dvc")
     params = tiny_params()
     only_experiments(params, {key: params["experiments"][key] for key in EXPERIMENTS})
-    project = make_repo(root / "project", params)
+    project = make_repo(copy_built(built_212, root / "project"), params)
     run(["dvc", "remote", "add", "-d", "store", str(root / "store")], cwd=project)
     git_commit(project, "the remote")
     build = run(["snakemake", "--cores", "2", *[f"results/synthetic/{exp}/metrics.json" for exp in BUILT]], cwd=project)
