@@ -6,7 +6,9 @@ project as it stood before the stage runs the stage under tests/killpoint.py, wh
 its process group at the point. After the kill, every file under a final name must equal the
 reference's (a partial output may only sit under a temporary name, or be the stage's own
 resumable state); the same command is then run again and the project must equal the
-reference byte for byte, temporaries gone.
+reference byte for byte, temporaries gone. The victims are processes of their own; the reruns
+(and the other tests' plain stage runs) run the CLI in the test's process: the same command,
+without a torch import each, and the reference it must equal came from a process.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import h5py
 import pytest
 
 from ccreid.core.atomic import exclusive
-from helpers import TEST_ENV, edit_params, run, tiny_params, write_project
+from helpers import TEST_ENV, call, edit_params, tiny_params, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +114,7 @@ def test_sigkill_at_random_points_then_rerun_gives_the_undisturbed_outputs(stage
                 if (project / path).exists() and not any(m in f"/{path}" for m in IN_PROGRESS)
             ]
             assert not partial, f"{stage} killed at {mode} {value} left incomplete final outputs: {partial}"
-        rerun = run(["ccreid", *STAGES[stage]], cwd=project)
+        rerun = call(STAGES[stage], cwd=project)
         resumed += "resuming from" in rerun.stderr
         assert differences(snapshot(project), expected) == [], f"{stage} rerun after {mode} {value}"
     assert len(killed) >= EVENT_KILLS, f"only {killed} of the points killed {stage}"
@@ -124,7 +126,7 @@ def test_kill_between_output_and_record_cannot_pass_a_stale_record(reference, tm
     """The record of an output is removed before the output changes: a metrics.json rebuilt for a
     new config but killed before its record is written is rebuilt, never taken as the old one."""
     project = shutil.copytree(reference["evaluate"]["before"], tmp_path / "project")
-    run(["ccreid", *STAGES["evaluate"]], cwd=project)
+    call(STAGES["evaluate"], cwd=project)
     metrics = project / "results/synthetic/212/metrics.json"
     record = metrics.with_name("metrics.json.fingerprint.json")
     old = metrics.read_bytes(), record.read_bytes()
@@ -135,14 +137,14 @@ def test_kill_between_output_and_record_cannot_pass_a_stale_record(reference, tm
     rerank_metrics = metrics.read_bytes()
     assert rerank_metrics != old[0]
     edit_params(project, lambda p: p["experiments"]["212"].update(eval={"rerank": False}))
-    run(["ccreid", *STAGES["evaluate"]], cwd=project)
+    call(STAGES["evaluate"], cwd=project)
     edit_params(project, lambda p: p["experiments"]["212"].update(eval={"rerank": True}))
     writes = json.loads(count.read_text())["writes"]
     victim = under_killpoint(project, "event", writes - 1, "evaluate")  # before the record's rename
     assert victim.returncode == -signal.SIGKILL
     assert metrics.read_bytes() == rerank_metrics and not record.exists()
     edit_params(project, lambda p: p["experiments"]["212"].update(eval={"rerank": False}))
-    run(["ccreid", *STAGES["evaluate"]], cwd=project)
+    call(STAGES["evaluate"], cwd=project)
     assert metrics.read_bytes() == old[0]
 
 
@@ -151,7 +153,7 @@ def test_truncated_output_is_rebuilt_not_taken_as_fresh(reference, tmp_path):
     features = project / "results/synthetic/212/features.h5"
     complete = features.read_bytes()
     features.write_bytes(complete[: len(complete) // 2])  # e.g. a copy cut short
-    out = run(["ccreid", *STAGES["extract"]], cwd=project)
+    out = call(STAGES["extract"], cwd=project)
     assert features.read_bytes() == complete, out.stderr
     with h5py.File(features) as store:
         assert set(store) == {"gallery", "query_cc", "query_sc"}
