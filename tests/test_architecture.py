@@ -272,23 +272,20 @@ def test_monitoring_brings_the_evaluation_code_into_training():
     assert {"evaluation.validation", "evaluation.metrics", "evaluation.embedding"} <= monitored
 
 
-def imported_top_level_names(name: str) -> set[str]:
-    """The top-level packages module `name` imports anywhere in its source (`import torch.nn` -> torch)."""
-    path = _PACKAGE_ROOT.parent.joinpath(*name.split("."))
-    source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
-    names = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
 def test_the_package_imports_no_torchvision():
     """Importing torchvision imports torch._dynamo, about 1.7 s of each process that builds a model
     (extraction's most of all): the ResNet blocks are ccreid's own (models/backbones/resnet.py)."""
-    importers = [short(name) for name in all_modules() if "torchvision" in imported_top_level_names(name)]
+    importers = []
+    for path in sorted(_PACKAGE_ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            if any(name.split(".")[0] == "torchvision" for name in names):
+                importers.append(f"{path.relative_to(_PACKAGE_ROOT)}:{node.lineno}")
     assert importers == []
 
 
